@@ -2,8 +2,9 @@
 
 Usage: python benchmarks/run_all.py [--shared ../shared/data] [--out runs/benchmarks]
 Each step prints its own lines; a step whose data is absent says so and is skipped. The CIFAR-10 training
-comparison (benchmarks/nb201_cifar_ordering.sh, about 30 minutes) and the super-network step timing
-(benchmarks/supernet_step.py) run by their own commands.
+comparison (benchmarks/nb201_cifar_ordering.sh, about 30 minutes), the super-network step timing
+(benchmarks/supernet_step.py) and the weight-sharing searches (benchmarks/oneshot_nb201.sh, about 45 minutes;
+oneshot_darts.py after a DARTS-space search; oneshot_ptb.sh, about 45 minutes) run by their own commands.
 """
 
 from __future__ import annotations

@@ -139,3 +139,21 @@ def test_list_names_registered_things(capsys: pytest.CaptureFixture) -> None:
     assert main(["list", "strategies"]) == 0
     out = capsys.readouterr().out
     assert "rs" in out and "re" in out
+
+
+def test_progress_line_shows_loss_reward_baseline_and_entropy_of_a_one_shot_search() -> None:
+    from nasforge.cli.search import _status
+    import nasforge as nf
+    from nasforge.run.loop import SearchRecord
+    from nasforge.run.store import Trial
+
+    space = nf.create_space("toy")
+    strategy = nf.create_strategy("ednas", space, 0, warmup=2, batch_size=1)
+    archs = strategy.ask(3)
+    trials = [Trial(i, a, "done", result=nf.Result(float(i), {"train_loss": 2.5 - i})) for i, a in enumerate(archs)]
+    strategy.tell(archs[:1], [trials[0].result])
+    record = SearchRecord(space, trials[:1], 10)
+    assert _status(trials[0], record, strategy) == "best reward 0.000  test -  loss 2.500  reward 0.000  warm-up left 1.000"
+    strategy.tell(archs[1:], [t.result for t in trials[1:]])
+    line = _status(trials[2], SearchRecord(space, trials, 10), strategy)
+    assert "loss 0.500  reward 2.000" in line and "baseline" in line and "entropy" in line

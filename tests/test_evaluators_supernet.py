@@ -70,7 +70,11 @@ def test_the_result_is_derived_from_the_trained_policy(tmp_path: Path) -> None:
     cfg = nf.RunConfig(**{**vars(_config(budget=60)), "strategy": "enas"})  # ENAS: the reinforce LSTM controller
     parts = nf.build_components(cfg)
     assert parts.strategy.config.avoid_repeats is False  # one-shot: repeated children are ordinary steps
+    assert parts.strategy.config.warmup == 15  # a quarter of the budget trains the weights on the initial policy
+    assert parts.strategy.config.lr == 3.5e-3 and parts.strategy.config.batch_size == 20  # ENAS' controller
     _, result = nf.search(cfg, tmp_path / "run", components=parts)
+    recorded = nf.api.read_run_config(tmp_path / "run").strategy_args
+    assert recorded["warmup"] == 15 and recorded["temperature"] == 5.0  # the run directory says what ran
     derived = result["derived"]
     assert derived["n_samples"] == 100 and 1 <= derived["n_distinct"] <= 100
     for key in ("sampled_best", "most_likely"):
@@ -79,6 +83,16 @@ def test_the_result_is_derived_from_the_trained_policy(tmp_path: Path) -> None:
     assert derived["train_command"].startswith("nasforge train --space nb201 --arch ")
     written = __import__("json").loads((tmp_path / "run" / "result.json").read_text())
     assert written["derived"] == derived
+    from nasforge.export import run_genotype
+
+    # `nasforge train --from RUN` and `nasforge export RUN` take the derived architecture, not the luckiest step.
+    assert run_genotype(tmp_path / "run")["arch"] == derived["sampled_best"]["arch"]
+
+
+def test_users_settings_win_over_the_one_shot_defaults() -> None:
+    cfg = nf.RunConfig(**{**vars(_config(budget=40)), "strategy_args": {"lr": 0.01, "warmup": 0}})
+    strategy = nf.build_components(cfg).strategy
+    assert strategy.config.lr == 0.01 and strategy.config.warmup == 0 and strategy.config.avoid_repeats is False
 
 
 def test_strategies_without_a_policy_keep_their_best_trial() -> None:

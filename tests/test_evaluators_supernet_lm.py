@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from pathlib import Path
@@ -103,7 +104,8 @@ def test_the_result_is_derived_from_the_trained_policy(corpus: Path, tmp_path: P
     drawn = parts.strategy.policy.trace(30, torch.Generator().manual_seed(5)).choices.tolist()
     scores = [80.0 / ev.perplexity(parts.space.make(c), window) for c in drawn]
     assert again["sampled_best"]["score"] == pytest.approx(max(scores))
-    assert "train_command" not in derived  # `nasforge train` trains image classifiers only, so none is suggested
+    assert derived["train_command"].startswith("nasforge train --space enas-rnn --arch")
+    assert f"--dataset ptb --data {corpus}" in derived["train_command"]
 
 
 def test_strategies_without_a_policy_keep_their_best_trial(corpus: Path) -> None:
@@ -174,8 +176,21 @@ def test_the_search_command_runs(corpus: Path, tmp_path: Path) -> None:
           "--data", str(corpus), "--budget", "3", "--out", str(out), "--set", "space.nodes=4",
           "--set", "evaluator.batch_size=8", "--set", "evaluator.bptt=10", "--set", "evaluator.valid_batch_size=8",
           "--set", "evaluator.model_args={emb_size: 16, hidden_size: 16}"])
-    result = __import__("json").loads((out / "result.json").read_text())
+    result = json.loads((out / "result.json").read_text())
     assert result["derived"]["sampled_best"]["arch"]
+    # The derived cell retrains from scratch as a language model (`nasforge train --from`).
+    final = tmp_path / "final"
+    code = main(["train", "--from", str(out), "--dataset", "ptb", "--data", str(corpus), "--epochs", "3",
+                 "--out", str(final), "--set", "model.emb_size=16", "--set", "model.hidden_size=16",
+                 "--set", "train.batch_size=8", "--set", "train.bptt=10", "--set", "train.lr=5"])
+    assert code == 0
+    trained = json.loads((final / "result.json").read_text())
+    assert trained["arch"] == result["derived"]["sampled_best"]["arch"]
+    assert trained["epochs"] == 3 and len(trained["history"]) == 3
+    vocab = trained["genotype"]["model_args"]["vocab_size"]
+    assert 1 < trained["test_perplexity"] < vocab and 1 < trained["valid_perplexity"] < vocab
+    model = nf.build(final / "genotype.json", weights=final / "model.pt")
+    assert model.vocab_size == vocab
 
 
 def test_real_ptb_runs_a_few_steps() -> None:

@@ -192,6 +192,25 @@ def test_cell_computes_the_enas_highway_recurrence() -> None:
     torch.testing.assert_close(last, expected[-1])
 
 
+def test_hidden_norm_is_capped_at_every_step() -> None:
+    """An identity cell fed large inputs would grow its state without bound; the cap keeps each row's norm."""
+    plan = CellPlan(("identity", "identity"), (0,))
+    torch.manual_seed(0)
+    capped = EnasRNNCell(3, 4, 2, plan=plan, max_hidden_norm=2.0).eval()
+    free = EnasRNNCell(3, 4, 2, plan=plan).eval()
+    free.load_state_dict(capped.state_dict())
+    x, h0 = 100 * torch.randn(6, 5, 3), torch.zeros(5, 4)
+    with torch.no_grad():
+        out, _ = capped(x, h0)
+    assert float(out.norm(dim=-1).max()) <= 2.0 + 1e-5
+    assert float(free(x, h0)[0].detach().norm(dim=-1).max()) > 2.0
+    # Below the cap nothing changes.
+    small = 1e-3 * torch.randn(2, 5, 3)
+    torch.testing.assert_close(capped(small, h0)[0], free(small, h0)[0])
+    with pytest.raises(ValueError, match="max_hidden_norm"):
+        EnasRNNCell(3, 4, 2, max_hidden_norm=-1)
+
+
 def test_cell_refuses_plans_it_cannot_run() -> None:
     space = create_space("enas-rnn", nodes=4)
     supernet = space.supernet(30, **TINY)

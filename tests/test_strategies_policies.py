@@ -218,3 +218,22 @@ def test_strategies_sample_from_a_nonuniform_policy_without_global_rng() -> None
     torch.manual_seed(123)
     b = nf.create_strategy("reinforce", space, 4).ask(5)
     assert a == b, "the controller must not depend on torch's global RNG"
+
+
+@pytest.mark.parametrize("name", ["ednas", "reinforce"])
+def test_warmup_results_leave_the_policy_untouched(name: str) -> None:
+    space = nf.create_space("toy")
+    strategy = nf.create_strategy(name, space, 0, warmup=6, batch_size=2)
+    before = copy.deepcopy(strategy.policy.state_dict())
+
+    def step(n: int) -> None:
+        archs = strategy.ask(n)
+        strategy.tell(archs, [nf.Result(float(i)) for i in range(n)])
+
+    step(6)
+    for key, value in strategy.policy.state_dict().items():
+        assert torch.equal(value, before[key]), f"{key} moved during the warm-up"
+    step(2)
+    assert any(not torch.equal(v, before[k]) for k, v in strategy.policy.state_dict().items())
+    with pytest.raises(nf.NasforgeError, match="warmup"):
+        nf.create_strategy(name, space, 0, warmup=-1)

@@ -262,3 +262,17 @@ def test_augmentation_is_seeded_by_its_generator():
 
     assert torch.equal(run(5), run(5))
     assert not torch.equal(run(5), run(6))
+
+
+def test_resolution_shrinks_every_split_by_area_averaging():
+    data = D.load_dataset("digits")
+    s = D.make_splits(data, D.DataConfig(val_size=0.1, resolution=4))
+    assert s.train.x.shape[1:] == s.val.x.shape[1:] == s.test.x.shape[1:] == (1, 4, 4)
+    # Each 2x2 block becomes its mean (rounded: the images stay integers).
+    full = D.make_splits(data, D.DataConfig(val_size=0.1))
+    assert s.train.x.dtype == full.train.x.dtype
+    block = full.test.x[0, 0, :2, :2].float().mean()
+    assert abs(float(s.test.x[0, 0, 0, 0]) - float(block)) <= 0.5
+    assert D.resize(full.test.x[:0], 4).shape == (0, 1, 4, 4)
+    with pytest.raises(ValueError, match="resolution"):
+        D.DataConfig(resolution=-1)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .arch import Architecture
-from .config import RunConfig, config_class, resolve_args
+from .config import RunConfig, config_class, replace, resolve_args
 from .errors import ConfigError
 from .evaluators.base import Evaluator
 from .registry import EVALUATORS, SPACES, STRATEGIES
@@ -56,13 +56,25 @@ def build_components(config: RunConfig) -> Components:
     space = create_space(config.space, **config.space_args)
     strategy_args = dict(config.strategy_args)
     if EVALUATORS.get(config.evaluator).capabilities.get("oneshot"):
-        # In a one-shot search a repeated child costs one training step like any other: let policies repeat.
-        fields = getattr(config_class(STRATEGIES.get(config.strategy).factory), "__dataclass_fields__", {})
-        if "avoid_repeats" in fields:
-            strategy_args.setdefault("avoid_repeats", False)
+        strategy_args = {**oneshot_defaults(config), **strategy_args}
     strategy = create_strategy(config.strategy, space, config.seed, **strategy_args)
     evaluator = create_evaluator(config, space)
     return Components(space, strategy, evaluator)
+
+
+def oneshot_defaults(config: RunConfig) -> dict[str, Any]:
+    """Strategy settings for weight sharing, below the user's own: the strategy's ``ONESHOT`` values (the
+    paper's settings for thousands of policy updates), repeats allowed (a repeated child costs one
+    training step like any other), and a warm-up of a quarter of the budget in which the policy does
+    not learn, so that every operation's shared weights train before the rewards they give are trusted."""
+    cls = config_class(STRATEGIES.get(config.strategy).factory)
+    fields = getattr(cls, "__dataclass_fields__", {})
+    out: dict[str, Any] = dict(getattr(cls, "ONESHOT", {}))
+    if "avoid_repeats" in fields:
+        out["avoid_repeats"] = False
+    if "warmup" in fields:
+        out["warmup"] = config.budget // 4
+    return out
 
 
 def create_executor(config: RunConfig, evaluator: Evaluator) -> Executor:
@@ -83,6 +95,9 @@ def search(
     Returns the record and the ``result.json`` content.
     """
     parts = components or build_components(config)
+    if EVALUATORS.get(config.evaluator).capabilities.get("oneshot"):
+        # The run directory records the settings the strategy really ran with.
+        config = replace(config, strategy_args={**oneshot_defaults(config), **config.strategy_args})
     store = prepare_run_dir(out, config) if out is not None else RunStore(None)
     result: dict[str, Any] | None = None
     try:
@@ -121,7 +136,8 @@ def _final_result(config: RunConfig, record: SearchRecord, parts: Components) ->
     derived = derive(parts.strategy, seed=config.seed) if derive is not None else None
     if derived:
         pick = derived.get("sampled_best") or derived.get("most_likely")
-        if pick and SPACES.get(config.space).capabilities.get("trainable"):  # `nasforge train` trains images
+        caps = SPACES.get(config.space).capabilities
+        if pick and (caps.get("trainable") or caps.get("language_model")):  # what `nasforge train` trains
             derived["train_command"] = train_command(config, pick["arch"])
         result["derived"] = derived
     return result

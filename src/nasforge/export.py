@@ -126,17 +126,19 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def run_genotype(run_dir: str | Path) -> dict[str, Any]:
-    """The genotype of a run: a ``nasforge train`` run's architecture, or a search's best one."""
+    """The genotype of a run: a ``nasforge train`` run's architecture, a one-shot search's derived one (the
+    best of the policy's samples), or a search's best one."""
     run_dir = Path(run_dir)
     result = _read_json(run_dir / "result.json")
     if "genotype" in result:
         return result["genotype"]
-    best = result.get("best")
+    derived = result.get("derived") or {}
+    best = derived.get("sampled_best") or derived.get("most_likely") or result.get("best")
     if not best:
         raise RunDirError(f"{run_dir}: the search has no successful evaluation to export")
     from .run.rundir import read_config
     from .evaluators.train import DEFAULT_DATASET
-    from .registry import EVALUATORS
+    from .registry import EVALUATORS, SPACES
     from .train.data import dataset_shape, default_cache_dir, load_dataset
 
     config = read_config(run_dir)
@@ -145,7 +147,7 @@ def run_genotype(run_dir: str | Path) -> dict[str, Any]:
     # Evaluators that train default to digits; a table lookup says nothing of the data (CIFAR-10 assumed).
     dataset = config.dataset or (DEFAULT_DATASET if trains else None)
     shape, classes = DEFAULT_INPUT, DEFAULT_CLASSES
-    if dataset:
+    if dataset and not SPACES.get(config.space).capabilities.get("language_model"):
         known = dataset_shape(dataset)
         if known is None:  # a data set of any size (an image folder): look at it (cached after a search)
             data = load_dataset(dataset, config.data, config.cache_dir or default_cache_dir())

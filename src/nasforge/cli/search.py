@@ -16,6 +16,18 @@ def _fmt(x: float | None, digits: int = 3) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
+def _status(trial, record, strategy) -> str:
+    """Progress line: the best so far; with a training evaluator (one-shot) also this step's loss and reward,
+    and the strategy's own numbers (a policy's baseline and entropy)."""
+    best = record.best
+    parts = [] if best is None else [f"best reward {_fmt(best.reward)}  test {_fmt(best.result.test_accuracy)}"]
+    metrics = trial.result.metrics if trial.result is not None else {}
+    if "train_loss" in metrics:
+        parts.append(f"loss {_fmt(metrics['train_loss'])}  reward {_fmt(trial.reward)}")
+    parts += [f"{name} {_fmt(value)}" for name, value in strategy.status().items()]
+    return "  ".join(parts)
+
+
 def run(args: argparse.Namespace) -> int:
     from .. import api
 
@@ -37,11 +49,7 @@ def run(args: argparse.Namespace) -> int:
         task = bar.add_task(f"{config.strategy} on {config.space}", total=config.budget, status="")
 
         def show(trial, record) -> None:
-            best = record.best
-            status = "" if best is None else (
-                f"best reward {_fmt(best.reward)}  test {_fmt(best.result.test_accuracy)}"
-            )
-            bar.update(task, completed=record.n_evaluations, status=status)
+            bar.update(task, completed=record.n_evaluations, status=_status(trial, record, parts.strategy))
 
         record, result = api.search(config, out, callbacks=[show], components=parts)
     best = result["best"]
@@ -55,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         for key, label in (("sampled_best", f"best of {derived['n_samples']} sampled from the policy"),
                            ("most_likely", "the policy's most likely")):
             if key in derived:
-                console.print(f"{label}: {derived[key]['arch']}  (score on one validation batch {_fmt(derived[key]['score'])})",
+                console.print(f"{label}: {derived[key]['arch']}  (validation score {_fmt(derived[key]['score'])})",
                               soft_wrap=True, highlight=False)
         if "train_command" in derived:
             console.print(f"train it from scratch: {derived['train_command']}", soft_wrap=True, highlight=False)

@@ -54,9 +54,6 @@ class TrainEvaluatorConfig(TrainConfig, DataConfig):
             values["epochs"] = epochs
         return TrainConfig(**values)
 
-    def data_config(self) -> DataConfig:
-        return DataConfig(**{f: getattr(self, f) for f in DataConfig.__dataclass_fields__})
-
 
 def is_trainable(space: SearchSpace) -> bool:
     """Whether the space builds image classifiers (registered with ``trainable=True``)."""

@@ -21,6 +21,10 @@ and variational ("locked") dropout masks on the cell input, on every state fed t
 on the output; one mask per sequence, not per step. The masks draw from torch's generator, as
 :class:`torch.nn.Dropout` does.
 
+The hidden state's norm is capped (``max_hidden_norm``, per sequence and time step, as ENAS' PyTorch code
+does at 25): a random cell with identity or ReLU nodes can otherwise let the state grow without bound
+at a learning rate of 20, and its perplexity explodes before clipping of gradients can help.
+
 Where this differs from ENAS' code: its search-time shared model keeps one weight per (edge, activation)
 pair and adds batch normalisation; the paper describes one weight per edge (``W_{l,j}``), which is what
 this cell keeps.
@@ -131,8 +135,11 @@ class EnasRNNCell(nn.Module):
         plan: CellPlan | None = None,
         dropout_input: float = 0.0,
         dropout_hidden: float = 0.0,
+        max_hidden_norm: float = 0.0,
     ) -> None:
         super().__init__()
+        if max_hidden_norm < 0:
+            raise ValueError(f"max_hidden_norm must be >= 0 (0: no cap), got {max_hidden_norm}")
         if nodes < 1 or input_size < 1 or hidden_size < 1:
             raise ValueError(
                 f"nodes, input_size and hidden_size must be positive, got {nodes}, {input_size}, {hidden_size}"
@@ -142,6 +149,7 @@ class EnasRNNCell(nn.Module):
         self.input_size, self.hidden_size, self.nodes = input_size, hidden_size, nodes
         self.plan = plan
         self.dropout_input, self.dropout_hidden = dropout_input, dropout_hidden
+        self.max_hidden_norm = max_hidden_norm
         # Gate and candidate pre-activations come from one matrix each, as in ENAS ([W_c | W_h]).
         self.w_x = nn.Parameter(torch.empty(input_size, 2 * hidden_size))
         self.w_h = nn.Parameter(torch.empty(hidden_size, 2 * hidden_size))
@@ -189,9 +197,15 @@ class EnasRNNCell(nn.Module):
         h_mask = locked_dropout(hidden.new_ones(hidden.shape), self.dropout_hidden, self.training)
         outputs = []
         for t in range(x.shape[0]):
-            hidden = self._step(x_parts[t], hidden, h_mask, plan.inputs, functions, weights, out_nodes)
+            hidden = self._cap(self._step(x_parts[t], hidden, h_mask, plan.inputs, functions, weights, out_nodes))
             outputs.append(hidden)
         return torch.stack(outputs), hidden
+
+    def _cap(self, hidden: torch.Tensor) -> torch.Tensor:
+        if not self.max_hidden_norm:
+            return hidden
+        norm = hidden.norm(dim=-1, keepdim=True)
+        return hidden * (self.max_hidden_norm / norm.clamp(min=self.max_hidden_norm))
 
     def _step(
         self,

@@ -67,8 +67,11 @@ class EnasRNNModelArgs:
     dropout_input: float = 0.4  # variational, on the cell input
     dropout_hidden: float = 0.25  # variational, on h_{t-1} before the recurrent weights
     dropout_output: float = 0.4  # variational, on the cell output before the decoder
+    max_hidden_norm: float = 25.0  # cap on the hidden state's norm (ENAS' PyTorch code); 0: none
 
     def __post_init__(self) -> None:
+        if self.max_hidden_norm < 0:
+            raise ValueError(f"max_hidden_norm must be >= 0, got {self.max_hidden_norm}")
         if self.emb_size < 1 or self.hidden_size < 1:
             raise ValueError(f"emb_size and hidden_size must be positive, got {self.emb_size}, {self.hidden_size}")
         for name in ("dropout_embedding", "dropout_input", "dropout_hidden", "dropout_output"):
@@ -208,6 +211,7 @@ class EnasRNNSpace(SearchSpace):
         cell = EnasRNNCell(
             args.emb_size, args.hidden_size, self.nodes, edges=None if plan is None else plan.edges(), plan=plan,
             dropout_input=args.dropout_input, dropout_hidden=args.dropout_hidden,
+            max_hidden_norm=args.max_hidden_norm,
         )
         return RNNLanguageModel(
             cell, int(vocab_size), dropout_embedding=args.dropout_embedding, dropout_output=args.dropout_output

@@ -72,6 +72,10 @@ class Strategy(ABC):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         vars(self).update(copy.deepcopy(state))
 
+    def status(self) -> dict[str, float]:
+        """A few numbers for a progress display (a policy's baseline and entropy, for example); may be empty."""
+        return {}
+
     def observe(self) -> dict[str, Any] | None:
         """A snapshot for plots (for example a policy's probability vectors), or None."""
         return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 
@@ -20,16 +21,20 @@ class EdnasConfig:
     concentrate the policy without collapsing it. Rewards are normalised (``reward_norm``).
     """
 
+    #: with weight sharing (a policy update every few training steps): EDNAS' own step size
+    ONESHOT: ClassVar[dict[str, Any]] = {"lr": 3.5e-4}
+
     lr: float = 0.2  # Adam step size on the logits
     batch_size: int = 3  # architectures per policy update (the baseline keeps small batches stable)
     baseline_decay: float = 0.9  # per reward: the baseline averages the last ~10 normalised rewards
     entropy_weight: float = 0.0  # bonus on the policy's entropy
     reward_norm: str = "rank"  # rank | zscore | none (see PolicyGradient)
     avoid_repeats: bool = True  # re-draw proposals of networks already proposed (a repeat costs a query)
+    warmup: int = 0  # first results that do not update the policy (weight sharing: train all operations first)
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.lr <= 0:
-            raise ValueError("need batch_size >= 1 and lr > 0")
+        if self.batch_size < 1 or self.lr <= 0 or self.warmup < 0:
+            raise ValueError("need batch_size >= 1, lr > 0 and warmup >= 0")
         if self.reward_norm not in REWARD_NORMS:
             raise ValueError(f"reward_norm must be one of {', '.join(REWARD_NORMS)}")
 

@@ -314,7 +314,10 @@ class PolicyStrategy(Strategy):
     """Ask/tell around a policy: ask samples, tell collects rewards and updates every ``batch_size``.
 
     Subclasses set ``Config`` (with ``lr``, ``batch_size``, ``baseline_decay``, ``entropy_weight``,
-    ``reward_norm`` and ``avoid_repeats``) and implement :meth:`make_policy`. Failed results are skipped.
+    ``reward_norm``, ``avoid_repeats`` and ``warmup``) and implement :meth:`make_policy`. Failed results
+    are skipped. The first ``warmup`` results do not update the policy, so that it keeps proposing from its
+    initial (near-uniform) distribution: under weight sharing this trains the shared weights of every
+    operation fairly before the rewards they give are trusted.
     With ``avoid_repeats`` a proposal of an already proposed network is drawn again (up to
     ``UNSEEN_TRIES`` distinct candidates): on a finite table a repeat would cost a query and teach
     nothing new. Draws come in batches from the current policy and are used until the next update,
@@ -331,6 +334,8 @@ class PolicyStrategy(Strategy):
         self.raw: dict[Architecture, tuple[int, ...]] = {}  # proposals as drawn (inactive options included)
         self.pool: list[tuple[int, ...]] = []  # draws from the current policy not used yet
         self.batch: list[tuple[tuple[int, ...], float]] = []
+        self.told = 0  # usable results so far; the first ``warmup`` teach the policy nothing
+        self.last_update: dict[str, float] = {}
 
     @abstractmethod
     def make_policy(self, generator: torch.Generator) -> Policy:
@@ -389,7 +394,9 @@ class PolicyStrategy(Strategy):
         for arch, result, ok in zip(archs, results, usable(results)):
             raw = self.raw.pop(arch, arch.choices)
             if ok:
-                self.batch.append((raw, float(result.reward)))
+                self.told += 1
+                if self.told > self.config.warmup:
+                    self.batch.append((raw, float(result.reward)))
             if len(self.batch) >= self.config.batch_size:
                 self._update()
 
@@ -400,8 +407,15 @@ class PolicyStrategy(Strategy):
         with one_thread():
             info = self.learner.update(choices, [r for _, r in self.batch], active)
         log.debug("policy update %d: %s", self.learner.n_updates, info)
+        self.last_update = info
         self.batch = []
         self._refill(DRAW_BATCH)  # the pool came from the old policy; refilling here batches the draws
+
+    def status(self) -> dict[str, float]:
+        """Normalised-reward baseline and mean entropy at the last policy update (warm-up: results left)."""
+        if self.told < self.config.warmup:
+            return {"warm-up left": float(self.config.warmup - self.told)}
+        return {k: self.last_update[k] for k in ("baseline", "entropy") if k in self.last_update}
 
     def observe(self) -> dict[str, dict[str, list[float]]]:
         """The policy now: ``{"structure": {decision: probabilities}, "operation": {...}}``."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 
@@ -20,6 +21,12 @@ class ReinforceConfig:
     (``reward_norm``), so nothing here depends on the data set.
     """
 
+    #: with weight sharing: ENAS' controller settings for its micro (cell) search: Adam at 3.5e-3 on batches
+    #: of 20 children, entropy weight 1e-4, logits divided by 5 and squashed to +-1.1 (which also bounds
+    #: how much the policy can concentrate: a decision's favourite option keeps below ~70% of five)
+    ONESHOT: ClassVar[dict[str, Any]] = {"lr": 3.5e-3, "batch_size": 20, "entropy_weight": 1e-4,
+                                         "tanh_constant": 1.1, "temperature": 5.0}
+
     hidden: int = 64  # LSTM width (ENAS: 64)
     lr: float = 0.02  # Adam step size
     batch_size: int = 3  # m: architectures per policy update (the baseline keeps small batches stable)
@@ -30,10 +37,11 @@ class ReinforceConfig:
     temperature: float = 1.0  # logits divided by this before squashing
     reward_norm: str = "rank"  # rank | zscore | none (see PolicyGradient)
     avoid_repeats: bool = True  # re-draw proposals of networks already proposed (a repeat costs a query)
+    warmup: int = 0  # first results that do not update the policy (weight sharing: train all operations first)
 
     def __post_init__(self) -> None:
-        if self.hidden < 1 or self.batch_size < 1 or self.lr <= 0 or self.temperature <= 0:
-            raise ValueError("need hidden >= 1, batch_size >= 1, lr > 0 and temperature > 0")
+        if self.hidden < 1 or self.batch_size < 1 or self.lr <= 0 or self.temperature <= 0 or self.warmup < 0:
+            raise ValueError("need hidden >= 1, batch_size >= 1, lr > 0, temperature > 0 and warmup >= 0")
         if self.reward_norm not in REWARD_NORMS:
             raise ValueError(f"reward_norm must be one of {', '.join(REWARD_NORMS)}")
 

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The NAS-Bench-201 weight-sharing protocol: enas and ednas one-shot searches on CIFAR-10 for 3 seeds each (two at a
+# time, one thread each), then the derived cells looked up in the table and the super-networks' ranking quality.
+#
+# Usage: benchmarks/oneshot_nb201.sh [CIFAR10] [TABLE] [OUT_DIR] [BUDGET]
+# Defaults: ../shared/data/cifar10-jpeg.tar.gz ../shared/data/nb201-cifar10.csv runs/oneshot-nb201 12000
+# Proxy: 16x16 images, C=16 and one cell per stage; 12,000 steps of batch 64 are about 17 epochs of the 45,000
+# training images (about 14 minutes a run on one core of the development machine).
+set -euo pipefail
+CIFAR=${1:-../shared/data/cifar10-jpeg.tar.gz}
+TABLE=${2:-../shared/data/nb201-cifar10.csv}
+OUT=${3:-runs/oneshot-nb201}
+BUDGET=${4:-12000}
+export OMP_NUM_THREADS=1
+mkdir -p "$OUT"
+search() {
+  nasforge search --space nb201 --evaluator supernet --strategy "$1" --dataset cifar10 --data "$CIFAR" \
+    --budget "$BUDGET" --seed "$2" --out "$OUT/$1-$2" --set 'evaluator.model_args={C: 16, N: 1}' \
+    --set evaluator.resolution=16 > "$OUT/$1-$2.log" 2>&1
+}
+for seed in 0 1 2; do
+  search enas "$seed" & search ednas "$seed" & wait
+done
+python "$(dirname "$0")/oneshot_nb201.py" "$OUT"/enas-? "$OUT"/ednas-? --table "$TABLE"
