@@ -35,15 +35,30 @@ def test_training_learns_the_text_and_keeps_the_best_weights() -> None:
     assert done.valid_perplexity == min(valid) < corpus.vocab_size / 2
     assert math.isfinite(done.test_perplexity) and done.test_perplexity < corpus.vocab_size / 2
     # An epoch that did not improve divides the learning rate by lr_decay for the next.
-    lr, best = config.lr, math.inf
-    for record in done.history:
-        assert record["lr"] == pytest.approx(lr)
-        if record["valid_perplexity"] < best:
-            best = record["valid_perplexity"]
-        else:
-            lr /= config.lr_decay
     again = train_language_model(space, arch, corpus, config, model_args=SMALL, seed=0)
     assert [r["valid_perplexity"] for r in again.history] == valid  # same seed, same run
+
+
+def test_an_epoch_without_improvement_divides_the_lr_and_the_best_weights_are_kept(monkeypatch) -> None:
+    import nasforge.train.lm as lm
+
+    corpus, space = _corpus(), nf.create_space("enas-rnn", nodes=3)
+    arch = space.sample(np.random.default_rng(0))
+    valid = iter([10.0, 12.0, 9.0, 9.0])
+    kept: list[float] = []
+
+    def fake_perplexity(model, data, *args):
+        if data is corpus.test:  # scored once, with the weights kept
+            return float(sum(float(p.detach().sum()) for p in model.parameters()))
+        kept.append(sum(float(p.detach().sum()) for p in model.parameters()))
+        return next(valid)
+
+    monkeypatch.setattr(lm, "evaluate_perplexity", fake_perplexity)
+    config = LMTrainConfig(epochs=4, batch_size=8, eval_batch_size=4, bptt=10, lr=5.0, lr_decay=4.0)
+    done = train_language_model(space, arch, corpus, config, model_args=SMALL, seed=0)
+    assert [r["lr"] for r in done.history] == [5.0, 5.0, 1.25, 1.25]
+    assert done.valid_perplexity == 9.0
+    assert done.test_perplexity == pytest.approx(kept[2])  # epoch 3's weights: the first to reach 9
 
 
 def test_a_diverging_run_is_reported_not_raised() -> None:

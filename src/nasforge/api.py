@@ -54,12 +54,17 @@ class Components:
 def build_components(config: RunConfig) -> Components:
     """Space, strategy and evaluator of a run config (errors name the offending field)."""
     space = create_space(config.space, **config.space_args)
-    strategy_args = dict(config.strategy_args)
-    if EVALUATORS.get(config.evaluator).capabilities.get("oneshot"):
-        strategy_args = {**oneshot_defaults(config), **strategy_args}
-    strategy = create_strategy(config.strategy, space, config.seed, **strategy_args)
+    strategy = create_strategy(config.strategy, space, config.seed, **resolved(config).strategy_args)
     evaluator = create_evaluator(config, space)
     return Components(space, strategy, evaluator)
+
+
+def resolved(config: RunConfig) -> RunConfig:
+    """``config`` with the settings its components really run with where they depend on the run: for a
+    one-shot evaluator, the strategy's :func:`oneshot_defaults` under the user's own ``strategy_args``."""
+    if not EVALUATORS.get(config.evaluator).capabilities.get("oneshot"):
+        return config
+    return replace(config, strategy_args={**oneshot_defaults(config), **config.strategy_args})
 
 
 def oneshot_defaults(config: RunConfig) -> dict[str, Any]:
@@ -94,10 +99,8 @@ def search(
 
     Returns the record and the ``result.json`` content.
     """
+    config = resolved(config)  # the run directory records the settings the components really ran with
     parts = components or build_components(config)
-    if EVALUATORS.get(config.evaluator).capabilities.get("oneshot"):
-        # The run directory records the settings the strategy really ran with.
-        config = replace(config, strategy_args={**oneshot_defaults(config), **config.strategy_args})
     store = prepare_run_dir(out, config) if out is not None else RunStore(None)
     result: dict[str, Any] | None = None
     try:
