@@ -1,11 +1,11 @@
 """Judge NAS-Bench-201 weight-sharing searches with the table: derived cells' accuracies and the ranking quality.
 
 Usage: python benchmarks/oneshot_nb201.py RUN_DIR [RUN_DIR ...] [--table ../shared/data/nb201-cifar10.csv]
-       [--archs 100] [--val-images 1024]
+       [--archs 100] [--val-images 4096]
 For each run (a `nasforge search --space nb201 --evaluator supernet ...` directory) prints one line with the
 `test_acc_200` of the derived cells (best of the policy's samples, and its most likely cell), then the Kendall tau
 between the super-network's validation accuracy (shared weights of the last checkpoint, `--val-images` validation
-images) and `test_acc_200` over `--archs` uniformly random cells.
+images in chunks of 1,024, as the derivation scores) and `test_acc_200` over `--archs` uniformly random cells.
 """
 
 from __future__ import annotations
@@ -33,15 +33,20 @@ def judge(run_dir: Path, table: Table, n_archs: int, val_images: int) -> str:
         if key in derived:
             acc = table.value(space.parse(derived[key]["arch"]), "test_acc_200")
             parts.append(f"{key} test_acc_200 {acc:.2f}")
+    for i, earlier in enumerate(result.get("derived_history", [])):  # earlier derivations (`nasforge derive`)
+        if "sampled_best" in earlier:
+            acc = table.value(space.parse(earlier["sampled_best"]["arch"]), "test_acc_200")
+            parts.append(f"derivation {i + 1} sampled_best {acc:.2f}")
     evaluator = nf.create_evaluator(config, space)
     checkpoint = open_store(run_dir).load_checkpoint()
     if checkpoint is None:
         return f"{run_dir}: " + ", ".join(parts) + " (no checkpoint for the ranking)"
     evaluator.load_state_dict(checkpoint[1]["evaluator"])
-    batch = evaluator._batch(evaluator.splits.val, val_images)
+    evaluator.config.derive_batch = val_images
+    batches = evaluator.derive_batches()
     rng = np.random.default_rng(0)
     archs = [space.sample(rng) for _ in range(n_archs)]
-    shared = [evaluator.score(a, batch) for a in archs]
+    shared = [evaluator.score_on(a, batches) for a in archs]
     truth = [table.value(a, "test_acc_200") for a in archs]
     tau = kendalltau(shared, truth).statistic
     return (f"{run_dir} ({config.strategy}, seed {config.seed}, {checkpoint[0]} steps): " + ", ".join(parts)
@@ -53,7 +58,7 @@ def main() -> None:
     p.add_argument("runs", nargs="+", type=Path)
     p.add_argument("--table", default="../shared/data/nb201-cifar10.csv")
     p.add_argument("--archs", type=int, default=100)
-    p.add_argument("--val-images", type=int, default=1024)
+    p.add_argument("--val-images", type=int, default=4096)
     args = p.parse_args()
     torch.set_num_threads(1)
     table = Table(args.table, nf.create_space("nb201"))

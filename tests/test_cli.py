@@ -157,3 +157,17 @@ def test_progress_line_shows_loss_reward_baseline_and_entropy_of_a_one_shot_sear
     strategy.tell(archs[1:], [t.result for t in trials[1:]])
     line = _status(trials[2], SearchRecord(space, trials, 10), strategy)
     assert "loss 0.500  reward 2.000" in line and "baseline" in line and "entropy" in line
+
+
+def test_derive_command_rederives_a_one_shot_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run = tmp_path / "ws"
+    assert main(["search", "--space", "nb201", "--evaluator", "supernet", "--strategy", "ednas", "--budget", "12",
+                 "--out", str(run), "--set", "evaluator.model_args={C: 4, N: 1}"]) == 0
+    capsys.readouterr()
+    assert main(["derive", str(run), "--samples", "5", "--set", "evaluator.derive_batch=64"]) == 0
+    err = capsys.readouterr().err
+    assert "after 12 evaluations" in err and "best of 5 sampled from the policy" in err
+    result = json.loads((run / "result.json").read_text())
+    assert result["derived"]["n_samples"] == 5 and len(result["derived_history"]) == 1
+    assert main(["derive", str(run), "--set", "strategy.lr=1"]) == 2
+    assert "evaluator.KEY=VALUE" in capsys.readouterr().err

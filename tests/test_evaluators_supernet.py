@@ -89,6 +89,41 @@ def test_the_result_is_derived_from_the_trained_policy(tmp_path: Path) -> None:
     assert run_genotype(tmp_path / "run")["arch"] == derived["sampled_best"]["arch"]
 
 
+def test_a_finished_search_derives_again_from_its_final_checkpoint(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    _, result = nf.search(_config(budget=30), run)
+    again = nf.derive(run)  # the same settings: the same weights, policy and validation images
+    assert again["checkpoint"] == 30 and again["overrides"] == []
+    assert {k: again[k] for k in result["derived"]} == result["derived"]
+    other = nf.derive(run, n_samples=10, seed=5, overrides=["evaluator.derive_batch=40"])
+    assert other["n_samples"] == 10 and other["overrides"] == ["evaluator.derive_batch=40"]
+    written = __import__("json").loads((run / "result.json").read_text())
+    assert written["derived"] == other and len(written["derived_history"]) == 2  # nothing recorded is lost
+    assert written["derived_history"][0] == result["derived"] and written["best"] == result["best"]
+    with pytest.raises(ConfigError, match="evaluator.KEY=VALUE"):
+        nf.derive(run, overrides=["strategy.lr=1"])
+
+
+def test_derivation_needs_a_one_shot_run(tmp_path: Path) -> None:
+    nf.search(nf.RunConfig(space="toy", evaluator="toy", strategy="rs", budget=3), tmp_path / "toy")
+    with pytest.raises(ConfigError, match="not one-shot"):
+        nf.derive(tmp_path / "toy")
+
+
+def test_derivation_scores_on_equal_chunks_of_validation_images(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nasforge.evaluators import supernet
+
+    evaluator = nf.build_components(_config(budget=1, derive_batch=10_000)).evaluator
+    monkeypatch.setattr(supernet, "DERIVE_CHUNK", 100)
+    sizes = [len(y) for _, y in evaluator.derive_batches()]
+    n_val = len(evaluator.splits.val)
+    assert sum(sizes) == n_val and max(sizes) <= 100 and max(sizes) - min(sizes) <= 1
+    arch = evaluator.space.sample(__import__("numpy").random.default_rng(0))
+    batches = evaluator.derive_batches()
+    expected = sum(evaluator.score(arch, b) * len(b[1]) for b in batches) / n_val
+    assert evaluator.score_on(arch, batches) == pytest.approx(expected)
+
+
 def test_users_settings_win_over_the_one_shot_defaults() -> None:
     cfg = nf.RunConfig(**{**vars(_config(budget=40)), "strategy_args": {"lr": 0.01, "warmup": 0}})
     strategy = nf.build_components(cfg).strategy

@@ -26,6 +26,7 @@ from .api import (
     create_evaluator,
     create_space,
     create_strategy,
+    derive,
     load_record,
     parse_arch,
     resume,
@@ -42,5 +43,5 @@ from .run import RunStore, SearchRecord, run_search
 __all__ = [
     "Architecture", "Components", "EVALUATORS", "NasforgeError", "Result", "RunConfig", "RunStore",
     "SPACES", "STRATEGIES", "SearchRecord", "build_components", "create_evaluator", "create_space",
-    "create_strategy", "load_record", "make_run_config", "parse_arch", "resume", "run_search", "search",
+    "create_strategy", "derive", "load_record", "make_run_config", "parse_arch", "resume", "run_search", "search",
 ]

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from .arch import Architecture
-from .config import RunConfig, config_class, replace, resolve_args
-from .errors import ConfigError
+from .config import RunConfig, config_class, make_run_config, replace, resolve_args
+from .errors import ConfigError, RunDirError
 from .evaluators.base import Evaluator
 from .registry import EVALUATORS, SPACES, STRATEGIES
 from .run.executors import EXECUTORS, Executor
 from .run.loop import Callback, SearchRecord, run_search
-from .run.rundir import open_store, prepare_run_dir, read_config, result_dict, write_result
+from .run.rundir import RESULT_FILE, open_store, prepare_run_dir, read_config, result_dict, write_result
 from .run.store import RunStore
 from .spaces.base import SearchSpace
 from .strategies.base import Strategy
@@ -138,12 +139,62 @@ def _final_result(config: RunConfig, record: SearchRecord, parts: Components) ->
     derive = getattr(parts.evaluator, "derive", None)
     derived = derive(parts.strategy, seed=config.seed) if derive is not None else None
     if derived:
-        pick = derived.get("sampled_best") or derived.get("most_likely")
-        caps = SPACES.get(config.space).capabilities
-        if pick and (caps.get("trainable") or caps.get("language_model")):  # what `nasforge train` trains
-            derived["train_command"] = train_command(config, pick["arch"])
-        result["derived"] = derived
+        result["derived"] = _with_train_command(config, derived)
     return result
+
+
+def _with_train_command(config: RunConfig, derived: dict[str, Any]) -> dict[str, Any]:
+    pick = derived.get("sampled_best") or derived.get("most_likely")
+    caps = SPACES.get(config.space).capabilities
+    if pick and (caps.get("trainable") or caps.get("language_model")):  # what `nasforge train` trains
+        derived["train_command"] = train_command(config, pick["arch"])
+    return derived
+
+
+def derive(run_dir: str | Path, n_samples: int = 100, seed: int | None = None,
+           overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """Derive a one-shot search's architecture again from its last checkpoint (shared weights and policy).
+
+    ``overrides`` are ``evaluator.KEY=VALUE`` settings of the derivation, e.g. ``evaluator.derive_batch=5000``.
+    The new derivation replaces ``derived`` in ``result.json``; the earlier ones stay in
+    ``derived_history``. Returns the new one.
+    """
+    config = read_config(run_dir)
+    for item in overrides:
+        if not item.strip().startswith("evaluator."):
+            raise ConfigError(f"override {item!r}: a derivation only takes evaluator.KEY=VALUE settings")
+    config = resolved(make_run_config(config.to_yaml_dict(), list(overrides), source=f"{run_dir} + overrides"))
+    if not EVALUATORS.get(config.evaluator).capabilities.get("oneshot", False):
+        raise ConfigError(f"{run_dir}: evaluator {config.evaluator!r} is not one-shot; its best trial is the result")
+    store = open_store(run_dir)
+    try:
+        saved = store.load_checkpoint()
+    finally:
+        store.close()
+    if saved is None:
+        raise RunDirError(f"{run_dir}: no checkpoint yet (the search stopped before the end of its first epoch)")
+    n_done, state = saved
+    if n_done < config.budget:
+        log.warning("%s: deriving from the checkpoint after %d of %d evaluations (a search still running, "
+                    "killed, or written before searches checkpointed at their end)", run_dir, n_done, config.budget)
+    parts = build_components(config)
+    try:
+        parts.strategy.load_state_dict(state["strategy"])
+        parts.evaluator.load_state_dict(state["evaluator"])
+        derived = parts.evaluator.derive(parts.strategy, n_samples, config.seed if seed is None else seed)
+    finally:
+        parts.evaluator.close()
+    if not derived:
+        raise ConfigError(f"{run_dir}: strategy {config.strategy!r} has no policy to derive from")
+    derived = {**_with_train_command(config, derived), "checkpoint": n_done,
+               "overrides": list(overrides)}
+    path = Path(run_dir) / RESULT_FILE
+    result = json.loads(path.read_text()) if path.exists() else {}
+    if "derived" in result:
+        result["derived_history"] = [*result.get("derived_history", []), result["derived"]]
+    result["derived"] = derived
+    write_result(run_dir, result)
+    return derived
 
 
 def train_command(config: RunConfig, arch: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -58,15 +59,8 @@ def run(args: argparse.Namespace) -> int:
     if best:
         console.print(f"best: {best['arch']}", soft_wrap=True, highlight=False)
         console.print(f"  reward {_fmt(best['reward'])}  test accuracy {_fmt(best['test_accuracy'])}")
-    derived = result.get("derived")
-    if derived:
-        for key, label in (("sampled_best", f"best of {derived['n_samples']} sampled from the policy"),
-                           ("most_likely", "the policy's most likely")):
-            if key in derived:
-                console.print(f"{label}: {derived[key]['arch']}  (validation score {_fmt(derived[key]['score'])})",
-                              soft_wrap=True, highlight=False)
-        if "train_command" in derived:
-            console.print(f"train it from scratch: {derived['train_command']}", soft_wrap=True, highlight=False)
+    if result.get("derived"):
+        print_derived(console, result["derived"])
     if "optimum" in result:
         opt = result["optimum"]
         console.print(f"optimum of the benchmark: reward {_fmt(opt['reward'])}  test accuracy {_fmt(opt['test_accuracy'])}")
@@ -79,3 +73,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="DIR", help="run directory (config, record, result.json)")
     p.add_argument("--resume", metavar="DIR", help="continue the run recorded in DIR")
     p.set_defaults(func=run)
+
+
+def print_derived(console: Any, derived: dict[str, Any]) -> None:
+    """The architectures a one-shot search derived from its policy, and the command that trains the pick."""
+    for key, label in (("sampled_best", f"best of {derived['n_samples']} sampled from the policy"),
+                       ("most_likely", "the policy's most likely")):
+        if key in derived:
+            console.print(f"{label}: {derived[key]['arch']}  (validation score {_fmt(derived[key]['score'])})",
+                          soft_wrap=True, highlight=False)
+    if "train_command" in derived:
+        console.print(f"train it from scratch: {derived['train_command']}", soft_wrap=True, highlight=False)

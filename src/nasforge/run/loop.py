@@ -131,7 +131,8 @@ def run_search(
         strategy.tell([t.arch for t in batch], [t.result for t in batch])
         store.mark_told(batch, time.perf_counter() - start, strategy.state_to_save)
         n = len(record.trials)
-        if checkpoint_every and n % checkpoint_every == 0:
+        # also at the end, so that a finished search's weights can be derived from again (`nasforge derive`)
+        if checkpoint_every and (n % checkpoint_every == 0 or n >= budget):
             store.save_checkpoint(n, {"strategy": strategy.state_to_save(), "evaluator": evaluator.state_dict()})
         if store.persistent and snapshot_every and (n % snapshot_every == 0 or n >= budget):
             snap = strategy.observe()
