@@ -57,9 +57,9 @@ class SupernetConfig(TrainConfig, DataConfig):
     (the same for every candidate, normalised in chunks of at most ``DERIVE_CHUNK``) score the candidates
     of the final derivation: EDNAS uses one minibatch, but comparing 100 candidates on 128 images picks
     the luckiest (one minibatch's accuracy varies by about 4 points, more than most candidates differ).
-    On NAS-Bench-201 4,096 images rank 1,200 random cells with Kendall tau 0.45 / 0.48 against the table
-    where 1,024 give 0.37 / 0.42 (docs/benchmarks.md). ``model_args`` go to the super-network (the
-    space's model arguments plus ``shared_affine`` and ``running_stats``).
+    On NAS-Bench-201 the ranking one chunk of 1,024 images gives varies with the chunk, and 4,096 rank
+    more steadily (``benchmarks/oneshot_nb201_ranking.py``, docs/benchmarks.md). ``model_args`` go to the
+    super-network (the space's model arguments plus ``shared_affine`` and ``running_stats``).
     """
 
     train_steps: int = 1
