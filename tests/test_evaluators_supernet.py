@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 import nasforge as nf
 from nasforge.errors import ConfigError
@@ -118,6 +119,8 @@ def test_derivation_scores_on_equal_chunks_of_validation_images(monkeypatch: pyt
     sizes = [len(y) for _, y in evaluator.derive_batches()]
     n_val = len(evaluator.splits.val)
     assert sum(sizes) == n_val and max(sizes) <= 100 and max(sizes) - min(sizes) <= 1
+    images = torch.cat([x for x, _ in evaluator.derive_batches()]).flatten(1)
+    assert len(torch.unique(images, dim=0)) == len(torch.unique(evaluator.splits.val.x.flatten(1), dim=0))
     arch = evaluator.space.sample(__import__("numpy").random.default_rng(0))
     batches = evaluator.derive_batches()
     expected = sum(evaluator.score(arch, b) * len(b[1]) for b in batches) / n_val

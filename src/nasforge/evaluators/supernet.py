@@ -166,10 +166,14 @@ class SupernetEvaluator(Evaluator):
         return self._batch(self.splits.val, self.config.reward_batch)
 
     def derive_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """``derive_batch`` validation images in chunks of at most ``DERIVE_CHUNK`` (batch statistics per chunk)."""
-        total = min(self.config.derive_batch, len(self.splits.val))
+        """``derive_batch`` distinct validation images in equal chunks of at most ``DERIVE_CHUNK`` (batch statistics
+        per chunk)."""
+        val = self.splits.val
+        total = min(self.config.derive_batch, len(val))
         chunks = -(-total // DERIVE_CHUNK)  # equal chunks: no small last one with noisy statistics
-        return [self._batch(self.splits.val, total // chunks + (i < total % chunks)) for i in range(chunks)]
+        order = torch.randperm(len(val), generator=self.generator)[:total]  # distinct images
+        return [(self.splits.normalise(val.x[idx].to(self.device)), val.y[idx].to(self.device))
+                for idx in order.tensor_split(chunks)]
 
     def score_on(self, arch: Architecture, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
         """Accuracy (percent) of ``arch`` over ``batches``, weighted by their sizes."""
