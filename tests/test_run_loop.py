@@ -113,3 +113,12 @@ def test_evaluator_base_counts() -> None:
     ev: Evaluator = ToyEvaluator(space)
     ev.evaluate(space.sample(__import__("numpy").random.default_rng(0)))
     assert ev.queries == 1 and ev.total_cost == 1.0
+
+
+def test_a_store_used_as_a_context_manager_is_closed_after_it(tmp_path: Path) -> None:
+    import sqlite3
+
+    with RunStore(tmp_path / "run.db") as store:
+        store.set_meta("k", 1)
+    with pytest.raises(sqlite3.ProgrammingError):
+        store.db.execute("SELECT 1")

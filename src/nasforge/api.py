@@ -166,11 +166,8 @@ def derive(run_dir: str | Path, n_samples: int = 100, seed: int | None = None,
     config = resolved(make_run_config(config.to_yaml_dict(), list(overrides), source=f"{run_dir} + overrides"))
     if not EVALUATORS.get(config.evaluator).capabilities.get("oneshot", False):
         raise ConfigError(f"{run_dir}: evaluator {config.evaluator!r} is not one-shot; its best trial is the result")
-    store = open_store(run_dir)
-    try:
+    with open_store(run_dir) as store:
         saved = store.load_checkpoint()
-    finally:
-        store.close()
     if saved is None:
         raise RunDirError(f"{run_dir}: no checkpoint yet (the search stopped before the end of its first epoch)")
     n_done, state = saved

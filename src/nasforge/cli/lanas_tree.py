@@ -19,11 +19,8 @@ def tree_description(run_dir: str) -> dict[str, Any]:
     config = api.read_run_config(run_dir)
     if STRATEGIES.canonical(config.strategy) != "lanas":
         raise RunDirError(f"{run_dir}: a {config.strategy!r} run; lanas-tree needs a run of strategy 'lanas'")
-    store = open_store(run_dir)
-    try:
+    with open_store(run_dir) as store:
         state = store.load_state()
-    finally:
-        store.close()
     if state is None:
         raise RunDirError(f"{run_dir}: no strategy state saved yet (the run has not asked for anything)")
     space = api.create_space(config.space, **config.space_args)

@@ -173,10 +173,8 @@ def plot_sampling_histograms(space: SearchSpace, trials: Sequence[Trial], out_di
 def policy_report(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Path]:
     """Heatmaps of the stored policy snapshots and sampling histograms of a run directory."""
     _, record, store = load_record(run_dir)
-    try:
+    with store:
         snapshots = store.snapshots()
-    finally:
-        store.close()
     if not record.trials:
         raise RunDirError(f"{run_dir}: the run has no finished evaluations yet")
     out = Path(out_dir) if out_dir is not None else Path(run_dir) / "policy"

@@ -247,6 +247,12 @@ class RunStore:
     def close(self) -> None:
         self.db.close()
 
+    def __enter__(self) -> "RunStore":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
 
 class _Txn:
     def __init__(self, db: sqlite3.Connection) -> None:
