@@ -39,7 +39,8 @@ def main() -> None:
     if checkpoint is None:
         raise SystemExit(f"{args.run}: no checkpoint")
     evaluator.load_state_dict(checkpoint[1]["evaluator"])
-    batches = [evaluator._batch(evaluator.splits.val, DERIVE_CHUNK) for _ in range(args.chunks)]
+    evaluator.config.derive_batch = args.chunks * DERIVE_CHUNK  # distinct images, as the derivation scores
+    batches = evaluator.derive_batches()
     rng = np.random.default_rng(0)
     archs = sorted({space.sample(rng) for _ in range(args.archs)}, key=str)
     scores = np.array([[evaluator.score(a, b) for b in batches] for a in archs])
