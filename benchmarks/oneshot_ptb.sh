@@ -4,6 +4,8 @@
 #
 # Usage: benchmarks/oneshot_ptb.sh [PTB_ZIP] [OUT_DIR] [STRATEGY] [BUDGET] [RETRAIN_EPOCHS] [N_RANDOM]
 # Defaults: ../shared/data/ptb.zip runs/oneshot-ptb ednas 2000 2 3. Each process uses one thread (two at a time).
+# SEED (environment, default 0) seeds the search; N_RANDOM=0 skips the random cells (their training does not depend
+# on the search, so further search seeds need not train them again).
 set -euo pipefail
 PTB=${1:-../shared/data/ptb.zip}
 OUT=${2:-runs/oneshot-ptb}
@@ -11,12 +13,13 @@ STRATEGY=${3:-ednas}
 BUDGET=${4:-2000}
 EPOCHS=${5:-2}
 RANDOM_CELLS=${6:-3}
+SEED=${SEED:-0}
 SIZE=${SIZE:-200}  # embedding and hidden size of the searched and the retrained models
 export OMP_NUM_THREADS=1
 mkdir -p "$OUT"
 
 nasforge search --space enas-rnn --evaluator supernet-lm --strategy "$STRATEGY" --dataset ptb --data "$PTB" \
-  --budget "$BUDGET" --seed 0 --out "$OUT/search" --set "evaluator.model_args={emb_size: $SIZE, hidden_size: $SIZE}"
+  --budget "$BUDGET" --seed "$SEED" --out "$OUT/search" --set "evaluator.model_args={emb_size: $SIZE, hidden_size: $SIZE}"
 
 train() {  # train ARCH_SOURCE_ARGS... OUT: same model size and recipe for every cell
   local out=$1; shift
