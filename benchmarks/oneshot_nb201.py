@@ -38,7 +38,8 @@ def judge(run_dir: Path, table: Table, n_archs: int, val_images: int) -> str:
             acc = table.value(space.parse(earlier["sampled_best"]["arch"]), "test_acc_200")
             parts.append(f"derivation {i + 1} sampled_best {acc:.2f}")
     evaluator = nf.create_evaluator(config, space)
-    checkpoint = open_store(run_dir).load_checkpoint()
+    with open_store(run_dir) as store:
+        checkpoint = store.load_checkpoint()
     if checkpoint is None:
         return f"{run_dir}: " + ", ".join(parts) + " (no checkpoint for the ranking)"
     evaluator.load_state_dict(checkpoint[1]["evaluator"])

@@ -38,7 +38,8 @@ def main() -> None:
     space = nf.create_space("nb201")
     table = Table(args.table, space)
     evaluator = nf.create_evaluator(read_config(args.run), space)
-    checkpoint = open_store(args.run).load_checkpoint()
+    with open_store(args.run) as store:
+        checkpoint = store.load_checkpoint()
     if checkpoint is None:
         raise SystemExit(f"{args.run}: no checkpoint")
     evaluator.load_state_dict(checkpoint[1]["evaluator"])
@@ -51,6 +52,7 @@ def main() -> None:
     pools = [rng.choice(len(archs), 100, replace=False) for _ in range(500)]
     print(f"{args.run}: {len(archs)} distinct random cells, checkpoint after {checkpoint[0]} steps; "
           f"{100 * np.mean(truth >= 93):.1f}% of them >= 93.0")
+
     def line(s: np.ndarray) -> str:
         picked = np.mean([truth[pool[np.argmax(s[pool])]] for pool in pools])
         return f"Kendall tau {kendalltau(s, truth).statistic:.3f}, best-scored of 100 random cells {picked:.2f}"
