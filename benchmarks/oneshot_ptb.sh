@@ -4,7 +4,7 @@
 #
 # Usage: benchmarks/oneshot_ptb.sh [PTB_ZIP] [OUT_DIR] [STRATEGY] [BUDGET] [RETRAIN_EPOCHS] [N_RANDOM]
 # Defaults: ../shared/data/ptb.zip runs/oneshot-ptb ednas 2000 2 3. Each process uses one thread (two at a time).
-# SEED (environment, default 0) seeds the search; N_RANDOM=0 skips the random cells (their training does not depend
+# SEED (environment, default 0) seeds the search; an N_RANDOM of 0 skips the random cells (their training does not depend
 # on the search, so further search seeds need not train them again).
 set -euo pipefail
 PTB=${1:-../shared/data/ptb.zip}
