@@ -1,0 +1,40 @@
+"""The benchmark scripts' own logic (the scripts themselves need ../shared data and minutes of CPU)."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+from pathlib import Path
+
+import nasforge as nf
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_computation_groups_nb201_cells_by_what_they_compute() -> None:
+    settings = load("supernet_nb201_settings")
+    space = nf.create_space("nb201")
+
+    def comp(text: str) -> str:
+        return settings.computation(space, space.parse(text).choices)
+
+    single_conv = comp("|none~0|+|none~0|none~1|+|nor_conv_3x3~0|none~1|none~2|")
+    assert single_conv == "nor_conv_3x3(x)"
+    # node 1 has no input, so its outgoing convolutions compute nothing: the same network
+    assert comp("|none~0|+|none~0|nor_conv_1x1~1|+|nor_conv_3x3~0|avg_pool_3x3~1|nor_conv_1x1~2|") == single_conv
+    # sums are unordered
+    assert (comp("|nor_conv_3x3~0|+|nor_conv_1x1~0|none~1|+|none~0|skip_connect~1|skip_connect~2|")
+            == comp("|nor_conv_1x1~0|+|nor_conv_3x3~0|none~1|+|none~0|skip_connect~1|skip_connect~2|"))
+    # a node that feeds nothing into the output does not change the computation
+    assert (comp("|nor_conv_3x3~0|+|avg_pool_3x3~0|none~1|+|nor_conv_3x3~0|none~1|none~2|")
+            == comp("|nor_conv_3x3~0|+|none~0|none~1|+|nor_conv_3x3~0|none~1|none~2|") == single_conv)
+    assert comp("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|none~0|none~1|none~2|") == "zero"
+    groups = {settings.computation(space, c) for c in itertools.product(range(5), repeat=6)}
+    assert len(groups) == 8765
