@@ -42,16 +42,13 @@ from nasforge.evaluators.supernet import DERIVE_CHUNK, SupernetEvaluator, _Child
 from nasforge.evaluators.tabular import Table
 from nasforge.run.rundir import open_store, read_config
 from nasforge.spaces.base import SearchSpace
-from nasforge.train.augment import augment_batch
 from nasforge.train.loop import Stepper, TrainConfig
-
-NB201_EDGES = [(1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2)]  # (node, source), in the space's decision order
-
 
 def computation(space: SearchSpace, choices: tuple[int, ...]) -> str:
     """What a cell computes, as an expression of its input: dead edges dropped, sums sorted."""
     ops = space.decisions[0].labels
-    incoming = {node: [(ops[c], src) for (n, src), c in zip(NB201_EDGES, choices) if n == node and ops[c] != "none"]
+    edges = [tuple(int(v) for v in d.name.removeprefix("edge_").split("<-")) for d in space.decisions]  # (node, src)
+    incoming = {node: [(ops[c], src) for (n, src), c in zip(edges, choices) if n == node and ops[c] != "none"]
                 for node in (1, 2, 3)}
     memo: dict[int, str | None] = {0: "x"}
 
@@ -149,22 +146,20 @@ def bias(space: SearchSpace, archs: list[Architecture], scores: np.ndarray, trut
     return ", ".join(f"{op} {np.corrcoef(counts[:, i], error)[0, 1]:+.2f}" for i, op in enumerate(labels))
 
 
-def continue_training(evaluator: SupernetEvaluator, net: torch.nn.Module, steps: int, lr: float, rng: np.random.Generator,
-                      edge_op: int | None) -> None:
-    """``steps`` SGD steps of ``net`` on uniformly random cells (with ``edge_op`` on edge 1<-0 when given)."""
+def continue_training(evaluator: SupernetEvaluator, net: torch.nn.Module, steps: int, lr: float,
+                      rng: np.random.Generator, edge_op: int | None) -> None:
+    """``steps`` shared-weight steps of ``net`` (cosine from ``lr`` to 0.001) on uniformly random cells, with
+    ``edge_op`` on edge 1<-0 when given."""
     if steps < 1:
         return
-    child = _Child(net)
-    stepper = Stepper(child, TrainConfig(epochs=1, lr=lr, lr_min=0.001, batch_size=64), steps, evaluator.device)
+    evaluator.child = _Child(net)
+    schedule = TrainConfig(epochs=1, lr=lr, lr_min=0.001, batch_size=evaluator.config.batch_size)
+    evaluator.stepper = Stepper(evaluator.child, schedule, steps, evaluator.device)
     for _ in range(steps):
         choices = list(evaluator.space.sample(rng).choices)
         if edge_op is not None:
             choices[0] = edge_op
-        child.arch = evaluator.space.make(choices)
-        child.train()
-        x, y = evaluator._batch(evaluator.splits.train, 64)
-        x = augment_batch(x, evaluator.generator, padding=evaluator.padding, flip=evaluator.flip)
-        stepper.step(x, y)
+        evaluator.train_step(evaluator.space.make(choices))
 
 
 if __name__ == "__main__":
