@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import argparse
 import copy
-import itertools
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -44,12 +44,13 @@ from nasforge.run.rundir import open_store, read_config
 from nasforge.spaces.base import SearchSpace
 from nasforge.train.loop import Stepper, TrainConfig
 
+
 def computation(space: SearchSpace, choices: tuple[int, ...]) -> str:
     """What a cell computes, as an expression of its input: dead edges dropped, sums sorted."""
     ops = space.decisions[0].labels
     edges = [tuple(int(v) for v in d.name.removeprefix("edge_").split("<-")) for d in space.decisions]  # (node, src)
     incoming = {node: [(ops[c], src) for (n, src), c in zip(edges, choices) if n == node and ops[c] != "none"]
-                for node in (1, 2, 3)}
+                for node, _ in edges}
     memo: dict[int, str | None] = {0: "x"}
 
     def expression(node: int) -> str | None:
@@ -58,7 +59,7 @@ def computation(space: SearchSpace, choices: tuple[int, ...]) -> str:
             memo[node] = "+".join(terms) if terms else None
         return memo[node]
 
-    return expression(3) or "zero"
+    return expression(max(node for node, _ in edges)) or "zero"
 
 
 def protocol_config(data: str, steps: int, overrides: list[str]) -> RunConfig:
@@ -91,19 +92,9 @@ def main() -> None:
     rng = np.random.default_rng(1)
     start = time.perf_counter()
     if args.init is None:
-        groups: dict[str, list[tuple[int, ...]]] = {}
-        for choices in itertools.product(range(5), repeat=6):
-            groups.setdefault(computation(space, choices), []).append(choices)
-        distinct = list(groups.values())
-
-        def draw() -> Architecture:
-            if not args.deiso:
-                return space.sample(rng)
-            group = distinct[rng.integers(len(distinct))]
-            return space.make(group[rng.integers(len(group))])
-
+        draw = distinct_computations(space) if args.deiso else space.sample
         for _ in range(args.steps):
-            evaluator.train_step(draw())
+            evaluator.train_step(draw(rng))
         nets = [evaluator.supernet]
     else:
         with open_store(args.init) as store:
@@ -135,6 +126,20 @@ def main() -> None:
     if reference is not None:
         print(f"  for scale, the table's val_acc_12: Kendall tau {kendalltau(reference, truth).statistic:.3f}, "
               f"rank error by operation: {bias(space, archs, reference, truth)}")
+
+
+def distinct_computations(space: SearchSpace) -> Callable[[np.random.Generator], Architecture]:
+    """A sampler drawing a computation uniformly, then one of its cells."""
+    groups: dict[str, list[Architecture]] = {}
+    for arch in space.enumerate():
+        groups.setdefault(computation(space, arch.choices), []).append(arch)
+    distinct = list(groups.values())
+
+    def draw(rng: np.random.Generator) -> Architecture:
+        group = distinct[rng.integers(len(distinct))]
+        return group[rng.integers(len(group))]
+
+    return draw
 
 
 def bias(space: SearchSpace, archs: list[Architecture], scores: np.ndarray, truth: np.ndarray) -> str:

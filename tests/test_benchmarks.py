@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
-import itertools
 from pathlib import Path
+
+import numpy as np
 
 import nasforge as nf
 
@@ -36,5 +37,10 @@ def test_computation_groups_nb201_cells_by_what_they_compute() -> None:
     assert (comp("|nor_conv_3x3~0|+|avg_pool_3x3~0|none~1|+|nor_conv_3x3~0|none~1|none~2|")
             == comp("|nor_conv_3x3~0|+|none~0|none~1|+|nor_conv_3x3~0|none~1|none~2|") == single_conv)
     assert comp("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|none~0|none~1|none~2|") == "zero"
-    groups = {settings.computation(space, c) for c in itertools.product(range(5), repeat=6)}
+    groups = {settings.computation(space, a.choices) for a in space.enumerate()}
     assert len(groups) == 8765
+    # the de-isomorphic sampler draws every computation with the same probability
+    draw = settings.distinct_computations(space)
+    rng = np.random.default_rng(0)
+    drawn = [comp(str(draw(rng))) for _ in range(4000)]
+    assert drawn.count(single_conv) < 10  # 341 of the 15,625 strings: about 87 of 4,000 uniform strings
