@@ -3,9 +3,11 @@
 Usage: python benchmarks/oneshot_nb201.py RUN_DIR [RUN_DIR ...] [--table ../shared/data/nb201-cifar10.csv]
        [--archs 100] [--val-images 4096]
 For each run (a `nasforge search --space nb201 --evaluator supernet ...` directory) prints one line with the
-`test_acc_200` of the derived cells (best of the policy's samples, and its most likely cell), then the Kendall tau
+`test_acc_200` of the derived cells (best of the policy's samples, its most likely cell, and the pick of
+`nasforge derive RUN --retrain-top K` if it ran: for its best 3, 5, 10 candidates), then the Kendall tau
 between the super-network's validation accuracy (shared weights of the last checkpoint, `--val-images` validation
-images in chunks of 1,024, as the derivation scores) and `test_acc_200` over `--archs` uniformly random cells.
+images in chunks of 1,024, as the derivation scores) and `test_acc_200` over `--archs` uniformly random cells
+(`--archs 0` skips it).
 """
 
 from __future__ import annotations
@@ -23,6 +25,27 @@ from nasforge.evaluators.tabular import Table
 from nasforge.run.rundir import open_store, read_config
 
 
+def retrained_summary(derived: dict, space, table: Table) -> list[str]:
+    """What retraining the best-scored candidates (`nasforge derive RUN --retrain-top K`) picked: for the best
+    k of them, the `test_acc_200` of the one with the best retrained validation accuracy; and Kendall tau of the
+    shared weights' and the retraining's scores over the candidates."""
+    retrained = derived.get("retrained")
+    if not retrained:
+        return []
+    cands = [c for c in retrained["candidates"] if c["retrained"] == c["retrained"]]
+    truth = [table.value(space.parse(c["arch"]), "test_acc_200") for c in cands]
+    picks = []
+    for k in sorted({3, 5, 10, len(cands)}):
+        if k <= len(cands):
+            best = max(range(k), key=lambda i: cands[i]["retrained"])  # first of equals, as the library
+            picks.append(f"top {k} {truth[best]:.2f}")
+    tau_shared = kendalltau([c["score"] for c in cands], truth).statistic
+    tau_retrained = kendalltau([c["retrained"] for c in cands], truth).statistic
+    return [f"retrained ({retrained['epochs']} epochs) picks " + ", ".join(picks)
+            + f" (best of the {len(cands)} {max(truth):.2f}; tau over them: shared {tau_shared:.3f}, "
+            f"retrained {tau_retrained:.3f})"]
+
+
 def judge(run_dir: Path, table: Table, n_archs: int, val_images: int) -> str:
     config = read_config(run_dir)
     result = json.loads((run_dir / "result.json").read_text())
@@ -33,10 +56,13 @@ def judge(run_dir: Path, table: Table, n_archs: int, val_images: int) -> str:
         if key in derived:
             acc = table.value(space.parse(derived[key]["arch"]), "test_acc_200")
             parts.append(f"{key} test_acc_200 {acc:.2f}")
+    parts += retrained_summary(derived, space, table)
     for i, earlier in enumerate(result.get("derived_history", [])):  # earlier derivations (`nasforge derive`)
         if "sampled_best" in earlier:
             acc = table.value(space.parse(earlier["sampled_best"]["arch"]), "test_acc_200")
             parts.append(f"derivation {i + 1} sampled_best {acc:.2f}")
+    if n_archs == 0:
+        return f"{run_dir}: " + ", ".join(parts)
     evaluator = nf.create_evaluator(config, space)
     with open_store(run_dir) as store:
         checkpoint = store.load_checkpoint()

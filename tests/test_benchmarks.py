@@ -44,3 +44,22 @@ def test_computation_groups_nb201_cells_by_what_they_compute() -> None:
     rng = np.random.default_rng(0)
     drawn = [comp(str(draw(rng))) for _ in range(4000)]
     assert drawn.count(single_conv) < 10  # 341 of the 15,625 strings: about 87 of 4,000 uniform strings
+
+
+def test_the_retrained_pick_is_judged_for_the_best_k_candidates(tmp_path: Path) -> None:
+    judge = load("oneshot_nb201")
+    space = nf.create_space("nb201")
+    archs = [str(a) for a in sorted({space.sample(np.random.default_rng(s)) for s in range(12)}, key=str)][:12]
+    table_csv = tmp_path / "t.csv"
+    truth = {a: 90.0 + i for i, a in enumerate(archs)}
+    table_csv.write_text("arch,val_acc_200,test_acc_200\n"
+                         + "".join(f"{a},{v - 3},{v}\n" for a, v in truth.items()))
+    table = judge.Table(table_csv, space)
+    # shared weights rank the candidates backwards; the retraining gets all but the best right
+    cands = [{"arch": a, "score": 50.0 + i, "retrained": 60.0 - i} for i, a in enumerate(reversed(archs))]
+    cands[0]["retrained"] = 0.0
+    cands[1]["retrained"] = float("nan")  # a failed training is left out
+    (line,) = judge.retrained_summary({"retrained": {"epochs": 5, "candidates": cands}}, space, table)
+    assert line.startswith("retrained (5 epochs) picks top 3 99.00, top 5 99.00, top 10 99.00")
+    assert "best of the 11 101.00" in line and "shared -1.000" in line
+    assert judge.retrained_summary({}, space, table) == []

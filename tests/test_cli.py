@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import sqlite3
 import subprocess
@@ -171,3 +172,28 @@ def test_derive_command_rederives_a_one_shot_run(tmp_path: Path, capsys: pytest.
     assert result["derived"]["n_samples"] == 5 and len(result["derived_history"]) == 1
     assert main(["derive", str(run), "--set", "strategy.lr=1"]) == 2
     assert "evaluator.KEY=VALUE" in capsys.readouterr().err
+
+
+def test_derive_retrains_the_best_scored_candidates(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run = tmp_path / "ws"
+    assert main(["search", "--space", "nb201", "--evaluator", "supernet", "--strategy", "enas", "--budget", "12",
+                 "--out", str(run), "--set", "evaluator.model_args={C: 4, N: 1, running_stats: true}",
+                 "--set", "evaluator.resolution=4"]) == 0
+    assert main(["derive", str(run), "--retrain-only"]) == 2
+    assert "--retrain-top" in capsys.readouterr().err
+    before = json.loads((run / "result.json").read_text())["derived"]
+    assert main(["derive", str(run), "--retrain-only", "--retrain-top", "3", "--retrain-epochs", "1"]) == 0
+    assert "best of 3 candidates trained for 1 epochs" in capsys.readouterr().err
+    derived = json.loads((run / "result.json").read_text())["derived"]
+    retrained = derived["retrained"]["candidates"]
+    # the shared weights' three best, each with its own validation accuracy after one epoch from scratch
+    assert [c["arch"] for c in retrained] == [c["arch"] for c in before["ranked"][:3]]
+    assert all(0 <= c["retrained"] <= 100 for c in retrained)
+    best = max(retrained, key=lambda c: c["retrained"])
+    assert derived["retrained_best"] == {"arch": best["arch"], "score": best["retrained"]}
+    assert derived["sampled_best"] == before["sampled_best"]  # nothing recorded is lost
+    # the retrained pick is what the run hands on to training and export
+    assert shlex.quote(best["arch"]) in derived["train_command"]
+    from nasforge.export import run_genotype
+
+    assert run_genotype(run)["arch"] == best["arch"]

@@ -82,6 +82,10 @@ def test_the_result_is_derived_from_the_trained_policy(tmp_path: Path) -> None:
         parts.space.parse(derived[key]["arch"])
         assert 0 <= derived[key]["score"] <= 100
     assert derived["train_command"].startswith("nasforge train --space nb201 --arch ")
+    ranked = derived["ranked"]  # the runner-ups, best first, for retraining several
+    assert 1 <= len(ranked) <= min(10, derived["n_distinct"]) and len({r["arch"] for r in ranked}) == len(ranked)
+    assert ranked[0] == {"arch": derived["sampled_best"]["arch"], "score": derived["sampled_best"]["score"]}
+    assert [r["score"] for r in ranked] == sorted((r["score"] for r in ranked), reverse=True)
     written = __import__("json").loads((tmp_path / "run" / "result.json").read_text())
     assert written["derived"] == derived
     from nasforge.export import run_genotype
@@ -136,3 +140,19 @@ def test_users_settings_win_over_the_one_shot_defaults() -> None:
 def test_strategies_without_a_policy_keep_their_best_trial() -> None:
     _, result = nf.search(nf.RunConfig(**{**vars(_config(budget=5)), "strategy": "re"}))
     assert "derived" not in result and result["best"] is not None
+
+
+def test_candidates_retrain_at_the_search_proxy(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    config = _config(budget=10, resolution=4, val_size=0.2, split_seed=3)
+    config.evaluator_args["model_args"] = {"C": 4, "N": 1, "shared_affine": True}
+    nf.search(config, run)
+    trainer = nf.api.proxy_trainer(nf.api.read_run_config(run), epochs=2)
+    cfg = trainer.config
+    assert (cfg.epochs, cfg.model_args, cfg.resolution, cfg.val_size, cfg.split_seed) == (2, {"C": 4, "N": 1}, 4,
+                                                                                          0.2, 3)
+    search_eval = nf.create_evaluator(nf.api.read_run_config(run), nf.create_space("nb201"))
+    assert torch.equal(trainer.splits.val.y, search_eval.splits.val.y)  # the images the search's rewards came from
+    assert trainer.splits.shape[-1] == 4
+    with pytest.raises(ConfigError, match="top >= 1"):
+        nf.retrain_ranked(run, top=0)

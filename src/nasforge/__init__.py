@@ -30,6 +30,7 @@ from .api import (
     load_record,
     parse_arch,
     resume,
+    retrain_ranked,
     search,
 )
 from .arch import Architecture
@@ -43,5 +44,6 @@ from .run import RunStore, SearchRecord, run_search
 __all__ = [
     "Architecture", "Components", "EVALUATORS", "NasforgeError", "Result", "RunConfig", "RunStore",
     "SPACES", "STRATEGIES", "SearchRecord", "build_components", "create_evaluator", "create_space",
-    "create_strategy", "derive", "load_record", "make_run_config", "parse_arch", "resume", "run_search", "search",
+    "create_strategy", "derive", "load_record", "make_run_config", "parse_arch", "resume", "retrain_ranked", "run_search",
+    "search",
 ]

@@ -126,17 +126,17 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def run_genotype(run_dir: str | Path) -> dict[str, Any]:
-    """The genotype of a run: a ``nasforge train`` run's architecture, a one-shot search's derived one (the
-    best of the policy's samples), or a search's best one."""
+    """The genotype of a run: a ``nasforge train`` run's architecture, a one-shot search's derived one
+    (:func:`~nasforge.run.rundir.derived_pick`), or a search's best one."""
     run_dir = Path(run_dir)
     result = _read_json(run_dir / "result.json")
     if "genotype" in result:
         return result["genotype"]
-    derived = result.get("derived") or {}
-    best = derived.get("sampled_best") or derived.get("most_likely") or result.get("best")
+    from .run.rundir import derived_pick, read_config
+
+    best = derived_pick(result.get("derived") or {}) or result.get("best")
     if not best:
         raise RunDirError(f"{run_dir}: the search has no successful evaluation to export")
-    from .run.rundir import read_config
     from .evaluators.train import DEFAULT_DATASET
     from .registry import EVALUATORS, SPACES
     from .train.data import dataset_shape, default_cache_dir, load_dataset

@@ -1,4 +1,5 @@
-"""``nasforge derive RUN_DIR``: derive a finished one-shot search's architecture again, with other settings."""
+"""``nasforge derive RUN_DIR``: derive a finished one-shot search's architecture again, with other settings, and
+optionally retrain its best-scored candidates briefly to pick among them (``--retrain-top K``)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,21 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from .. import api
+    from ..errors import ConfigError
     from .search import print_derived
 
-    derived = api.derive(args.run_dir, args.samples, args.seed, args.overrides)
     console = Console(stderr=True)
-    console.print(f"derived from the checkpoint after {derived['checkpoint']} evaluations; "
-                  f"written to {args.run_dir}/result.json (earlier derivations under derived_history)",
-                  highlight=False)
+    if args.retrain_only and not args.retrain_top:
+        raise ConfigError("--retrain-only: say how many candidates to retrain with --retrain-top K")
+    if not args.retrain_only:
+        derived = api.derive(args.run_dir, args.samples, args.seed, args.overrides)
+        console.print(f"derived from the checkpoint after {derived['checkpoint']} evaluations; "
+                      f"written to {args.run_dir}/result.json (earlier derivations under derived_history)",
+                      highlight=False)
+    if args.retrain_top:
+        console.print(f"training the {args.retrain_top} best-scored candidates from scratch for "
+                      f"{args.retrain_epochs} epochs each at the search's proxy", highlight=False)
+        derived = api.retrain_ranked(args.run_dir, args.retrain_top, args.retrain_epochs)
     print_derived(console, derived)
     return 0
 
@@ -27,4 +36,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help="seed of the sampling (default: the run's seed)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="evaluator.KEY=VALUE",
                    help="derivation setting, e.g. evaluator.derive_batch=5000 (validation images per candidate)")
+    p.add_argument("--retrain-top", type=int, default=0, metavar="K",
+                   help="then train the K best-scored candidates from scratch at the search's proxy and pick the "
+                        "best on validation (image spaces; default 0: the shared weights pick)")
+    p.add_argument("--retrain-epochs", type=int, default=5, metavar="E",
+                   help="epochs of each retraining (default 5)")
+    p.add_argument("--retrain-only", action="store_true",
+                   help="retrain the current derivation's candidates without deriving again")
     p.set_defaults(func=run)

@@ -77,8 +77,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def print_derived(console: Any, derived: dict[str, Any]) -> None:
     """The architectures a one-shot search derived from its policy, and the command that trains the pick."""
+    retrained = derived.get("retrained", {})
     for key, label in (("sampled_best", f"best of {derived['n_samples']} sampled from the policy"),
-                       ("most_likely", "the policy's most likely")):
+                       ("most_likely", "the policy's most likely"),
+                       ("retrained_best", f"best of {len(retrained.get('candidates', []))} candidates trained for "
+                                          f"{retrained.get('epochs')} epochs")):
         if key in derived:
             console.print(f"{label}: {derived[key]['arch']}  (validation score {_fmt(derived[key]['score'])})",
                           soft_wrap=True, highlight=False)

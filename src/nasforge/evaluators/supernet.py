@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 #: largest validation chunk of one forward pass in the derivation (memory; a few hundred already estimate
 #: batch statistics well)
 DERIVE_CHUNK = 1024
+#: best-scored candidates a derivation lists besides its pick
+DERIVE_KEEP = 10
 
 
 @dataclass
@@ -214,11 +216,12 @@ class SupernetEvaluator(Evaluator):
 
 
 def derive_from_policy(space: SearchSpace, strategy: Any, score: Callable[[Architecture], tuple[float, dict]],
-                       n_samples: int = 100, seed: int = 0) -> dict[str, Any] | None:
+                       n_samples: int = 100, seed: int = 0, keep: int = DERIVE_KEEP) -> dict[str, Any] | None:
     """The result of a one-shot search, as EDNAS derives it: ``n_samples`` architectures sampled from the
     trained policy, each scored (on the same validation data), the best kept; and the policy's most likely
-    architecture. ``score`` returns the score and any further numbers to record. None for strategies
-    without a policy (their best trial is the result)."""
+    architecture. ``score`` returns the score and any further numbers to record. The ``keep`` best-scored
+    distinct candidates are listed under ``"ranked"`` (best first), for a user who retrains several. None for
+    strategies without a policy (their best trial is the result)."""
     policy = getattr(strategy, "policy", None)
     if policy is None:
         return None
@@ -228,9 +231,11 @@ def derive_from_policy(space: SearchSpace, strategy: Any, score: Callable[[Archi
     candidates = sorted({space.make(c) for c in drawn if space.is_valid(c)}, key=str)
     scored = [(score(a), a) for a in candidates]
     out: dict[str, Any] = {"n_samples": n_samples, "n_distinct": len(scored)}
-    if scored:
-        (best, extra), arch = max(scored, key=lambda item: item[0][0])
+    ranked = sorted(scored, key=lambda item: -item[0][0])  # stable: ties keep the string order
+    if ranked:
+        (best, extra), arch = ranked[0]
         out["sampled_best"] = {"arch": str(arch), "score": best, **extra}
+        out["ranked"] = [{"arch": str(a), "score": value} for (value, _), a in ranked[:keep]]
     if space.is_valid(greedy):
         top = space.make(greedy)
         value, extra = score(top)

@@ -124,6 +124,12 @@ def result_dict(config: RunConfig, record: SearchRecord, optimum: Any = None) ->
     return out
 
 
+def derived_pick(derived: dict[str, Any]) -> dict[str, Any] | None:
+    """The architecture a one-shot search's derivation settles on: the best of its retrained candidates
+    (``nasforge derive --retrain-top``) if any, else the best-scored policy sample, else the policy's most likely."""
+    return derived.get("retrained_best") or derived.get("sampled_best") or derived.get("most_likely")
+
+
 def write_result(run_dir: str | Path, data: dict[str, Any]) -> Path:
     path = Path(run_dir) / RESULT_FILE
     _write_atomic(path, json.dumps(data, indent=2, default=float))
