@@ -32,7 +32,7 @@ def retrained_summary(derived: dict, space, table: Table) -> list[str]:
     retrained = derived.get("retrained")
     if not retrained:
         return []
-    cands = [c for c in retrained["candidates"] if c["retrained"] == c["retrained"]]
+    cands = [c for c in retrained["candidates"] if c["retrained"] is not None]  # None: the training failed
     truth = [table.value(space.parse(c["arch"]), "test_acc_200") for c in cands]
     picks = []
     for k in sorted({3, 5, 10, len(cands)}):

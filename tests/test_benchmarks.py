@@ -58,7 +58,7 @@ def test_the_retrained_pick_is_judged_for_the_best_k_candidates(tmp_path: Path) 
     # shared weights rank the candidates backwards; the retraining gets all but the best right
     cands = [{"arch": a, "score": 50.0 + i, "retrained": 60.0 - i} for i, a in enumerate(reversed(archs))]
     cands[0]["retrained"] = 0.0
-    cands[1]["retrained"] = float("nan")  # a failed training is left out
+    cands[1]["retrained"] = None  # a failed training is left out
     (line,) = judge.retrained_summary({"retrained": {"epochs": 5, "candidates": cands}}, space, table)
     assert line.startswith("retrained (5 epochs) picks top 3 99.00, top 5 99.00, top 10 99.00")
     assert "best of the 11 101.00" in line and "shared -1.000" in line

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -86,7 +87,7 @@ def test_the_result_is_derived_from_the_trained_policy(tmp_path: Path) -> None:
     assert 1 <= len(ranked) <= min(10, derived["n_distinct"]) and len({r["arch"] for r in ranked}) == len(ranked)
     assert ranked[0] == {"arch": derived["sampled_best"]["arch"], "score": derived["sampled_best"]["score"]}
     assert [r["score"] for r in ranked] == sorted((r["score"] for r in ranked), reverse=True)
-    written = __import__("json").loads((tmp_path / "run" / "result.json").read_text())
+    written = json.loads((tmp_path / "run" / "result.json").read_text())
     assert written["derived"] == derived
     from nasforge.export import run_genotype
 
@@ -102,7 +103,7 @@ def test_a_finished_search_derives_again_from_its_final_checkpoint(tmp_path: Pat
     assert {k: again[k] for k in result["derived"]} == result["derived"]
     other = nf.derive(run, n_samples=10, seed=5, overrides=["evaluator.derive_batch=40"])
     assert other["n_samples"] == 10 and other["overrides"] == ["evaluator.derive_batch=40"]
-    written = __import__("json").loads((run / "result.json").read_text())
+    written = json.loads((run / "result.json").read_text())
     assert written["derived"] == other and len(written["derived_history"]) == 2  # nothing recorded is lost
     assert written["derived_history"][0] == result["derived"] and written["best"] == result["best"]
     with pytest.raises(ConfigError, match="evaluator.KEY=VALUE"):
@@ -156,3 +157,27 @@ def test_candidates_retrain_at_the_search_proxy(tmp_path: Path) -> None:
     assert trainer.splits.shape[-1] == 4
     with pytest.raises(ConfigError, match="top >= 1"):
         nf.retrain_ranked(run, top=0)
+
+
+def test_a_failed_retraining_is_recorded_and_left_out_of_the_pick(tmp_path: Path, monkeypatch) -> None:
+    from nasforge.evaluators.train import TrainEvaluator
+    from nasforge.result import Result
+
+    run = tmp_path / "run"
+    nf.search(_config(budget=10, resolution=4), run)
+    calls = []
+
+    def fake(self, arch, fidelity, seed):  # the first candidate diverges, the others score 10, 20, 30...
+        calls.append(str(arch))
+        if len(calls) == 1:
+            return Result.failure("loss became nan")
+        return Result(10.0 * (len(calls) - 1))
+
+    monkeypatch.setattr(TrainEvaluator, "_evaluate", fake)
+    derived = nf.retrain_ranked(run, top=3, epochs=1)
+    cands = derived["retrained"]["candidates"]
+    assert [c["arch"] for c in cands] == calls == [c["arch"] for c in derived["ranked"][:3]]
+    assert cands[0]["retrained"] is None and cands[0]["error"] == "loss became nan"
+    assert derived["retrained_best"] == {"arch": calls[2], "score": 20.0}
+    written = json.loads((run / "result.json").read_text())  # plain JSON: no NaN
+    assert written["derived"] == derived

@@ -238,10 +238,14 @@ def retrain_ranked(run_dir: str | Path, top: int = 10, epochs: int = 5, seed: in
     candidates = []
     for cand in derived["ranked"][:top]:
         outcome = evaluator.evaluate(evaluator.space.parse(cand["arch"]), seed=seed)
+        if outcome.failed:  # recorded with its reason, left out of the pick
+            candidates.append({**cand, "retrained": None, "error": outcome.error})
+            log.warning("retraining %s failed: %s", cand["arch"], outcome.error)
+            continue
         candidates.append({**cand, "retrained": outcome.reward})
         log.info("retrained %s for %d epochs: validation %.2f (shared weights %.2f)", cand["arch"], epochs,
                  outcome.reward, cand["score"])
-    finite = [c for c in candidates if c["retrained"] == c["retrained"]]  # failed trainings give nan
+    finite = [c for c in candidates if c["retrained"] is not None]
     derived["retrained"] = {"epochs": epochs, "seed": seed, "candidates": candidates}
     derived.pop("retrained_best", None)
     if finite:
