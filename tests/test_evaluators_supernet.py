@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import nasforge as nf
-from nasforge.errors import ConfigError
+from nasforge.errors import ConfigError, RunDirError
 from nasforge.testing import conformance
 
 
@@ -157,6 +157,11 @@ def test_candidates_retrain_at_the_search_proxy(tmp_path: Path) -> None:
     assert trainer.splits.shape[-1] == 4
     with pytest.raises(ConfigError, match="top >= 1"):
         nf.retrain_ranked(run, top=0)
+    (run / "result.json").write_text('{"derived": ')  # cut off mid-write
+    with pytest.raises(RunDirError, match=r"result\.json: unreadable"):
+        nf.retrain_ranked(run)
+    with pytest.raises(RunDirError, match=r"result\.json: unreadable"):
+        nf.derive(run)
 
 
 def test_a_failed_retraining_is_recorded_and_left_out_of_the_pick(tmp_path: Path, monkeypatch) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ from .evaluators.base import Evaluator
 from .registry import EVALUATORS, SPACES, STRATEGIES
 from .run.executors import EXECUTORS, Executor
 from .run.loop import Callback, SearchRecord, run_search
-from .run.rundir import (RESULT_FILE, derived_pick, open_store, prepare_run_dir, read_config, result_dict,
+from .run.rundir import (derived_pick, open_store, prepare_run_dir, read_config, read_result, result_dict,
                          write_result)
 from .run.store import RunStore
 from .spaces.base import SearchSpace
@@ -186,8 +185,7 @@ def derive(run_dir: str | Path, n_samples: int = 100, seed: int | None = None,
         raise ConfigError(f"{run_dir}: strategy {config.strategy!r} has no policy to derive from")
     derived = {**_with_train_command(config, derived), "checkpoint": n_done,
                "overrides": list(overrides)}
-    path = Path(run_dir) / RESULT_FILE
-    result = json.loads(path.read_text()) if path.exists() else {}
+    result = read_result(run_dir)
     if "derived" in result:
         result["derived_history"] = [*result.get("derived_history", []), result["derived"]]
     result["derived"] = derived
@@ -200,14 +198,13 @@ def proxy_trainer(config: RunConfig, epochs: int) -> Evaluator:
     model size (the super-network's own options dropped), training for ``epochs`` epochs."""
     from .evaluators.train import TrainEvaluator, TrainEvaluatorConfig
     from .supernet import SupernetOptions
-    from .train.data import DataConfig
 
-    args = config.evaluator_args
+    search = resolve_args(EVALUATORS.get(config.evaluator).factory, config.evaluator_args, "evaluator")
     options = set(SupernetOptions.__dataclass_fields__)  # super-network settings, not the child's
     proxy = TrainEvaluatorConfig(
         epochs=epochs,
-        model_args={k: v for k, v in (args.get("model_args") or {}).items() if k not in options},
-        **{k: args[k] for k in DataConfig.__dataclass_fields__ if k in args},
+        model_args={k: v for k, v in search.model_args.items() if k not in options},
+        **vars(search.data_config()),
     )
     return TrainEvaluator(create_space(config.space, **config.space_args), proxy, config)
 
@@ -226,8 +223,7 @@ def retrain_ranked(run_dir: str | Path, top: int = 10, epochs: int = 5, seed: in
     if top < 1 or epochs < 1:
         raise ConfigError(f"retraining needs top >= 1 and epochs >= 1, got top={top}, epochs={epochs}")
     config = read_config(run_dir)
-    path = Path(run_dir) / RESULT_FILE
-    result = json.loads(path.read_text()) if path.exists() else {}
+    result = read_result(run_dir)
     derived = result.get("derived") or {}
     if "ranked" not in derived:
         raise RunDirError(f"{run_dir}: its derivation lists no ranked candidates; run `nasforge derive {run_dir}`")

@@ -124,6 +124,17 @@ def result_dict(config: RunConfig, record: SearchRecord, optimum: Any = None) ->
     return out
 
 
+def read_result(run_dir: str | Path) -> dict[str, Any]:
+    """``result.json`` of a run directory ({} before the run wrote one); unreadable JSON names the file."""
+    path = Path(run_dir) / RESULT_FILE
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RunDirError(f"{path}: unreadable ({exc})") from None
+
+
 def derived_pick(derived: dict[str, Any]) -> dict[str, Any] | None:
     """The architecture a one-shot search's derivation settles on: the best of its retrained candidates
     (``nasforge derive --retrain-top``) if any, else the best-scored policy sample, else the policy's most likely."""
