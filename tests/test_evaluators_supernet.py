@@ -148,7 +148,7 @@ def test_candidates_retrain_at_the_search_proxy(tmp_path: Path) -> None:
     config = _config(budget=10, resolution=4, val_size=0.2, split_seed=3)
     config.evaluator_args["model_args"] = {"C": 4, "N": 1, "shared_affine": True}
     nf.search(config, run)
-    trainer = nf.api.proxy_trainer(nf.api.read_run_config(run), epochs=2)
+    trainer = nf.oneshot.proxy_trainer(nf.api.read_run_config(run), epochs=2)
     cfg = trainer.config
     assert (cfg.epochs, cfg.model_args, cfg.resolution, cfg.val_size, cfg.split_seed) == (2, {"C": 4, "N": 1}, 4,
                                                                                           0.2, 3)

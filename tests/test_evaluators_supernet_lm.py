@@ -152,11 +152,24 @@ def test_dropout_uses_the_evaluators_own_random_state(corpus: Path) -> None:
     ({"dataset": "cifar10"}, "--dataset ptb"),
     ({"dataset": None}, "--dataset ptb"),
     ({"data": None}, "needs --data"),
-    ({"executor": "process", "workers": 2}, "one process"),
 ])
 def test_bad_dataset_or_data_is_a_config_error(corpus: Path, change: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         nf.build_components(nf.RunConfig(**{**vars(_config(corpus)), **change}))
+
+
+@pytest.mark.parametrize("executor", ["process", "ray"])
+def test_executors_out_of_process_are_refused(corpus: Path, executor: str) -> None:
+    config = nf.RunConfig(**{**vars(_config(corpus)), "executor": executor, "workers": 2})
+    parts = nf.build_components(config)
+    with pytest.raises(ConfigError, match="one process"):
+        nf.create_executor(config, parts.evaluator)
+
+
+def test_a_recurrent_space_asked_for_supernet_gets_the_language_model_one(corpus: Path) -> None:
+    config = nf.RunConfig(**{**vars(_config(corpus)), "evaluator": "supernet"})
+    parts = nf.build_components(config)
+    assert parts.config.evaluator == "supernet-lm" and type(parts.evaluator).__name__ == "SupernetLMEvaluator"
 
 
 def test_a_missing_corpus_is_a_data_error(tmp_path: Path) -> None:

@@ -20,19 +20,9 @@ __version__ = "0.1.0"
 
 from . import evaluators, spaces, strategies  # noqa: F401  (register built-ins)
 from . import testing as _testing  # noqa: F401  (registers the toy space and evaluator)
-from .api import (
-    Components,
-    build_components,
-    create_evaluator,
-    create_space,
-    create_strategy,
-    derive,
-    load_record,
-    parse_arch,
-    resume,
-    retrain_ranked,
-    search,
-)
+from . import oneshot  # noqa: F401  (nasforge.oneshot: derive, retrain_ranked after a one-shot search)
+from .api import derive, load_record, parse_arch, resume, retrain_ranked, search
+from .factory import Components, build_components, create_evaluator, create_executor, create_space, create_strategy
 from .arch import Architecture
 from .config import RunConfig, make_run_config
 from .errors import NasforgeError
@@ -44,6 +34,6 @@ from .run import RunStore, SearchRecord, run_search
 __all__ = [
     "Architecture", "Components", "EVALUATORS", "NasforgeError", "Result", "RunConfig", "RunStore",
     "SPACES", "STRATEGIES", "SearchRecord", "build_components", "create_evaluator", "create_space",
-    "create_strategy", "derive", "load_record", "make_run_config", "parse_arch", "resume", "retrain_ranked", "run_search",
+    "create_executor", "create_strategy", "derive", "load_record", "make_run_config", "parse_arch", "resume", "retrain_ranked", "run_search",
     "search",
 ]

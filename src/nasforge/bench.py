@@ -79,7 +79,7 @@ def _init_worker(base: RunConfig) -> None:
     """Load the space and evaluator once per worker process (a table is parsed once, not per seed)."""
     import torch
 
-    from .api import create_evaluator, create_space
+    from .factory import create_evaluator, create_space
 
     torch.set_num_threads(1)
     space = create_space(base.space, **base.space_args)
@@ -88,7 +88,7 @@ def _init_worker(base: RunConfig) -> None:
 
 def run_job(config: RunConfig) -> dict[str, Any]:
     """One search with an in-memory record; returns its compact curve."""
-    from .api import create_strategy
+    from .factory import create_strategy
     from .run.loop import run_search
 
     space, evaluator = _WORKER["space"], _WORKER["evaluator"]

@@ -142,6 +142,7 @@ class RunConfig:
     benchmark: str | None = None
     fidelity: int | None = None
     budget: int = 100
+    epochs: int | None = None  # a one-shot search's length in passes over its training split (sets budget)
     seed: int = 0
     executor: str = "sequential"
     workers: int = 1
@@ -158,6 +159,8 @@ class RunConfig:
     def __post_init__(self) -> None:
         if self.budget <= 0:
             raise ConfigError(f"budget: must be a positive number of evaluations, got {self.budget}")
+        if self.epochs is not None and self.epochs <= 0:
+            raise ConfigError(f"epochs: must be a positive number of passes over the training split, got {self.epochs}")
         if self.workers <= 0:
             raise ConfigError(f"workers: must be at least 1, got {self.workers}")
         if self.trial_timeout is not None and self.trial_timeout <= 0:

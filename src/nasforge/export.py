@@ -84,7 +84,7 @@ def write_genotype(genotype: dict[str, Any], path: str | Path) -> Path:
 
 def build_from_genotype(genotype: dict[str, Any], seed: int | None = None, **overrides: Any) -> nn.Module:
     """The model a genotype describes (``overrides`` replace its model arguments)."""
-    from .api import create_space
+    from .factory import create_space
     from .train.loop import build_model
 
     space = create_space(genotype["space"], **genotype.get("space_args", {}))

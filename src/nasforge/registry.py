@@ -81,3 +81,5 @@ class Registry(Generic[T]):
 SPACES: Registry = Registry("space")
 STRATEGIES: Registry = Registry("strategy")
 EVALUATORS: Registry = Registry("evaluator")
+#: where evaluations run; entries declare ``in_process`` (the search's own process), ``parallel``, ``distributed``
+EXECUTORS: Registry = Registry("executor")

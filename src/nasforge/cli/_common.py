@@ -9,10 +9,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..config import RunConfig, load_yaml, make_run_config
+from ..errors import ConfigError
 from ..registry import EVALUATORS
 
 #: flags that map one to one onto RunConfig fields
-RUN_FLAGS = ("space", "strategy", "evaluator", "benchmark", "fidelity", "budget", "seed", "executor", "workers",
+RUN_FLAGS = ("space", "strategy", "evaluator", "benchmark", "fidelity", "budget", "epochs", "seed", "executor", "workers",
              "trial_timeout", "max_retries", "ray_address", "cpus_per_trial", "gpus_per_trial",
              "dataset", "data", "device", "cache_dir")
 
@@ -29,7 +30,8 @@ def add_run_flags(p: argparse.ArgumentParser, *, strategy: bool = True) -> None:
     p.add_argument("--device", help="torch device for training: auto (default), cpu, cuda, cuda:1")
     p.add_argument("--cache-dir", metavar="DIR", help="decoded-data cache (default $NASFORGE_CACHE or ~/.cache/nasforge)")
     p.add_argument("--fidelity", type=int, help="training length the strategy sees (a table's epochs, e.g. 12)")
-    p.add_argument("--budget", type=int, help="number of evaluations")
+    p.add_argument("--budget", type=int, help="number of evaluations (one-shot: child training steps)")
+    p.add_argument("--epochs", type=int, help="one-shot search length in passes over the training split (instead of --budget)")
     p.add_argument("--seed", type=int, help="random seed")
     p.add_argument("--executor", help="where evaluations run (nasforge list executors)")
     p.add_argument("--workers", type=int, help="parallel evaluations")
@@ -60,6 +62,8 @@ def config_from_args(args: argparse.Namespace, extra: dict[str, Any] | None = No
         if value is not None:
             data[name] = value
     data.update(extra or {})
+    if data.get("epochs") is not None and getattr(args, "budget", None) is not None:
+        raise ConfigError("--epochs and --budget: give the length of a one-shot search one way, not both")
     space = data.get("space", RunConfig.space)
     if getattr(args, "evaluator", None) is None and "evaluator" not in data:
         guess = default_evaluator(space, data.get("benchmark"))

@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
         out = Path(args.out)
 
     parts = api.build_components(config)
+    config = parts.config  # resolved: a length in --epochs is a budget of child steps now
     with progress(console) as bar:
         task = bar.add_task(f"{config.strategy} on {config.space}", total=config.budget, status="")
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..arch import Architecture
 from ..result import Result
 from ..spaces.base import SearchSpace
+
+
+if TYPE_CHECKING:
+    from ..strategies.base import Strategy
 
 
 @dataclass
@@ -16,21 +20,50 @@ class NoConfig:
     """An evaluator without parameters of its own."""
 
 
+@dataclass(frozen=True)
+class EvalContext:
+    """What an evaluator may know of the run it serves (besides its own ``Config``).
+
+    Built from the run's :class:`~nasforge.config.RunConfig` by the factory (:meth:`of`); the fields keep the
+    run config's names. ``None`` means "not given": each evaluator documents its default.
+    """
+
+    seed: int = 0
+    budget: int = 100  # evaluations of the search (a one-shot evaluator's schedule spans them)
+    epochs: int | None = None  # a one-shot search's length in passes over its training split, instead of budget
+    benchmark: str | None = None  # table or surrogate path
+    fidelity: int | None = None  # training length the strategy sees (a table's epochs)
+    dataset: str | None = None  # data set of evaluators that train (None: digits)
+    data: str | None = None  # where its files are
+    device: str = "auto"
+    cache_dir: str | None = None
+    threads: int | None = None
+
+    @classmethod
+    def of(cls, run: Any) -> "EvalContext":
+        """The context of ``run`` (a RunConfig, an EvalContext, or None for the defaults)."""
+        if run is None or isinstance(run, cls):
+            return run or cls()
+        return cls(**{f.name: getattr(run, f.name) for f in fields(cls) if hasattr(run, f.name)})
+
+
 class Evaluator(ABC):
     """Base class of evaluators.
 
-    Registered factories are called as ``factory(space, config, run)`` where ``config`` is the
-    evaluator's own ``Config`` dataclass and ``run`` the :class:`~nasforge.config.RunConfig` (for the
-    benchmark path, fidelity, data set...). Counters record what a search has spent.
+    Registered factories are called as ``factory(space, config, context)`` where ``config`` is the
+    evaluator's own ``Config`` dataclass and ``context`` the :class:`EvalContext` of the run (benchmark path,
+    fidelity, data set, device, seed...). Counters record what a search has spent. An evaluator is stateless
+    between evaluations unless it is a :class:`StatefulEvaluator`, so executors may run copies of it anywhere.
     """
 
     Config: ClassVar[type] = NoConfig
     #: the metric reported for a search's best architecture (never shown to strategies)
     reported_metric: ClassVar[str] = "test_accuracy"
 
-    def __init__(self, space: SearchSpace, config: Any = None) -> None:
+    def __init__(self, space: SearchSpace, config: Any = None, context: Any = None) -> None:
         self.space = space
         self.config = config if config is not None else self.Config()
+        self.context = EvalContext.of(context)
         self.queries = 0
         self.total_cost = 0.0
 
@@ -51,3 +84,39 @@ class Evaluator(ABC):
 
     def close(self) -> None:
         """Release files, processes or devices."""
+
+
+class StatefulEvaluator(Evaluator):
+    """An evaluator whose evaluations change it (a super-network trained by every evaluation: ENAS, EDNAS).
+
+    The contract the rest of nasforge relies on, instead of looking for attributes:
+
+    - it runs in the search's own process (the factory refuses executors that run evaluations elsewhere);
+    - :attr:`budget` is the number of evaluations it plans its training for (from the context's ``budget``, or
+      ``epochs`` x :attr:`checkpoint_every`);
+    - every :attr:`checkpoint_every` evaluations (one epoch of its training) the search loop stores a joint
+      checkpoint of :meth:`state_dict` and the strategy's state; a killed search resumes from it, redoing the
+      evaluations after it (the evaluator's state cannot be rebuilt by replaying results);
+    - :meth:`derive` turns the trained state and the strategy's policy into the search's answer.
+
+    ``state_dict`` holds plain data: tensors, arrays, numbers, strings and containers of them.
+    """
+
+    budget: int = 1
+
+    @property
+    @abstractmethod
+    def checkpoint_every(self) -> int:
+        """Evaluations between joint checkpoints (one epoch of the evaluator's own training)."""
+
+    @abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the evaluator needs to continue exactly (weights, optimiser, schedule, data order)."""
+
+    @abstractmethod
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict`'s output."""
+
+    @abstractmethod
+    def derive(self, strategy: "Strategy", n_samples: int = 100, seed: int = 0) -> dict[str, Any] | None:
+        """The search's answer from the trained state and ``strategy``'s policy (None without a policy)."""

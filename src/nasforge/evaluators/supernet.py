@@ -29,7 +29,6 @@ import torch
 from torch import nn
 
 from ..arch import Architecture
-from ..errors import ConfigError
 from ..registry import EVALUATORS
 from ..result import Result
 from ..spaces.base import SearchSpace
@@ -37,7 +36,7 @@ from ..supernet import SUPERNETS, build_supernet
 from ..train.augment import augment_batch
 from ..train.data import DataConfig, default_cache_dir, load_dataset, make_splits
 from ..train.loop import Stepper, TrainConfig, accuracy, resolve_device
-from .base import Evaluator
+from .base import StatefulEvaluator
 from .train import DEFAULT_DATASET
 
 log = logging.getLogger(__name__)
@@ -95,31 +94,29 @@ class _Child(nn.Module):
 
 
 @EVALUATORS.register("supernet", spaces=tuple(SUPERNETS.names()), trains=True, oneshot=True, benchmark=False)
-class SupernetEvaluator(Evaluator):
+class SupernetEvaluator(StatefulEvaluator):
     """Weight sharing: train the super-network through each proposed child, reward its validation accuracy."""
 
     Config = SupernetConfig
 
-    def __init__(self, space: SearchSpace, config: SupernetConfig | None = None, run: Any = None) -> None:
-        super().__init__(space, config)
-        if getattr(run, "executor", "sequential") != "sequential":
-            raise ConfigError("executor: a one-shot search keeps its shared weights in one process; use sequential")
-        cache = getattr(run, "cache_dir", None) or default_cache_dir()
-        data = load_dataset(getattr(run, "dataset", None) or DEFAULT_DATASET, getattr(run, "data", None), cache)
+    def __init__(self, space: SearchSpace, config: SupernetConfig | None = None, context: Any = None) -> None:
+        super().__init__(space, config, context)
+        ctx = self.context
+        data = load_dataset(ctx.dataset or DEFAULT_DATASET, ctx.data, ctx.cache_dir or default_cache_dir())
         cfg = self.config
         self.splits = make_splits(data, cfg.data_config())
-        self.device = resolve_device(getattr(run, "device", None) or "auto")
-        seed = int(getattr(run, "seed", 0) or 0)
+        self.device = resolve_device(ctx.device)
+        seed = ctx.seed
         # Module constructors draw from torch's global generator: fork it so that nothing outside changes.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.supernet = build_supernet(space, num_classes=self.splits.num_classes,
                                            in_channels=self.splits.shape[0], **cfg.model_args).to(self.device)
         self.child = _Child(self.supernet)
-        budget = int(getattr(run, "budget", 1) or 1)
+        self.budget = ctx.budget if ctx.epochs is None else ctx.epochs * self.checkpoint_every
         # The cosine schedule spans the whole search: budget x train_steps updates.
         schedule = TrainConfig(**{**vars(cfg.train_config()), "epochs": 1})
-        self.stepper = Stepper(self.child, schedule, max(budget * cfg.train_steps, 1), self.device)
+        self.stepper = Stepper(self.child, schedule, max(self.budget * cfg.train_steps, 1), self.device)
         self.generator = torch.Generator().manual_seed(seed)
         self.padding = cfg.crop_padding if cfg.crop_padding is not None else self.splits.shape[-1] // 8
         self.flip = self.splits.flip if cfg.flip is None else cfg.flip

@@ -45,7 +45,7 @@ from ..result import Result
 from ..spaces.base import SearchSpace
 from ..train.loop import resolve_device
 from ..train.text import Corpus, batchify, evaluate_perplexity, load_corpus, window_lengths
-from .base import Evaluator
+from .base import EvalContext, StatefulEvaluator
 from .supernet import derive_from_policy
 
 log = logging.getLogger(__name__)
@@ -89,21 +89,19 @@ class SupernetLMConfig:
 
 
 @EVALUATORS.register("supernet-lm", spaces=("enas-rnn",), trains=True, oneshot=True, benchmark=False)
-class SupernetLMEvaluator(Evaluator):
+class SupernetLMEvaluator(StatefulEvaluator):
     """Weight sharing for recurrent cells: train the language-model super-network through each proposed
     cell, reward ``c / validation perplexity``."""
 
     Config = SupernetLMConfig
     reported_metric = "test_perplexity"
 
-    def __init__(self, space: SearchSpace, config: SupernetLMConfig | None = None, run: Any = None) -> None:
-        super().__init__(space, config)
-        if getattr(run, "executor", "sequential") != "sequential":
-            raise ConfigError("executor: a one-shot search keeps its shared weights in one process; use sequential")
-        self.corpus = _load(run)
+    def __init__(self, space: SearchSpace, config: SupernetLMConfig | None = None, context: Any = None) -> None:
+        super().__init__(space, config, context)
+        self.corpus = _load(self.context)
         cfg = self.config
-        self.device = resolve_device(getattr(run, "device", None) or "auto")
-        seed = int(getattr(run, "seed", 0) or 0)
+        self.device = resolve_device(self.context.device)
+        seed = self.context.seed
         # Module constructors and dropout draw from torch's global generator: fork it so that nothing outside
         # changes, and keep a state of our own for the dropout masks.
         with torch.random.fork_rng(devices=[]):
@@ -121,6 +119,7 @@ class SupernetLMEvaluator(Evaluator):
         self.epoch = 0
         self._new_epoch()
         self.valid_start = 0
+        self.budget = self.context.budget if self.context.epochs is None else self.context.epochs * self.checkpoint_every
         log.info("supernet-lm evaluator: %s, %d training / %d validation tokens, %d words, %d shared parameters",
                  space.name, len(self.corpus.train), len(self.corpus.valid), self.corpus.vocab_size,
                  sum(p.numel() for p in self.supernet.parameters()))
@@ -279,12 +278,12 @@ class _Child(nn.Module):
         return self.supernet(tokens, hidden, self.plan)
 
 
-def _load(run: Any) -> Corpus:
-    dataset = getattr(run, "dataset", None)
+def _load(ctx: EvalContext) -> Corpus:
+    dataset = ctx.dataset
     if dataset != DATASET:
         raise ConfigError(f"dataset: the supernet-lm evaluator reads Penn Treebank: use --dataset {DATASET} "
                           f"--data PATH (got {dataset!r})")
-    data = getattr(run, "data", None)
+    data = ctx.data
     if not data:
         raise ConfigError("data: the supernet-lm evaluator needs --data, a folder or .zip holding ptb.train.txt, "
                           "ptb.valid.txt and ptb.test.txt")

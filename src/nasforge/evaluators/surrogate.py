@@ -132,10 +132,10 @@ class SurrogateEvaluator(Evaluator):
 
     Config = SurrogateConfig
 
-    def __init__(self, space: SearchSpace, config: SurrogateConfig | None = None, run: object = None) -> None:
-        super().__init__(space, config)
+    def __init__(self, space: SearchSpace, config: SurrogateConfig | None = None, context: object = None) -> None:
+        super().__init__(space, config, context)
         check_space(space)
-        folder = getattr(run, "benchmark", None)
+        folder = self.context.benchmark
         if not folder:
             raise ConfigError(
                 "benchmark: the surrogate evaluator needs --benchmark PATH to the NAS-Bench-301 surrogate "
@@ -145,7 +145,7 @@ class SurrogateEvaluator(Evaluator):
         self.model_path = self._file(self.config.model, "the ONNX model")
         encoding_path = self._file(self.config.encoding, "the column encoding")
         self.encoding = SurrogateEncoding(space, self._read_json(encoding_path), str(encoding_path))
-        fidelity = getattr(run, "fidelity", None)
+        fidelity = self.context.fidelity
         self.epoch = float(MAX_EPOCH) if fidelity is None else check_epoch(fidelity)
         self._session: Any = None
         self._load_session()  # fail now on a bad model rather than at the first evaluation

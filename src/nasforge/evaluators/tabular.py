@@ -119,10 +119,10 @@ class TabularEvaluator(Evaluator):
 
     Config = TabularConfig
 
-    def __init__(self, space: SearchSpace, config: TabularConfig | None = None, run: object = None,
+    def __init__(self, space: SearchSpace, config: TabularConfig | None = None, context: object = None,
                  *, table: Table | None = None) -> None:
-        super().__init__(space, config)
-        path = getattr(run, "benchmark", None)
+        super().__init__(space, config, context)
+        path = self.context.benchmark
         if table is None:
             if not path:
                 raise ConfigError(
@@ -131,8 +131,7 @@ class TabularEvaluator(Evaluator):
                 )
             table = Table(path, space, self.config)
         self.table = table
-        fidelity = getattr(run, "fidelity", None)
-        self.fidelity = self._check_fidelity(fidelity)
+        self.fidelity = self._check_fidelity(self.context.fidelity)
 
     def _check_fidelity(self, fidelity: float | None) -> int:
         if fidelity is None:

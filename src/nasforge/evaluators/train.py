@@ -70,20 +70,20 @@ class TrainEvaluator(Evaluator):
         self,
         space: SearchSpace,
         config: TrainEvaluatorConfig | None = None,
-        run: Any = None,
+        context: Any = None,
         *,
         data: ImageData | None = None,
     ) -> None:
-        super().__init__(space, config)
+        super().__init__(space, config, context)
         if not is_trainable(space):
             known = ", ".join(SPACES.names(trainable=True)) or "none registered"
             raise ConfigError(f"evaluator: 'train' needs a trainable space ({known}); {space.name!r} builds no models")
         if data is None:
-            cache = getattr(run, "cache_dir", None) or default_cache_dir()
-            data = load_dataset(getattr(run, "dataset", None) or DEFAULT_DATASET, getattr(run, "data", None), cache)
+            ctx = self.context
+            data = load_dataset(ctx.dataset or DEFAULT_DATASET, ctx.data, ctx.cache_dir or default_cache_dir())
         self.dataset = data.name
         self.splits = make_splits(data, self.config.data_config())
-        self.device = resolve_device(getattr(run, "device", None) or "auto")
+        self.device = resolve_device(self.context.device)
         self._check_model_args()
         log.info("train evaluator: %s, %d training / %d validation / %d test images, device %s", data.name,
                  len(self.splits.train), len(self.splits.val), len(self.splits.test), self.device)

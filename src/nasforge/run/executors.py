@@ -16,12 +16,10 @@ from dataclasses import dataclass
 
 from ..arch import Architecture
 from ..evaluators.base import Evaluator
-from ..registry import Registry
+from ..registry import EXECUTORS
 from ..result import Result
 
 log = logging.getLogger(__name__)
-
-EXECUTORS: Registry = Registry("executor")
 
 
 @dataclass(frozen=True)
@@ -84,7 +82,7 @@ class Executor(ABC):
         """Stop workers."""
 
 
-@EXECUTORS.register("sequential", parallel=False, distributed=False)
+@EXECUTORS.register("sequential", in_process=True, parallel=False, distributed=False)
 class SequentialExecutor(Executor):
     """Evaluates each job in the calling process, one at a time."""
 

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol, Sequence
 
-from ..evaluators.base import Evaluator
+from ..evaluators.base import Evaluator, StatefulEvaluator
 from ..result import Result
 from ..spaces.base import SearchSpace
 from ..strategies.base import Strategy
@@ -114,7 +114,7 @@ def run_search(
     executor = executor if executor is not None else SequentialExecutor(evaluator)
     trials = {t.id: t for t in store.load(space.from_dict)}
     # Evaluators with state of their own (shared weights) resume from the last joint checkpoint instead.
-    checkpoint_every = int(getattr(evaluator, "checkpoint_every", 0) or 0) if store.persistent else 0
+    checkpoint_every = evaluator.checkpoint_every if isinstance(evaluator, StatefulEvaluator) and store.persistent else 0
     if checkpoint_every and trials:
         trials = _back_to_checkpoint(store, space, strategy, evaluator)
     else:

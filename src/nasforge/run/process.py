@@ -27,7 +27,7 @@ STARTUP_GRACE_S = 600.0
 def _worker_main(conn: Connection, config: Any) -> None:
     import torch
 
-    from ..api import create_evaluator, create_space
+    from ..factory import create_evaluator, create_space
 
     torch.set_num_threads(max(1, int(config.cpus_per_trial)))
     space = create_space(config.space, **config.space_args)
@@ -59,7 +59,7 @@ class _Worker:
         self.conn.close()
 
 
-@EXECUTORS.register("process", parallel=True, distributed=False)
+@EXECUTORS.register("process", in_process=False, parallel=True, distributed=False)
 class ProcessExecutor(Executor):
     """Evaluations in ``workers`` local processes (spawned), with timeouts and crash recovery."""
 

@@ -29,7 +29,7 @@ class EvaluationActor:
     def __init__(self, config: Any) -> None:
         import torch
 
-        from ..api import create_evaluator, create_space
+        from ..factory import create_evaluator, create_space
 
         torch.set_num_threads(max(1, int(config.cpus_per_trial)))
         self.evaluator = create_evaluator(config, create_space(config.space, **config.space_args))
@@ -66,7 +66,7 @@ def ensure_ray(config: Any) -> bool:
     return True
 
 
-@EXECUTORS.register("ray", parallel=True, distributed=True)
+@EXECUTORS.register("ray", in_process=False, parallel=True, distributed=True)
 class RayExecutor(Executor):
     """Evaluations in ``workers`` Ray actors across a cluster, with timeouts and node-loss recovery."""
 

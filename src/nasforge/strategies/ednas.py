@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+
 
 import torch
 
@@ -21,9 +21,6 @@ class EdnasConfig:
     concentrate the policy without collapsing it. Rewards are normalised (``reward_norm``).
     """
 
-    #: with weight sharing (a policy update every few training steps): EDNAS' own step size
-    ONESHOT: ClassVar[dict[str, Any]] = {"lr": 3.5e-4}
-
     lr: float = 0.2  # Adam step size on the logits
     batch_size: int = 3  # architectures per policy update (the baseline keeps small batches stable)
     baseline_decay: float = 0.9  # per reward: the baseline averages the last ~10 normalised rewards
@@ -39,7 +36,8 @@ class EdnasConfig:
             raise ValueError(f"reward_norm must be one of {', '.join(REWARD_NORMS)}")
 
 
-@STRATEGIES.register("ednas", guided=True, batch=True, observable=True, paper="Lee, Kim & Han (EDNAS)")
+@STRATEGIES.register("ednas", guided=True, batch=True, observable=True, paper="Lee, Kim & Han (EDNAS)",
+                     oneshot={"lr": 3.5e-4})  # with weight sharing (a policy update every few steps): EDNAS' own step size
 class Ednas(PolicyStrategy):
     """EDNAS: a softmax policy vector per structure and operation decision, learnt by REINFORCE.
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 
@@ -20,12 +20,6 @@ class ReinforceConfig:
     size is larger. Adam's steps do not depend on the reward scale, and rewards are normalised
     (``reward_norm``), so nothing here depends on the data set.
     """
-
-    #: with weight sharing: ENAS' controller settings for its micro (cell) search: Adam at 3.5e-3 on batches
-    #: of 20 children, entropy weight 1e-4, logits divided by 5 and squashed to +-1.1 (which also bounds
-    #: how much the policy can concentrate: a decision's favourite option keeps below ~70% of five)
-    ONESHOT: ClassVar[dict[str, Any]] = {"lr": 3.5e-3, "batch_size": 20, "entropy_weight": 1e-4,
-                                         "tanh_constant": 1.1, "temperature": 5.0}
 
     hidden: int = 64  # LSTM width (ENAS: 64)
     lr: float = 0.02  # Adam step size
@@ -46,7 +40,15 @@ class ReinforceConfig:
             raise ValueError(f"reward_norm must be one of {', '.join(REWARD_NORMS)}")
 
 
-@STRATEGIES.register("reinforce", aliases=("rl", "enas"), guided=True, batch=True, observable=True, paper="Zoph & Le 2017")
+#: with weight sharing: ENAS' controller settings for its micro (cell) search: Adam at 3.5e-3 on batches of 20
+#: children, entropy weight 1e-4, logits divided by 5 and squashed to +-1.1 (which also bounds how much the policy
+#: can concentrate: a decision's favourite option keeps below ~70% of five)
+ONESHOT: dict[str, Any] = {"lr": 3.5e-3, "batch_size": 20, "entropy_weight": 1e-4, "tanh_constant": 1.1,
+                           "temperature": 5.0}
+
+
+@STRATEGIES.register("reinforce", aliases=("rl", "enas"), guided=True, batch=True, observable=True,
+                     paper="Zoph & Le 2017", oneshot=ONESHOT)
 class Reinforce(PolicyStrategy):
     """REINFORCE: an LSTM controller samples the decisions; moving-average baseline, Adam."""
 

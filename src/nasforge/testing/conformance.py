@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..api import create_space, create_strategy
+from ..factory import create_space, create_strategy
 from ..arch import Architecture
 from ..registry import STRATEGIES
 from ..result import Result
@@ -145,7 +145,8 @@ def check_checkpoint_resume(config, out_dir: Path) -> None:  # noqa: ANN001 - a 
     first checkpoint resumes from it and ends exactly as an uninterrupted search, each result recorded once."""
     import sqlite3
 
-    from ..api import build_components, resume, search
+    from ..api import resume, search
+    from ..factory import build_components
 
     every = build_components(config).evaluator.checkpoint_every
     assert every < config.budget, f"budget {config.budget} must exceed one epoch ({every} evaluations)"

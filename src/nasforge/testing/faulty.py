@@ -33,8 +33,8 @@ class FaultyEvaluator(ToyEvaluator):
 
     Config = FaultyConfig
 
-    def __init__(self, space, config: FaultyConfig | None = None, run: object = None) -> None:
-        super().__init__(space, None, run)
+    def __init__(self, space, config: FaultyConfig | None = None, context: object = None) -> None:
+        super().__init__(space, None, context)
         self.config = config or FaultyConfig()
         self.config.noise = 0.0  # the toy part stays exact
         self.calls = 0

@@ -87,8 +87,8 @@ class ToyEvaluator(Evaluator):
 
     Config = ToyConfig
 
-    def __init__(self, space: SearchSpace, config: ToyConfig | None = None, run: object = None) -> None:
-        super().__init__(space, config)
+    def __init__(self, space: SearchSpace, config: ToyConfig | None = None, context: object = None) -> None:
+        super().__init__(space, config, context)
         self._scores = toy_scores(space)
 
     def _evaluate(self, arch: Architecture, fidelity: float | None, seed: int) -> Result:

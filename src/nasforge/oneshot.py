@@ -1,0 +1,146 @@
+"""After a one-shot search: derive its answer again, retrain its best-scored candidates, and the command that
+trains the pick from scratch.
+
+A one-shot search (a :class:`~nasforge.evaluators.base.StatefulEvaluator`: shared weights) ends with a
+derivation: architectures sampled from the trained policy, scored with the shared weights. The functions here
+work on a finished run directory: :func:`derive` derives again from the last checkpoint with other settings,
+:func:`retrain_ranked` trains the best-scored candidates briefly at the search's proxy and picks on validation.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+from pathlib import Path
+from typing import Any, Sequence
+
+from .config import RunConfig, make_run_config, resolve_args
+from .errors import ConfigError, RunDirError
+from .evaluators.base import Evaluator, StatefulEvaluator
+from .factory import build_components, create_space, is_oneshot, resolve
+from .registry import EVALUATORS, SPACES
+from .run.rundir import derived_pick, open_store, read_config, read_result, write_result
+
+log = logging.getLogger(__name__)
+
+
+def finish_derivation(config: RunConfig, derived: dict[str, Any]) -> dict[str, Any]:
+    """``derived`` with the ``nasforge train`` command of its pick, for spaces ``nasforge train`` trains."""
+    pick = derived_pick(derived)
+    caps = SPACES.get(config.space).capabilities
+    if pick and (caps.get("trainable") or caps.get("language_model")):
+        derived["train_command"] = train_command(config, pick["arch"])
+    return derived
+
+
+def derive(run_dir: str | Path, n_samples: int = 100, seed: int | None = None,
+           overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """Derive a one-shot search's architecture again from its last checkpoint (shared weights and policy).
+
+    ``overrides`` are ``evaluator.KEY=VALUE`` settings of the derivation, e.g. ``evaluator.derive_batch=5000``.
+    The new derivation replaces ``derived`` in ``result.json``; the earlier ones stay in
+    ``derived_history``. Returns the new one.
+    """
+    config = read_config(run_dir)
+    for item in overrides:
+        if not item.strip().startswith("evaluator."):
+            raise ConfigError(f"override {item!r}: a derivation only takes evaluator.KEY=VALUE settings")
+    config = resolve(make_run_config(config.to_yaml_dict(), list(overrides), source=f"{run_dir} + overrides"))
+    if not is_oneshot(config):
+        raise ConfigError(f"{run_dir}: evaluator {config.evaluator!r} is not one-shot; its best trial is the result")
+    result = read_result(run_dir)  # read first: a damaged file fails before minutes of scoring
+    with open_store(run_dir) as store:
+        saved = store.load_checkpoint()
+    if saved is None:
+        raise RunDirError(f"{run_dir}: no checkpoint yet (the search stopped before the end of its first epoch)")
+    n_done, state = saved
+    if n_done < config.budget:
+        log.warning("%s: deriving from the checkpoint after %d of %d evaluations (a search still running, "
+                    "killed, or written before searches checkpointed at their end)", run_dir, n_done, config.budget)
+    parts = build_components(config)
+    evaluator = parts.evaluator
+    assert isinstance(evaluator, StatefulEvaluator)  # is_oneshot: the registry entry and the class agree
+    try:
+        parts.strategy.load_state_dict(state["strategy"])
+        evaluator.load_state_dict(state["evaluator"])
+        derived = evaluator.derive(parts.strategy, n_samples, config.seed if seed is None else seed)
+    finally:
+        evaluator.close()
+    if not derived:
+        raise ConfigError(f"{run_dir}: strategy {config.strategy!r} has no policy to derive from")
+    derived = {**finish_derivation(config, derived), "checkpoint": n_done, "overrides": list(overrides)}
+    if "derived" in result:
+        result["derived_history"] = [*result.get("derived_history", []), result["derived"]]
+    result["derived"] = derived
+    write_result(run_dir, result)
+    return derived
+
+
+def proxy_trainer(config: RunConfig, epochs: int) -> Evaluator:
+    """The ``train`` evaluator at a one-shot search's proxy: its data, validation split, resolution and child
+    model size (the super-network's own options dropped), training for ``epochs`` epochs."""
+    from .evaluators.train import TrainEvaluator, TrainEvaluatorConfig
+    from .supernet import SupernetOptions
+
+    search = resolve_args(EVALUATORS.get(config.evaluator).factory, config.evaluator_args, "evaluator")
+    options = set(SupernetOptions.__dataclass_fields__)  # super-network settings, not the child's
+    proxy = TrainEvaluatorConfig(
+        epochs=epochs,
+        model_args={k: v for k, v in search.model_args.items() if k not in options},
+        **vars(search.data_config()),
+    )
+    return TrainEvaluator(create_space(config.space, **config.space_args), proxy, config)
+
+
+def retrain_ranked(run_dir: str | Path, top: int = 10, epochs: int = 5, seed: int | None = None) -> dict[str, Any]:
+    """Train a one-shot search's best-scored candidates briefly from scratch and pick the best on validation.
+
+    The shared weights rank a derivation's candidates with systematic errors (on NAS-Bench-201 they favour
+    parameter-free operations; docs/benchmarks.md). This trains the ``top`` best-scored of them
+    (``derived.ranked``) for ``epochs`` epochs each at the search's own proxy (:func:`proxy_trainer`), seeded
+    with the run's seed unless ``seed`` is given, and keeps the one with the best validation accuracy:
+    ``top x epochs`` more epochs of the proxy. ``derived.retrained`` in ``result.json`` records every
+    candidate's validation accuracy and ``derived.retrained_best`` becomes the run's pick (its
+    ``train_command``, ``nasforge train --from RUN``, ``nasforge export RUN``). Returns the updated derivation.
+    """
+    if top < 1 or epochs < 1:
+        raise ConfigError(f"retraining needs top >= 1 and epochs >= 1, got top={top}, epochs={epochs}")
+    config = read_config(run_dir)
+    seed = config.seed if seed is None else seed
+    result = read_result(run_dir)
+    derived = result.get("derived") or {}
+    if "ranked" not in derived:
+        raise RunDirError(f"{run_dir}: its derivation lists no ranked candidates; run `nasforge derive {run_dir}`")
+    if not SPACES.get(config.space).capabilities.get("trainable"):
+        raise ConfigError(f"{run_dir}: retraining candidates trains image classifiers; space {config.space!r} "
+                          "builds none (train a recurrent cell with `nasforge train --from RUN`)")
+    evaluator = proxy_trainer(config, epochs)
+    candidates = []
+    for cand in derived["ranked"][:top]:
+        outcome = evaluator.evaluate(evaluator.space.parse(cand["arch"]), seed=seed)
+        if outcome.failed:  # recorded with its reason, left out of the pick
+            candidates.append({**cand, "retrained": None, "error": outcome.error})
+            log.warning("retraining %s failed: %s", cand["arch"], outcome.error)
+            continue
+        candidates.append({**cand, "retrained": outcome.reward})
+        log.info("retrained %s for %d epochs: validation %.2f (shared weights %.2f)", cand["arch"], epochs,
+                 outcome.reward, cand["score"])
+    finite = [c for c in candidates if c["retrained"] is not None]
+    derived["retrained"] = {"epochs": epochs, "seed": seed, "candidates": candidates}
+    derived.pop("retrained_best", None)
+    if finite:
+        best = max(finite, key=lambda c: c["retrained"])  # first of equals: the shared weights' order
+        derived["retrained_best"] = {"arch": best["arch"], "score": best["retrained"]}
+    result["derived"] = finish_derivation(config, derived)
+    write_result(run_dir, result)
+    return result["derived"]
+
+
+def train_command(config: RunConfig, arch: str) -> str:
+    """The ``nasforge train`` command that trains ``arch`` of this run's space from scratch."""
+    parts = ["nasforge", "train", "--space", config.space, "--arch", arch, "--dataset", config.dataset or "digits"]
+    if config.data:
+        parts += ["--data", config.data]
+    for key, value in config.space_args.items():
+        parts += ["--set", f"space.{key}={value}"]
+    return shlex.join([*parts, "--epochs", "50", "--out", "runs/final"])
