@@ -9,6 +9,7 @@ from any test runner::
 
 from __future__ import annotations
 
+import copy
 import tempfile
 from pathlib import Path
 
@@ -168,3 +169,71 @@ def check_checkpoint_resume(config, out_dir: Path) -> None:  # noqa: ANN001 - a 
     db = sqlite3.connect(out_dir / "run.db")
     assert db.execute("SELECT COUNT(*) FROM trials").fetchone()[0] == config.budget
     db.close()
+
+
+def _plain(value: object, where: str) -> None:
+    """``value`` is plain data: numbers, strings, tensors, arrays, and lists / tuples / dicts of them."""
+    import torch
+
+    if value is None or isinstance(value, (bool, int, float, str, bytes, np.ndarray, np.generic, torch.Tensor)):
+        return
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _plain(v, f"{where}[{i}]")
+        return
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _plain(v, f"{where}.{k}")
+        return
+    raise AssertionError(f"{where}: {type(value).__name__} is not plain data (numbers, strings, tensors, containers)")
+
+
+def check_evaluator(evaluator, seed: int = 0) -> None:  # noqa: ANN001 - an Evaluator
+    """An evaluator's contract on architectures of its space: a :class:`Result` with a finite reward or a failure,
+    a non-negative cost and JSON-ready metrics; the same seed gives the same result (a stateful evaluator: from
+    the same :meth:`state_dict`, which holds plain data); ``optimum`` is None or a pair; ``close`` may be
+    called twice."""
+    import json
+
+    from ..evaluators.base import StatefulEvaluator
+
+    space = evaluator.space
+    arch = space.sample(np.random.default_rng(seed))
+    stateful = isinstance(evaluator, StatefulEvaluator)
+    if stateful:
+        assert evaluator.checkpoint_every >= 1, f"{evaluator!r}: checkpoint_every must be positive"
+        state = copy.deepcopy(evaluator.state_dict())  # a state dict may hold the live tensors
+        _plain(state, "state_dict()")
+    first = evaluator.evaluate(arch, seed=seed)
+    assert isinstance(first, Result), f"{evaluator!r}: evaluate returned {type(first).__name__}"
+    assert first.cost >= 0, f"{evaluator!r}: negative cost {first.cost}"
+    assert first.failed or np.isfinite(first.reward), f"{evaluator!r}: reward {first.reward} without a failure"
+    json.dumps(first.metrics, default=float)
+    if stateful:
+        evaluator.load_state_dict(state)
+    again = evaluator.evaluate(arch, seed=seed)
+    assert (again.reward, again.failed) == (first.reward, first.failed) or (np.isnan(again.reward) and first.failed), \
+        f"{evaluator!r}: the same architecture and seed gave {first.reward} then {again.reward}"
+    optimum = evaluator.optimum()
+    assert optimum is None or (isinstance(optimum[0], Architecture) and isinstance(optimum[1], Result))
+    evaluator.close()
+    evaluator.close()
+
+
+def check_executor(name: str, workers: int = 2, budget: int = 8, **settings: object) -> None:
+    """A search through executor ``name`` records every evaluation once, with the result the evaluator gives
+    in-process (the toy objective, exact), in whatever order the workers finish."""
+    from ..config import RunConfig
+    from ..factory import build_components, create_executor
+    from .toy import toy_reward
+
+    config = RunConfig(space="toy", strategy="rs", evaluator="toy", budget=budget, executor=name, workers=workers,
+                       **settings)  # type: ignore[arg-type]
+    parts = build_components(config)
+    record = run_search(parts.space, parts.strategy, parts.evaluator, budget,
+                        executor=create_executor(config, parts.evaluator))
+    assert record.n_evaluations == budget, f"{name}: {record.n_evaluations} of {budget} evaluations recorded"
+    assert len({t.id for t in record.trials}) == budget
+    for t in record.trials:
+        assert not t.result.failed, f"{name}: trial {t.id} failed: {t.result.error}"
+        assert t.reward == toy_reward(parts.space, t.arch.choices), f"{name}: trial {t.id} has another result"
