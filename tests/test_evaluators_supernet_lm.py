@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -214,9 +213,7 @@ def test_real_ptb_runs_a_few_steps() -> None:
                                        "model_args": {"emb_size": 32, "hidden_size": 32}})
     parts = nf.build_components(cfg)
     assert parts.evaluator.corpus.vocab_size == 10_000
-    start = time.perf_counter()
-    record, _ = nf.search(cfg, components=parts)
-    assert time.perf_counter() - start < 30
+    record, _ = nf.search(cfg, components=parts)  # its speed: benchmarks/evaluator_speed.py
     ppl = [t.result.metrics["valid_perplexity"] for t in record.trials]
     assert len(ppl) == 5 and all(math.isfinite(p) and p > 1 for p in ppl)
     assert 1_000 < ppl[0] < 40_000  # after one step: still near uniform over 10,000 words

@@ -3,7 +3,6 @@ from __future__ import annotations
 import json
 import pickle
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -167,17 +166,13 @@ def test_result_protocol_and_fidelity(folder: Path, real_cells: tuple) -> None:
     assert low_ev.queries == 2 and low_ev.total_cost == pytest.approx(low.cost + full.cost, rel=1e-5)
 
 
-def test_evaluator_survives_pickling_and_is_fast(folder: Path, real_cells: tuple) -> None:
+def test_evaluator_survives_pickling(folder: Path, real_cells: tuple) -> None:
     archs = real_cells[0][:50]
     ev = _evaluator(folder)
     copy = pickle.loads(pickle.dumps(ev))
     assert copy._session is None  # rebuilt lazily in the receiving process
     assert [copy.evaluate(a).reward for a in archs] == [ev.evaluate(a).reward for a in archs]
-    start = time.perf_counter()
-    for arch in archs:
-        ev.evaluate(arch)
-    # about 0.3 ms each on one core; the bound leaves room for a loaded machine
-    assert (time.perf_counter() - start) / len(archs) < 0.02
+    # its speed (about 0.3 ms a query on one core): benchmarks/evaluator_speed.py
     assert ev.optimum() is None  # not enumerable: benchmarks report no samples-to-optimum
 
 
