@@ -8,7 +8,7 @@ TORCH ?= torch==2.13.0
 SHARED ?= ../shared/data
 DEMO_OUT ?= runs/demo
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -21,8 +21,13 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(PY) -m nasforge demo --out $(DEMO_OUT)
 
-test: setup
+test: setup lint
 	$(PY) -m pytest
+
+# ruff and mypy stay clean on src/ (configured in pyproject.toml)
+lint: setup
+	$(PY) -m ruff check src
+	$(PY) -m mypy
 
 bench: setup
 	$(PY) benchmarks/run_all.py

@@ -37,5 +37,27 @@ def nb201_table() -> Path:
     return shared_file("nb201-cifar10.csv")
 
 
+#: tests of more than ~5 s on 2 cores (start processes or Ray, decode CIFAR-10, kill and resume runs): marked
+#: ``slow`` here in one place, so that ``pytest -m "not slow"`` is the everyday subset (``make test`` runs all)
+SLOW = (
+    "test_train_data.py::test_real_cifar10",
+    "test_run_executors.py::",
+    "test_cli.py::test_kill_9",
+    "test_cli.py::test_bench_writes_summary_and_curves",
+    "test_strategies_conformance.py::test_finds_toy_optimum",
+    "test_conformance_components.py::test_executor_conformance",
+    "test_evaluators_supernet.py::test_a_killed_one_shot_search",
+    "test_evaluators_supernet.py::test_shared_weights_learn",
+    "test_strategies_reinforce.py::test_searches_a_space_with_skip_links",
+    "test_store_cost",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if any(key in item.nodeid for key in SLOW):
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutil.rmtree(_CACHE, ignore_errors=True)
