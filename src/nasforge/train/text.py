@@ -287,7 +287,7 @@ class LMStepper:
         With ``generator`` the window lengths vary (:func:`window_lengths`). A loss that is not finite
         raises :class:`TrainingDiverged` before any update with it.
         """
-        hidden = self.model.init_hidden(data.shape[1])
+        hidden = self.model.init_hidden(data.shape[1])  # type: ignore[operator]  # the language-model contract
         total, count = 0.0, 0
         for window, (x, y) in enumerate(bptt_batches(data, self.bptt, generator), start=1):
             value, hidden = self.step(x, y, hidden)
