@@ -38,12 +38,12 @@ def test_train_writes_result_weights_and_genotype(trained_run):
     assert 30 < result["test_accuracy"] <= 100
     genotype = json.loads((trained_run / "genotype.json").read_text())
     assert genotype["input_shape"] == [1, 8, 8] and genotype["model_args"] == {"C": 4, "N": 1}
-    assert (trained_run / "model.pt").exists()
+    assert (trained_run / "model.npz").exists()
 
 
 def test_build_from_the_genotype_with_the_weights_reproduces_the_test_accuracy(trained_run):
     result = json.loads((trained_run / "result.json").read_text())
-    model = nf.build(trained_run / "genotype.json", weights=trained_run / "model.pt")
+    model = nf.build(trained_run / "genotype.json", weights=trained_run / "model.npz")
     splits = make_splits(load_dataset("digits"), DataConfig(val_size=0))
     assert 100 * accuracy(model, splits.test, splits.normalise) == pytest.approx(result["test_accuracy"])
     same = nf.build("nb201", ARCH, C=4, N=1, in_channels=1, num_classes=10)
@@ -57,7 +57,7 @@ def test_export_json_and_torchscript_load_without_nasforge_state(trained_run, tm
     assert genotype["arch"] == ARCH and genotype["space"] == "nb201"
     assert main(["-q", "export", str(trained_run), "--format", "torchscript"]) == 0
     scripted = torch.jit.load(str(trained_run / "model.torchscript.pt"))
-    reference = nf.build(trained_run / "genotype.json", weights=trained_run / "model.pt").eval()
+    reference = nf.build(trained_run / "genotype.json", weights=trained_run / "model.npz").eval()
     x = torch.randn(5, 1, 8, 8)
     with torch.no_grad():
         assert torch.allclose(scripted(x), reference(x), atol=1e-5)
@@ -73,7 +73,7 @@ def test_onnx_export_or_a_clear_error(trained_run, capsys):
     ort = pytest.importorskip("onnxruntime")
     session = ort.InferenceSession(str(trained_run / "model.onnx"), providers=["CPUExecutionProvider"])
     x = torch.randn(3, 1, 8, 8)  # exported with batch 1: the batch axis is free
-    reference = nf.build(trained_run / "genotype.json", weights=trained_run / "model.pt").eval()
+    reference = nf.build(trained_run / "genotype.json", weights=trained_run / "model.npz").eval()
     with torch.no_grad():
         expected = reference(x).numpy()
     assert np.allclose(session.run(None, {"input": x.numpy()})[0], expected, atol=1e-4)

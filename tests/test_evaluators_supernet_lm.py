@@ -201,7 +201,7 @@ def test_the_search_command_runs(corpus: Path, tmp_path: Path) -> None:
     assert trained["epochs"] == 3 and len(trained["history"]) == 3
     vocab = trained["genotype"]["model_args"]["vocab_size"]
     assert 1 < trained["test_perplexity"] < vocab and 1 < trained["valid_perplexity"] < vocab
-    model = nf.build(final / "genotype.json", weights=final / "model.pt")
+    model = nf.build(final / "genotype.json", weights=final / "model.npz")
     assert model.vocab_size == vocab
 
 

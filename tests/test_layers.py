@@ -10,7 +10,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "nasforge"
 
 #: user-facing and public-surface modules: nothing below them may import them
-ABOVE_RUN = ("nasforge.api", "nasforge.cli", "nasforge.report", "nasforge.bench", "nasforge.export", "nasforge.oneshot")
+ABOVE_RUN = ("nasforge.api", "nasforge.final", "nasforge.cli", "nasforge.report", "nasforge.bench", "nasforge.export", "nasforge.oneshot")
 #: what each lower layer must not import
 FORBIDDEN = {
     "run": ABOVE_RUN,

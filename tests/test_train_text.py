@@ -205,3 +205,71 @@ def test_perplexity_is_the_exponential_of_the_mean_token_loss() -> None:
         logits, _ = model.eval()(data[:-1], model.init_hidden(3))
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 30), data[1:].reshape(-1))
     assert ppl == pytest.approx(math.exp(float(loss)), rel=1e-5)
+
+
+class _Confident(torch.nn.Module):
+    """A language model sure of the wrong word: its loss is ~1000 nats per word."""
+
+    def init_hidden(self, batch_size: int) -> torch.Tensor:
+        return torch.zeros(batch_size, 1)
+
+    def forward(self, tokens: torch.Tensor, hidden: torch.Tensor):
+        logits = torch.zeros(*tokens.shape, 2)
+        logits[..., 1] = 1000.0
+        return logits, hidden
+
+
+def test_a_huge_loss_gives_a_capped_perplexity_not_an_overflow() -> None:
+    from nasforge.train.text import MAX_LOG_PERPLEXITY, perplexity
+
+    ppl = evaluate_perplexity(_Confident(), torch.zeros(40, dtype=torch.long), bptt=5, batch_size=2, device="cpu")
+    assert ppl == math.exp(MAX_LOG_PERPLEXITY) and math.isfinite(ppl)
+    assert perplexity(2.0) == pytest.approx(math.exp(2.0)) and math.isnan(perplexity(float("nan")))
+
+
+def test_the_lm_step_scales_the_rate_by_the_window_and_leaves_the_base_rate() -> None:
+    from nasforge.train.text import LMStepper
+
+    model = _lm(20, dropout_embedding=0.0, dropout_input=0.0, dropout_hidden=0.0, dropout_output=0.0)
+    x = torch.randint(0, 20, (5, 2), generator=torch.Generator().manual_seed(0))
+    y = torch.randint(0, 20, (5, 2), generator=torch.Generator().manual_seed(1))
+    hidden = model.init_hidden(2)
+    steps = {}
+    for scale, bptt in (("half", 10), ("full", 5)):  # a 5-word window is half of bptt 10: half the rate
+        m = _lm(20, dropout_embedding=0.0, dropout_input=0.0, dropout_hidden=0.0, dropout_output=0.0)
+        m.load_state_dict(model.state_dict())
+        stepper = LMStepper.sgd(m, lr=1.0 if scale == "half" else 0.5, weight_decay=0.0, bptt=bptt, clip=0)
+        loss, new_hidden = stepper.step(x, y, hidden.requires_grad_(), None)
+        assert math.isfinite(loss) and new_hidden.grad_fn is None and stepper.lr == (1.0 if scale == "half" else 0.5)
+        steps[scale] = m.state_dict()
+    for key in steps["half"]:
+        assert torch.allclose(steps["half"][key], steps["full"][key], atol=1e-6), key
+
+
+def test_final_training_and_the_supernet_take_the_same_lm_step(monkeypatch, tmp_path: Path) -> None:
+    import nasforge as nf
+    from nasforge.train import text
+    from nasforge.train.lm import LMTrainConfig, train_language_model
+
+    calls: list[str] = []
+    original = text.LMStepper.step
+
+    def spy(self, x, y, hidden, module=None):
+        calls.append("child" if module is not None else "model")
+        return original(self, x, y, hidden, module)
+
+    monkeypatch.setattr(text.LMStepper, "step", spy)
+    corpus = _synthetic_corpus()
+    space = create_space("enas-rnn", nodes=3)
+    arch = space.parse("0:tanh 1:relu<-0 2:tanh<-1")
+    train_language_model(space, arch, corpus, LMTrainConfig(epochs=1, batch_size=4, bptt=10),
+                         model_args={"emb_size": 8, "hidden_size": 8}, seed=0)
+    assert calls and set(calls) == {"model"}
+    folder = _write_folder(tmp_path / "ptb", {"train": "a b c d\n" * 40, "valid": "a b c d\n" * 10, "test": "a b\n"})
+    config = nf.RunConfig(space="enas-rnn", space_args={"nodes": 3}, evaluator="supernet-lm", strategy="random",
+                          budget=2, dataset="ptb", data=str(folder),
+                          evaluator_args={"batch_size": 4, "bptt": 5, "valid_batch_size": 4,
+                                          "model_args": {"emb_size": 8, "hidden_size": 8}})
+    calls.clear()
+    nf.search(config)
+    assert calls == ["child", "child"]

@@ -189,8 +189,13 @@ def _split_components(data: dict[str, Any], source: str) -> dict[str, Any]:
     return data
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``key=value`` strings; ``strategy.population=50`` goes to the strategy's arguments."""
+def apply_overrides(
+    data: dict[str, Any], overrides: list[str], sections: tuple[str, ...] = COMPONENTS
+) -> dict[str, Any]:
+    """Apply ``key=value`` strings; ``strategy.population=50`` goes to the strategy's arguments.
+
+    ``SECTION.KEY=VALUE`` sets ``KEY`` of the mapping ``SECTION_args``, for each of ``sections`` (a search's
+    components by default; final training's are ``train, data, model, space``)."""
     data = _split_components(data, "config")
     for item in overrides:
         key, sep, raw = item.partition("=")
@@ -200,9 +205,10 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         head, dot, rest = key.partition(".")
         value = parse_scalar(raw)
         if dot:
-            if head not in COMPONENTS:
-                raise ConfigError(f"override {item!r}: {head!r} is not one of {', '.join(COMPONENTS)}")
-            data.setdefault(f"{head}_args", {})[rest] = value
+            if head not in sections:
+                raise ConfigError(f"override {item!r}: {head!r} is not one of {', '.join(sections)}")
+            current = data.get(f"{head}_args")
+            data[f"{head}_args"] = {**(current if isinstance(current, dict) else {}), rest: value}  # a copy
         else:
             data[key] = value
     return data

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 GENOTYPE_FORMAT = "nasforge-genotype"
 GENOTYPE_FILE = "genotype.json"
-WEIGHTS_FILE = "model.pt"
+WEIGHTS_FILE = "model.npz"  # arrays, no pickle: see nasforge.final.save_weights
 FORMATS = ("json", "torchscript", "onnx")
 EXPORT_FILES = {"json": GENOTYPE_FILE, "torchscript": "model.torchscript.pt", "onnx": "model.onnx"}
 #: when a run does not say what data its networks see (a table lookup), the CIFAR-10 input is assumed
@@ -103,7 +103,7 @@ def build(
     """Recreate a model: ``build("genotype.json")`` or ``build("darts", "<arch string>", C=16, layers=8)``.
 
     ``num_classes`` (10) and ``in_channels`` (3) may be given among ``model_args``; ``weights`` loads a
-    state dict saved by ``nasforge train`` (``model.pt``).
+    state dict saved by ``nasforge train`` (``model.npz``; read without unpickling anything).
     """
     if arch is None:
         model = build_from_genotype(read_genotype(space), **model_args)
@@ -111,30 +111,25 @@ def build(
         genotype = make_genotype(str(space), arch, model_args=model_args)
         model = build_from_genotype(genotype)
     if weights is not None:
-        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        from .final import load_weights
+
+        model.load_state_dict(load_weights(weights))
     return model
 
 
 # --------------------------------------------------------------------------- run directories
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise RunDirError(f"{path.parent}: no {path.name}; not a finished nasforge run") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise RunDirError(f"{path}: unreadable ({exc})") from None
-
-
 def run_genotype(run_dir: str | Path) -> dict[str, Any]:
     """The genotype of a run: a ``nasforge train`` run's architecture, a one-shot search's derived one
-    (:func:`~nasforge.run.rundir.derived_pick`), or a search's best one."""
+    (:func:`~nasforge.run.rundir.derived_pick`), a search's best one, or an interrupted search's best so far
+    (:func:`~nasforge.final.run_pick`), at the size of the search's networks."""
+    from .run.rundir import read_config, read_result
+    from .final import run_pick, search_model_args
+
     run_dir = Path(run_dir)
-    result = _read_json(run_dir / "result.json")
+    result = read_result(run_dir)
     if "genotype" in result:
         return result["genotype"]
-    from .run.rundir import derived_pick, read_config
-
-    best = derived_pick(result.get("derived") or {}) or result.get("best")
+    best, _ = run_pick(run_dir, result)
     if not best:
         raise RunDirError(f"{run_dir}: the search has no successful evaluation to export")
     from .evaluators.train import DEFAULT_DATASET
@@ -142,7 +137,7 @@ def run_genotype(run_dir: str | Path) -> dict[str, Any]:
     from .train.data import dataset_shape, default_cache_dir, load_dataset
 
     config = read_config(run_dir)
-    model_args = dict(config.evaluator_args.get("model_args", {}) or {})
+    model_args = search_model_args(config)
     trains = config.evaluator in EVALUATORS and EVALUATORS.get(config.evaluator).capabilities.get("trains")
     # Evaluators that train default to digits; a table lookup says nothing of the data (CIFAR-10 assumed).
     dataset = config.dataset or (DEFAULT_DATASET if trains else None)
@@ -158,10 +153,15 @@ def run_genotype(run_dir: str | Path) -> dict[str, Any]:
 
 
 def _load_run_model(run_dir: Path, genotype: dict[str, Any]) -> nn.Module:
+    from .final import load_weights
+
     weights = run_dir / WEIGHTS_FILE
     model = build_from_genotype(genotype, seed=0)
     if weights.exists():
-        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        model.load_state_dict(load_weights(weights))
+    elif (run_dir / "model.pt").exists():
+        raise RunDirError(f"{run_dir / 'model.pt'}: weights of an older nasforge in torch's pickle format are not read "
+                          "(loading a pickle can run code); train again to get model.npz")
     else:
         log.warning("%s has no trained weights (%s): exporting an untrained network of this architecture",
                     run_dir, WEIGHTS_FILE)

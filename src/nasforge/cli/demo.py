@@ -38,11 +38,12 @@ def run(args: argparse.Namespace) -> int:
     console.print(f"[bold]2/2[/bold] training the best cell from scratch (C=16, N=3, {args.final_epochs} epochs)")
     if (final_dir / "result.json").exists():
         shutil.rmtree(final_dir)
-    final = parser.parse_args([
-        "train", "--from", str(search_dir), "--dataset", "digits", "--epochs", str(args.final_epochs),
-        "--seed", str(args.seed), "--out", str(final_dir), "--set", "model.C=16", "--set", "model.N=3",
-    ])
-    code = final.func(final)
+    from ..final import prepare_final
+    from .train import train_with_progress
+
+    job = prepare_final(from_run=search_dir, dataset="digits", seed=args.seed,
+                        overrides=[f"train.epochs={args.final_epochs}", "model.C=16", "model.N=3"])
+    code = train_with_progress(job, final_dir, console, quiet=getattr(args, "quiet", False))
     if code:
         return code
     found = json.loads((search_dir / "result.json").read_text())["best"]
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     console.print(f"  search: validation accuracy {found['reward']:.2f}% after {args.epochs} proxy epochs")
     console.print(f"  retrained: test accuracy {trained['test_accuracy']:.2f}% "
                   f"({trained['params']:,} parameters, {trained['epochs']} epochs)", highlight=False)
-    console.print(f"  files: {search_dir} (search record), {final_dir} (result.json, model.pt, genotype.json); "
+    console.print(f"  files: {search_dir} (search record), {final_dir} (result.json, model.npz, genotype.json); "
                   f"export with: nasforge export {final_dir} --format onnx", soft_wrap=True, highlight=False)
     return 0
 

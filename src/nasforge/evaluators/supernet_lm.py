@@ -7,7 +7,8 @@ each evaluation of a child ``a`` proposed by the strategy's policy is one step o
 1. the shared weights are trained by SGD on ``train_steps`` windows of truncated back-propagation
    through time over the training text, through the cell of ``a`` only (AWD-LSTM's recipe, which ENAS
    and EDNAS build on: lr 20, gradient clipping 0.25, windows of about ``bptt`` words whose length varies,
-   the learning rate scaled by the window's length);
+   the learning rate scaled by the window's length), each window one step of
+   :class:`~nasforge.train.text.LMStepper`, the step final training takes too;
 2. with the weights fixed, ``a`` reads one validation window; the reward is ENAS' ``c / perplexity``
    with ``c = 80`` (ENAS' PTB setting), so that rewards are of order one and need no tuning per corpus.
 
@@ -36,7 +37,6 @@ from typing import Any, Iterator
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from ..arch import Architecture
 from ..errors import ConfigError
@@ -44,7 +44,8 @@ from ..registry import EVALUATORS
 from ..result import Result
 from ..spaces.base import SearchSpace
 from ..train.loop import resolve_device
-from ..train.text import Corpus, batchify, evaluate_perplexity, load_corpus, window_lengths
+from ..train.text import (Corpus, LMStepper, batchify, evaluate_perplexity, lm_loss, load_corpus, perplexity,
+                          window_lengths)
 from .base import EvalContext, StatefulEvaluator
 from .supernet import derive_from_policy
 
@@ -113,7 +114,9 @@ class SupernetLMEvaluator(StatefulEvaluator):
             self.valid_data = batchify(self.corpus.valid, cfg.valid_batch_size).to(self.device)
         except ValueError as exc:
             raise ConfigError(f"evaluator: the corpus is too small for these batch sizes: {exc}") from None
-        self.optimizer = torch.optim.SGD(self.supernet.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.stepper = LMStepper.sgd(self.supernet, lr=cfg.lr, weight_decay=cfg.weight_decay, bptt=cfg.bptt,
+                                     clip=cfg.clip)
+        self.optimizer = self.stepper.optimizer
         self.generator = torch.Generator().manual_seed(seed)
         self.steps = 0
         self.epoch = 0
@@ -170,6 +173,9 @@ class SupernetLMEvaluator(StatefulEvaluator):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.supernet.load_state_dict(state["supernet"])
         self.optimizer.load_state_dict(state["optimizer"])
+        # Checkpoints written before LMStepper saved the last window's scaled rate: the base rate is the config's.
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.config.lr
         self.generator.set_state(state["generator"])
         self.dropout_state = state["dropout"].clone()
         self.steps, self.epoch = state["steps"], state["epoch"]
@@ -178,32 +184,18 @@ class SupernetLMEvaluator(StatefulEvaluator):
         self.valid_start = state["valid_start"]
 
     # ----------------------------------------------------------------- training and scoring
-    def _loss(self, arch: Architecture, x: torch.Tensor, y: torch.Tensor,
-              hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits, hidden = self.supernet(x, hidden, self.space.plan(arch))
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1)), hidden
+    def child(self, arch: Architecture) -> nn.Module:
+        """The super-network seen through the cell of ``arch``, with the language-model contract."""
+        return _Child(self.supernet, self.space.plan(arch))
 
     def train_step(self, arch: Architecture) -> float:
-        """One SGD step of the shared weights through ``arch`` on the next training window; returns the loss
-        per word (not finite: no update, and the hidden state starts again from zero)."""
-        self.supernet.train()
+        """One :class:`LMStepper` step of the shared weights through ``arch`` on the next training window;
+        returns the loss per word (not finite: no update, and the hidden state starts again from zero)."""
         x, y = self._next_window()
-        with self._own_randomness():
-            loss, hidden = self._loss(arch, x, y, self.hidden.detach())
-        value = float(loss.detach())
+        with self._own_randomness():  # the backward pass and the update draw nothing: only dropout does
+            value, hidden = self.stepper.step(x, y, self.hidden, self.child(arch))
         self.steps += 1
-        if not math.isfinite(value):
-            self.hidden = self.supernet.init_hidden(self.config.batch_size)
-            return value
-        self.hidden = hidden.detach()
-        # AWD-LSTM: a short window counts less, so that the lr per word stays the same.
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.config.lr * x.shape[0] / self.config.bptt
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.config.clip > 0:
-            nn.utils.clip_grad_norm_(self.supernet.parameters(), self.config.clip)
-        self.optimizer.step()
+        self.hidden = hidden if math.isfinite(value) else self.supernet.init_hidden(self.config.batch_size)
         return value
 
     def validation_window(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -221,8 +213,8 @@ class SupernetLMEvaluator(StatefulEvaluator):
         """Perplexity of ``arch`` with the shared weights on one validation window, from a zero hidden state."""
         self.supernet.eval()
         x, y = window if window is not None else self.validation_window()
-        loss, _ = self._loss(arch, x, y, self.supernet.init_hidden(x.shape[1]))
-        return math.exp(min(float(loss), 700.0))  # exp overflows a float past ~709 nats
+        loss, _ = lm_loss(self.child(arch), x, y, self.supernet.init_hidden(x.shape[1]))
+        return perplexity(float(loss))
 
     def reward(self, perplexity: float) -> float:
         """ENAS' reward ``c / perplexity``."""
@@ -244,8 +236,7 @@ class SupernetLMEvaluator(StatefulEvaluator):
 
     def test_perplexity(self, arch: Architecture) -> float:
         """Perplexity of ``arch`` with the shared weights on the whole test text (hidden state carried)."""
-        model = _Child(self.supernet, self.space.plan(arch))
-        return evaluate_perplexity(model, self.corpus.test, self.config.bptt, self.config.valid_batch_size,
+        return evaluate_perplexity(self.child(arch), self.corpus.test, self.config.bptt, self.config.valid_batch_size,
                                    self.device)
 
     def derive(self, strategy: Any, n_samples: int = 100, seed: int = 0) -> dict[str, Any] | None:

@@ -1,4 +1,7 @@
-"""Training: data sets, augmentation and the one training loop shared by evaluators and final training."""
+"""Training: data sets, augmentation, and one training step per model family shared by evaluators and final
+training: :class:`~nasforge.train.loop.Stepper` for image classifiers (the ``train`` and ``supernet``
+evaluators, ``nasforge train``), :class:`~nasforge.train.text.LMStepper` for language models (the
+``supernet-lm`` evaluator, ``nasforge train`` of a recurrent cell)."""
 
 from .augment import augment_batch, cutout, random_crop, random_flip
 from .data import (

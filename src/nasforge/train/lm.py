@@ -1,7 +1,8 @@
 """Final training of a recurrent cell as a word-level language model (ENAS / EDNAS PTB), from scratch.
 
 The recipe is AWD-LSTM's, which ENAS' and EDNAS' recurrent code builds on: SGD at learning rate 20,
-gradient norm clipped at 0.25, windows of about ``bptt`` words whose length varies, weight decay. After
+gradient norm clipped at 0.25, windows of about ``bptt`` words whose length varies, weight decay; each
+step is :class:`~nasforge.train.text.LMStepper`'s, the one the super-network evaluator trains with. After
 every epoch the validation perplexity is measured; the weights with the best one are kept, and when an
 epoch does not improve on it the learning rate is divided by ``lr_decay`` (the annealing of PyTorch's
 word-language-model example, simpler than AWD-LSTM's switch to averaged SGD and enough for short runs).
@@ -23,7 +24,7 @@ from torch import nn
 from ..arch import Architecture
 from ..spaces.base import SearchSpace
 from .loop import resolve_device
-from .text import Corpus, TrainingDiverged, batchify, evaluate_perplexity, train_lm_epoch
+from .text import Corpus, LMStepper, TrainingDiverged, batchify, evaluate_perplexity
 
 log = logging.getLogger(__name__)
 
@@ -86,19 +87,20 @@ def train_language_model(
         torch.manual_seed(seed)
         model = space.build(arch, vocab_size=corpus.vocab_size, **(model_args or {})).to(device)
         params = sum(p.numel() for p in model.parameters())
-        optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        stepper = LMStepper.sgd(model, lr=config.lr, weight_decay=config.weight_decay, bptt=config.bptt,
+                                clip=config.clip)
         lengths = torch.Generator().manual_seed(seed) if config.vary_length else None
-        train = batchify(corpus.train, config.batch_size)
+        train = batchify(corpus.train, config.batch_size).to(device)
         best, best_state, history, error = math.inf, None, [], None
         for epoch in range(1, config.epochs + 1):
             try:
-                loss = train_lm_epoch(model, train, optimizer, config.bptt, config.clip, device, lengths)
+                loss = stepper.epoch(train, lengths)
             except TrainingDiverged as exc:
                 error = str(exc)
                 break
             valid = evaluate_perplexity(model, corpus.valid, config.bptt, config.eval_batch_size, device)
             record = {"epoch": epoch, "train_loss": loss, "valid_perplexity": valid,
-                      "lr": optimizer.param_groups[0]["lr"], "time_s": time.perf_counter() - start}
+                      "lr": stepper.lr, "time_s": time.perf_counter() - start}
             history.append(record)
             log.info("epoch %d: train loss %.3f, valid perplexity %.2f", epoch, loss, valid)
             if callback is not None:
@@ -106,7 +108,7 @@ def train_language_model(
             if valid < best:
                 best, best_state = valid, copy.deepcopy(model.state_dict())
             else:
-                for group in optimizer.param_groups:
+                for group in stepper.optimizer.param_groups:
                     group["lr"] /= config.lr_decay
     if best_state is not None:
         model.load_state_dict(best_state)

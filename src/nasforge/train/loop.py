@@ -1,4 +1,7 @@
-"""The one training loop, used by every evaluator that trains and by final training.
+"""The one training loop of image classifiers, used by every evaluator that trains them and by final training.
+
+:class:`Stepper` is the one training step (the ``supernet`` evaluator steps it through its children);
+language models have theirs in :class:`nasforge.train.text.LMStepper`.
 
 SGD with momentum (optionally Nesterov) and weight decay, a cosine learning-rate schedule stepped
 every batch (with optional warm restarts, the NASES setting being ``lr 0.05, lr_min 0.001,

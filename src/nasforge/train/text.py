@@ -8,7 +8,8 @@ gets an end-of-sentence token, which gives the standard 929,589 / 73,760 / 82,43
 Training follows the recipe of AWD-LSTM (Merity et al. 2018) that ENAS and EDNAS build on: the token
 stream is cut into ``batch_size`` parallel columns (:func:`batchify`), read in windows of about
 ``bptt`` steps whose length may vary (:func:`bptt_batches`), the hidden state is carried from window to
-window but detached (truncated back-propagation), and gradients are clipped by norm.
+window but detached (truncated back-propagation), and gradients are clipped by norm. :class:`LMStepper`
+is the one training step of every language model, final training and super-network alike.
 """
 
 from __future__ import annotations
@@ -199,6 +200,15 @@ def bptt_batches(
 
 
 # --------------------------------------------------------------------------- training and evaluation
+#: perplexities are capped at exp(700): exp overflows a float past ~709 nats (an untrained or diverging model)
+MAX_LOG_PERPLEXITY = 700.0
+
+
+def perplexity(loss: float) -> float:
+    """``exp(loss)`` of a mean loss per word (nats), capped at ``exp(700)`` instead of overflowing."""
+    return math.exp(min(loss, MAX_LOG_PERPLEXITY))  # nan stays nan
+
+
 def _detach(hidden: Any) -> Any:
     # Truncated back-propagation: keep the state's value, cut its history (tensors or tuples, e.g. an LSTM's).
     if isinstance(hidden, torch.Tensor):
@@ -206,9 +216,89 @@ def _detach(hidden: Any) -> Any:
     return tuple(_detach(h) for h in hidden)
 
 
-def _loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, hidden: Any) -> tuple[torch.Tensor, Any]:
+def lm_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, hidden: Any) -> tuple[torch.Tensor, Any]:
+    """Mean cross-entropy per word of ``model(x, hidden)`` against ``y``, and the hidden state it ends in."""
     logits, hidden = model(x, hidden)
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1)), hidden
+
+
+class LMStepper:
+    """The one training step of a language model by truncated back-propagation through time.
+
+    Used by final training (:func:`train_lm_epoch`, :func:`nasforge.train.lm.train_language_model`) and by
+    the language-model super-network evaluator (:mod:`nasforge.evaluators.supernet_lm`), which steps the
+    shared weights through one child at a time (``step(..., module=child)``).
+
+    A step reads one window ``(x, y)`` from the hidden state it is given (detached: truncated BPTT),
+    and, when the loss is finite, updates the weights: the learning rate is scaled by
+    ``len(window) / bptt`` for this step (AWD-LSTM, which ENAS and EDNAS build on: a short window counts
+    less, so that the rate per word stays the same), gradients are clipped by norm when ``clip > 0``, and
+    the optimiser steps. The optimiser's own learning rate is left as it was, so a schedule or a decay
+    applied to it between steps (``param_groups[i]["lr"]``) is what the next step scales. A loss that is
+    not finite makes no update; the caller decides whether that ends training or restarts the state.
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, *, bptt: int, clip: float) -> None:
+        if bptt < 1 or clip < 0:
+            raise ValueError(f"need bptt >= 1 and clip >= 0, got bptt={bptt}, clip={clip}")
+        self.model, self.optimizer, self.bptt, self.clip = model, optimizer, bptt, clip
+
+    @classmethod
+    def sgd(cls, model: nn.Module, *, lr: float, weight_decay: float, bptt: int, clip: float) -> "LMStepper":
+        """The AWD-LSTM / ENAS recipe: plain SGD (no momentum) with weight decay."""
+        return cls(model, torch.optim.SGD(model.parameters(), lr=lr, weight_decay=weight_decay), bptt=bptt, clip=clip)
+
+    @property
+    def lr(self) -> float:
+        """The base learning rate (of the first parameter group), before the per-window scaling."""
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def step(self, x: torch.Tensor, y: torch.Tensor, hidden: Any, module: nn.Module | None = None) -> tuple[float, Any]:
+        """One update on the window ``x -> y`` from ``hidden``; returns the loss per word (nats) and the
+        detached hidden state the window ends in (not finite: no update was made).
+
+        ``module`` runs the forward pass instead of the stepper's model, e.g. a super-network seen through
+        one child; its parameters must be among the model's (the optimiser's and the clipped ones).
+        """
+        forward = self.model if module is None else module
+        forward.train()
+        loss, hidden = lm_loss(forward, x, y, _detach(hidden))
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            return value, _detach(hidden)
+        base = [group["lr"] for group in self.optimizer.param_groups]
+        try:
+            for group, lr in zip(self.optimizer.param_groups, base):
+                group["lr"] = lr * x.shape[0] / self.bptt
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.clip > 0:
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
+            self.optimizer.step()
+        finally:
+            for group, lr in zip(self.optimizer.param_groups, base):
+                group["lr"] = lr
+        return value, _detach(hidden)
+
+    def epoch(self, data: torch.Tensor, generator: torch.Generator | None = None) -> float:
+        """One pass over a batchified ``(T, B)`` stream (on the model's device), the hidden state carried
+        from window to window; returns the mean loss per word (nats).
+
+        With ``generator`` the window lengths vary (:func:`window_lengths`). A loss that is not finite
+        raises :class:`TrainingDiverged` before any update with it.
+        """
+        hidden = self.model.init_hidden(data.shape[1])  # type: ignore[operator]  # the language-model contract
+        total, count = 0.0, 0
+        for window, (x, y) in enumerate(bptt_batches(data, self.bptt, generator), start=1):
+            value, hidden = self.step(x, y, hidden)
+            if not math.isfinite(value):
+                raise TrainingDiverged(
+                    f"language-model training loss became {value} at window {window} "
+                    f"(lr {self.lr}, clip {self.clip}): lower the learning rate or clip harder"
+                )
+            total += value * y.numel()
+            count += y.numel()
+        return total / count
 
 
 @torch.no_grad()
@@ -219,6 +309,7 @@ def evaluate_perplexity(
 
     ``model`` follows the language-model contract ``model(tokens (T, B), hidden) -> (logits, hidden)``
     with ``model.init_hidden(B)``; it is put in evaluation mode. The state carries over every window.
+    A model so wrong that the perplexity would overflow a float gets ``exp(700)`` (:func:`perplexity`).
     """
     device = resolve_device(device)
     model.to(device).eval()
@@ -226,10 +317,10 @@ def evaluate_perplexity(
     hidden = model.init_hidden(batch_size)
     total, count = 0.0, 0
     for x, y in bptt_batches(columns, bptt):
-        loss, hidden = _loss(model, x, y, hidden)
+        loss, hidden = lm_loss(model, x, y, hidden)
         total += float(loss) * y.numel()
         count += y.numel()
-    return math.exp(total / count)
+    return perplexity(total / count)
 
 
 def train_lm_epoch(
@@ -243,38 +334,11 @@ def train_lm_epoch(
 ) -> float:
     """One epoch over a batchified ``(T, B)`` stream by truncated BPTT; returns the mean loss per token (nats).
 
-    The hidden state is carried between windows and detached. With ``generator`` the window lengths
-    vary (:func:`window_lengths`) and the learning rate is scaled by ``length / bptt`` for each window,
-    as in AWD-LSTM, so that short windows do not count as much as long ones. ``clip`` > 0 clips the
-    gradient norm (ENAS: 0.25). A loss that is not finite raises :class:`TrainingDiverged` before any
-    update with it.
+    :meth:`LMStepper.epoch` with ``optimizer``: the hidden state is carried between windows and
+    detached, each window's learning rate is scaled by ``length / bptt`` (with ``generator`` the
+    lengths vary, :func:`window_lengths`), ``clip`` > 0 clips the gradient norm (ENAS: 0.25), and a loss
+    that is not finite raises :class:`TrainingDiverged` before any update with it.
     """
     device = resolve_device(device)
-    model.to(device).train()
-    data = data.to(device)
-    hidden = model.init_hidden(data.shape[1])
-    base_lrs = [group["lr"] for group in optimizer.param_groups]
-    total, count = 0.0, 0
-    try:
-        for step, (x, y) in enumerate(bptt_batches(data, bptt, generator), start=1):
-            hidden = _detach(hidden)
-            loss, hidden = _loss(model, x, y, hidden)
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise TrainingDiverged(
-                    f"language-model training loss became {value} at window {step} "
-                    f"(lr {base_lrs[0]}, clip {clip}): lower the learning rate or clip harder"
-                )
-            for group, lr in zip(optimizer.param_groups, base_lrs):
-                group["lr"] = lr * x.shape[0] / bptt if generator is not None else lr
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if clip > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), clip)
-            optimizer.step()
-            total += value * y.numel()
-            count += y.numel()
-    finally:
-        for group, lr in zip(optimizer.param_groups, base_lrs):
-            group["lr"] = lr
-    return total / count
+    model.to(device)
+    return LMStepper(model, optimizer, bptt=bptt, clip=clip).epoch(data.to(device), generator)
