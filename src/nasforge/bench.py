@@ -104,12 +104,13 @@ def run_job(config: RunConfig) -> dict[str, Any]:
         "strategy": config.strategy,
         "seed": config.seed,
         "budget": config.budget,
-        "incumbent_test_accuracy": [None if inc is None else inc.result.test_accuracy for inc in incumbents],
+        "incumbent_test_accuracy": [None if inc is None or inc.result is None else inc.result.test_accuracy
+                                    for inc in incumbents],
         "incumbent_reward": [None if inc is None else inc.reward for inc in incumbents],
         "samples_to_optimum": found,
         "overhead_ms": [round(1000 * t.overhead_s, 4) for t in record.trials],
         "n_repeats": sum(t.cached for t in record.trials),
-        "n_failed": sum(t.result.failed for t in record.trials),
+        "n_failed": sum(t.result is not None and t.result.failed for t in record.trials),
         "wall_s": wall,
         "best_arch": None if record.best is None else str(record.best.arch),
     }

@@ -12,7 +12,7 @@ import types
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import yaml
 
@@ -86,7 +86,7 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
         if isinstance(value, (dict, list)):
             raise ConfigError(f"{where}: expected a string, got {value!r}")
         return str(value)
-    if is_dataclass(tp):
+    if isinstance(tp, type) and is_dataclass(tp):
         return build(tp, value, where)
     return value
 
@@ -126,7 +126,7 @@ def to_dict(obj: Any) -> dict[str, Any]:
 def config_class(factory: Any) -> type | None:
     """The ``Config`` dataclass a registered component declares, if any."""
     cls = getattr(factory, "Config", None)
-    return cls if cls is not None and is_dataclass(cls) else None
+    return cls if isinstance(cls, type) and is_dataclass(cls) else None
 
 
 @dataclass
@@ -231,7 +231,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return _split_components(data, str(path))
 
 
-def make_run_config(data: dict[str, Any], overrides: list[str] = (), source: str = "") -> RunConfig:
+def make_run_config(data: dict[str, Any], overrides: Sequence[str] = (), source: str = "") -> RunConfig:
     """Build a :class:`RunConfig` from plain data plus overrides, checking every type."""
     data = apply_overrides(data, list(overrides))
     where = f"{source}: " if source else ""

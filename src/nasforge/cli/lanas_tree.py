@@ -26,7 +26,9 @@ def tree_description(run_dir: str) -> dict[str, Any]:
     space = api.create_space(config.space, **config.space_args)
     strategy = api.create_strategy(config.strategy, space, config.seed, **config.strategy_args)
     strategy.load_state_dict(state)
-    return strategy.observe()
+    tree = strategy.observe()
+    assert tree is not None  # LaNAS always has a tree to show
+    return tree
 
 
 def run(args: argparse.Namespace) -> int:

@@ -43,6 +43,7 @@ from ..errors import ConfigError
 from ..registry import EVALUATORS
 from ..result import Result
 from ..spaces.base import SearchSpace
+from ..spaces.enas_rnn import EnasRNNSpace
 from ..train.loop import resolve_device
 from ..train.text import (Corpus, LMStepper, batchify, evaluate_perplexity, lm_loss, load_corpus, perplexity,
                           window_lengths)
@@ -99,6 +100,9 @@ class SupernetLMEvaluator(StatefulEvaluator):
 
     def __init__(self, space: SearchSpace, config: SupernetLMConfig | None = None, context: Any = None) -> None:
         super().__init__(space, config, context)
+        if not isinstance(space, EnasRNNSpace):
+            raise ConfigError(f"evaluator: supernet-lm searches recurrent cells (enas-rnn), not {space.name!r}")
+        self.rnn_space = space
         self.corpus = _load(self.context)
         cfg = self.config
         self.device = resolve_device(self.context.device)
@@ -107,7 +111,7 @@ class SupernetLMEvaluator(StatefulEvaluator):
         # changes, and keep a state of our own for the dropout masks.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.supernet = space.supernet(self.corpus.vocab_size, **cfg.model_args).to(self.device)
+            self.supernet = self.rnn_space.supernet(self.corpus.vocab_size, **cfg.model_args).to(self.device)
             self.dropout_state = torch.get_rng_state()
         try:
             self.train_data = batchify(self.corpus.train, cfg.batch_size).to(self.device)
@@ -186,7 +190,7 @@ class SupernetLMEvaluator(StatefulEvaluator):
     # ----------------------------------------------------------------- training and scoring
     def child(self, arch: Architecture) -> nn.Module:
         """The super-network seen through the cell of ``arch``, with the language-model contract."""
-        return _Child(self.supernet, self.space.plan(arch))
+        return _Child(self.supernet, self.rnn_space.plan(arch))
 
     def train_step(self, arch: Architecture) -> float:
         """One :class:`LMStepper` step of the shared weights through ``arch`` on the next training window;
@@ -263,7 +267,7 @@ class _Child(nn.Module):
         self.plan = plan
 
     def init_hidden(self, batch_size: int) -> torch.Tensor:
-        return self.supernet.init_hidden(batch_size)
+        return self.supernet.init_hidden(batch_size)  # type: ignore[operator]  # nn.Module types attributes as Tensor | Module
 
     def forward(self, tokens: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.supernet(tokens, hidden, self.plan)

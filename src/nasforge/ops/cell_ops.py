@@ -151,6 +151,7 @@ class Pool(nn.Module):
     def __init__(self, kind: str, kernel: int, C_in: int, C_out: int, stride: int, affine: bool) -> None:
         super().__init__()
         self.preprocess = None if C_in == C_out else ReLUConvBN(C_in, C_out, 1, 1, 0, affine)
+        self.pool: nn.Module
         if kind == "avg":
             self.pool = nn.AvgPool2d(kernel, stride=stride, padding=kernel // 2, count_include_pad=False)
         else:
@@ -312,12 +313,13 @@ class DAGCell(nn.Module):
 
 def node_sum(edges: list[tuple[nn.Module, torch.Tensor]], training: bool, drop_prob: float) -> torch.Tensor:
     """A node's output: the sum of its incoming edges' operations, scheduled drop-path on non-identity edges."""
-    total = None
+    total: torch.Tensor | None = None
     for op, x in edges:
         h = op(x)
         if training and drop_prob > 0.0 and not isinstance(op, Identity):
             h = drop_path(h, drop_prob)
         total = h if total is None else total + h
+    assert total is not None, "a node sums at least one edge"
     return total
 
 

@@ -86,6 +86,7 @@ class EnasBranch(nn.Module):
     def __init__(self, C_in: int, C_out: int, op: str, kernel: int = 3, stride: int = 1, affine: bool = True) -> None:
         super().__init__()
         self.inp = ConvBNReLU(C_in, C_out, 1, affine=affine)
+        self.op: nn.Module
         if op == "conv":
             self.op = ConvBNReLU(C_out, C_out, kernel, stride, affine)
         elif op == "sep":

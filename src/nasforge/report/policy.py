@@ -70,7 +70,7 @@ def _heat_panel(ax: plt.Axes, decisions: Sequence[Decision], values: np.ndarray,
     for r, d in enumerate(decisions):
         for c in range(d.n_choices):
             text = f"{values[r, c]:.2f}" if shared else f"{d.label(c)}\n{values[r, c]:.2f}"
-            dark = ratio[r, c] > 1.0 + 0.6 * (norm.vmax - 1.0) or ratio[r, c] < 0.3  # white text on deep colours
+            dark = ratio[r, c] > 1.0 + 0.6 * ((norm.vmax or 1.0) - 1.0) or ratio[r, c] < 0.3  # white text on deep colours
             ax.text(c, r, text, ha="center", va="center", fontsize=small, color="white" if dark else "black")
     ax.set_yticks(range(len(decisions)), [d.name for d in decisions], fontsize=8)
     if shared:
@@ -102,6 +102,7 @@ def plot_policy_heatmaps(space: SearchSpace, snapshots: Sequence[Snapshot], out_
         image = None
         for ax, (n_done, _), mat in zip(axes[0], shown, mats):
             image = _heat_panel(ax, decisions, mat, shared, norm, f"after {n_done} evaluations")
+        assert image is not None  # at least one snapshot is shown
         bar = fig.colorbar(image, ax=axes[0].tolist(), fraction=0.03, pad=0.01)
         bar.set_label("probability / uniform", fontsize=8)
         fig.suptitle(f"{space.name}: {group} policy (softmax values)", fontsize=11)

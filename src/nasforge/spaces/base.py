@@ -218,7 +218,7 @@ class SearchSpace(ABC):
         return out
 
     # ----------------------------------------------------------------- models
-    def build(self, arch: Architecture, **kwargs: Any) -> Any:
+    def build(self, arch: Architecture, *args: Any, **kwargs: Any) -> Any:
         """A PyTorch model of ``arch`` (spaces registered with ``trainable=True``)."""
         raise NotImplementedError(f"space {self.name!r} does not build models")
 

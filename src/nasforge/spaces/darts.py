@@ -287,7 +287,7 @@ class DartsSpace(SearchSpace):
         for required in ("normal", "reduce"):
             if required not in fields:
                 raise InvalidArchitecture(f"darts: Genotype has no {required!r} cell")
-        values = {
+        values: dict[str, Any] = {
             k: _concat_value(v, k) if k.endswith("concat") else _pairs_value(v, k) for k, v in fields.items()
         }
         return self.from_genotype(

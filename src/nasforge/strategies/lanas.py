@@ -96,6 +96,7 @@ class Node:
         return self.weight is None
 
     def goes_left(self, x: np.ndarray) -> np.ndarray | bool:
+        assert self.weight is not None, "a leaf does not split"
         # einsum, not BLAS: a matrix-vector product this small is slower threaded on a busy machine
         return np.einsum("...j,j->...", x, self.weight) + self.bias > self.threshold
 
@@ -137,13 +138,15 @@ class LaNAS(Strategy):
             index.setdefault(self.space.key(a), []).append(i)
         return table, index, archs
 
-    def _ensure_table(self) -> None:
-        if self._table is None:
+    def _ensure_table(self) -> tuple[np.ndarray, list[Architecture], np.ndarray]:
+        """The enumerated space (encodings, architectures) and which rows were proposed, built on first use."""
+        if self._table is None or self._index is None or self._archs is None:
             self._table, self._index, self._archs = self._enumerated()
         if self.taken is None:
             self.taken = np.zeros(len(self._table), dtype=bool)
             for key in self.sampler.seen:
                 self.taken[self._index.get(key, [])] = True
+        return self._table, self._archs, self.taken
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
@@ -153,17 +156,18 @@ class LaNAS(Strategy):
         """Rows of the enumerated table inside a node's region (cached until the tree changes)."""
         if node_id not in self._regions:
             node = self.nodes[node_id]
+            table = self._ensure_table()[0]
             if node.parent < 0:
-                self._regions[node_id] = np.ones(len(self._table), dtype=bool)
+                self._regions[node_id] = np.ones(len(table), dtype=bool)
             else:
                 parent = self.nodes[node.parent]
-                left = parent.goes_left(self._table)
+                left = np.asarray(parent.goes_left(table))
                 self._regions[node_id] = self._region(node.parent) & (left if node.good else ~left)
         return self._regions[node_id]
 
     def _mark(self, archs: Sequence[Architecture]) -> None:
         self.sampler.mark(archs)
-        if self.finite and self.taken is not None:
+        if self.finite and self.taken is not None and self._index is not None:
             for a in archs:
                 self.taken[self._index.get(self.space.key(a), [])] = True
 
@@ -211,7 +215,7 @@ class LaNAS(Strategy):
             model = Ridge(alpha=self.config.alpha).fit(self.encodings[idx], q[idx])
             node.weight, node.bias = model.coef_.astype(np.float64), float(model.intercept_)
             node.threshold = float(q[idx].mean())
-            left = node.goes_left(self.encodings[idx])
+            left = np.asarray(node.goes_left(self.encodings[idx]))
             if left.all() or not left.any() or not self._separates(idx[left], idx[~left], q):
                 node.weight = None  # this action would not separate good from bad networks
                 continue
@@ -281,8 +285,8 @@ class LaNAS(Strategy):
         """Whether a node's region may still hold an architecture not proposed yet."""
         if not self.finite:
             return True
-        self._ensure_table()
-        return bool((self._region(node_id) & ~self.taken).any())
+        taken = self._ensure_table()[2]
+        return bool((self._region(node_id) & ~taken).any())
 
     def propose(self, path: list[int]) -> Architecture:
         """An unseen architecture inside the region of ``path``, relaxing the deepest constraint if none."""
@@ -294,7 +298,7 @@ class LaNAS(Strategy):
 
     def inside(self, path: list[int], x: np.ndarray) -> np.ndarray | bool:
         """Whether encodings ``x`` (one or a matrix of rows) satisfy the constraints along ``path``."""
-        ok = np.ones(len(x), dtype=bool) if x.ndim == 2 else True
+        ok: Any = np.ones(len(x), dtype=bool) if x.ndim == 2 else True
         for parent, child in zip(path, path[1:]):
             node = self.nodes[parent]
             left = node.goes_left(x)
@@ -303,11 +307,11 @@ class LaNAS(Strategy):
 
     def _sample_region(self, path: list[int]) -> Architecture | None:
         if self.finite:
-            self._ensure_table()
-            free = np.flatnonzero(self._region(path[-1]) & ~self.taken)
+            _, archs, taken = self._ensure_table()
+            free = np.flatnonzero(self._region(path[-1]) & ~taken)
             if len(free) == 0:
                 return None
-            return self._archs[int(free[self.rng.integers(len(free))])]
+            return archs[int(free[self.rng.integers(len(free))])]
         return self._rejection(path) or self._random_walk(path)
 
     def _rejection(self, path: list[int]) -> Architecture | None:

@@ -135,7 +135,7 @@ class PolicyVectors(Policy):
               choices: torch.Tensor | None = None) -> Trace:
         n_dec, width = self.logits.shape
         # a finite floor, not -inf: padded options get probability 0 and still no NaN gradients
-        logits = self.logits.masked_fill(self.pad, PAD_LOGIT)
+        logits = self.logits.masked_fill(self.get_buffer("pad"), PAD_LOGIT)
         flat = logits.unsqueeze(0).expand(n, n_dec, width).reshape(n * n_dec, width)
         given = None if choices is None else choices.reshape(-1)
         choice, log_p, ent, p = categorical(flat, generator, given)

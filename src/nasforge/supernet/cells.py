@@ -82,6 +82,11 @@ class SharedDAGCell(nn.Module):
         """``(edge index, operation)`` of each edge of a description, in description order."""
         return [(self.locate(self.n_inputs + i, src, op), op) for i, node in enumerate(nodes) for op, src in node]
 
+    def _op(self, edge: int, name: str) -> nn.Module:
+        ops = self.edges[edge]
+        assert isinstance(ops, nn.ModuleDict)  # one candidate operation per name on every edge
+        return ops[name]
+
     def forward(self, *inputs: torch.Tensor, drop_prob: float = 0.0) -> torch.Tensor:
         if self.selected is None:
             raise RuntimeError("a shared cell runs one sampled path: call the super-network with an architecture")
@@ -89,7 +94,7 @@ class SharedDAGCell(nn.Module):
         # Same order of operations and sums as DAGCell, so that a child with inherited weights
         # computes the same numbers.
         for i, node in enumerate(self.selected):
-            edges = [(self.edges[self.locate(self.n_inputs + i, src, name)][name], states[src]) for name, src in node]
+            edges = [(self._op(self.locate(self.n_inputs + i, src, name), name), states[src]) for name, src in node]
             states.append(node_sum(edges, self.training, drop_prob))
         return cell_output(states, self.output)
 

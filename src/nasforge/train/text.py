@@ -126,7 +126,7 @@ def _read_folder(path: Path) -> dict[str, str]:
 def _read_zip(path: Path) -> dict[str, str]:
     try:
         with zipfile.ZipFile(path) as archive:
-            members = {}
+            members: dict[str, str] = {}
             for info in archive.infolist():
                 name = info.filename
                 if info.is_dir() or name.startswith("__MACOSX/") or "/__MACOSX/" in name:
@@ -314,7 +314,7 @@ def evaluate_perplexity(
     device = resolve_device(device)
     model.to(device).eval()
     columns = batchify(data, batch_size).to(device)
-    hidden = model.init_hidden(batch_size)
+    hidden = model.init_hidden(batch_size)  # type: ignore[operator]  # nn.Module types attributes as Tensor | Module
     total, count = 0.0, 0
     for x, y in bptt_batches(columns, bptt):
         loss, hidden = lm_loss(model, x, y, hidden)
