@@ -148,13 +148,17 @@ def test_candidates_retrain_at_the_search_proxy(tmp_path: Path) -> None:
     config = _config(budget=10, resolution=4, val_size=0.2, split_seed=3)
     config.evaluator_args["model_args"] = {"C": 4, "N": 1, "shared_affine": True}
     nf.search(config, run)
-    trainer = nf.oneshot.proxy_trainer(nf.api.read_run_config(run), epochs=2)
-    cfg = trainer.config
-    assert (cfg.epochs, cfg.model_args, cfg.resolution, cfg.val_size, cfg.split_seed) == (2, {"C": 4, "N": 1}, 4,
-                                                                                          0.2, 3)
+    from nasforge.final import load_final_data
+    from nasforge.train.data import DataConfig, make_splits
+
+    cfg = nf.oneshot.proxy_config(nf.api.read_run_config(run), epochs=2)
+    data_cfg = DataConfig(**cfg.data_args)
+    assert (cfg.train_args, cfg.model_args, data_cfg.resolution, data_cfg.val_size, data_cfg.split_seed, cfg.seed) == (
+        {"epochs": 2}, {"C": 4, "N": 1}, 4, 0.2, 3, 0)
+    splits = make_splits(load_final_data(nf.create_space("nb201"), cfg), data_cfg)
     search_eval = nf.create_evaluator(nf.api.read_run_config(run), nf.create_space("nb201"))
-    assert torch.equal(trainer.splits.val.y, search_eval.splits.val.y)  # the images the search's rewards came from
-    assert trainer.splits.shape[-1] == 4
+    assert torch.equal(splits.val.y, search_eval.splits.val.y)  # the images the search's rewards came from
+    assert splits.shape[-1] == 4
     with pytest.raises(ConfigError, match="top >= 1"):
         nf.retrain_ranked(run, top=0)
     (run / "result.json").write_text('{"derived": ')  # cut off mid-write
@@ -165,20 +169,19 @@ def test_candidates_retrain_at_the_search_proxy(tmp_path: Path) -> None:
 
 
 def test_a_failed_retraining_is_recorded_and_left_out_of_the_pick(tmp_path: Path, monkeypatch) -> None:
-    from nasforge.evaluators.train import TrainEvaluator
-    from nasforge.result import Result
+    from nasforge.final import FinalTraining
 
     run = tmp_path / "run"
     nf.search(_config(budget=10, resolution=4), run)
     calls = []
 
-    def fake(self, arch, fidelity, seed):  # the first candidate diverges, the others score 10, 20, 30...
+    def fake(space, arch, config, out=None, **kwargs):  # the first candidate diverges, the others score 10, 20...
         calls.append(str(arch))
         if len(calls) == 1:
-            return Result.failure("loss became nan")
-        return Result(10.0 * (len(calls) - 1))
+            return FinalTraining({"failed": True, "error": "loss became nan"}, None)
+        return FinalTraining({"val_accuracy": 10.0 * (len(calls) - 1)}, None)
 
-    monkeypatch.setattr(TrainEvaluator, "_evaluate", fake)
+    monkeypatch.setattr(nf.oneshot, "train_final", fake)
     derived = nf.retrain_ranked(run, top=3, epochs=1)
     cands = derived["retrained"]["candidates"]
     assert [c["arch"] for c in cands] == calls == [c["arch"] for c in derived["ranked"][:3]]

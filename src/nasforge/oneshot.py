@@ -16,7 +16,8 @@ from typing import Any, Sequence
 
 from .config import RunConfig, make_run_config, resolve_args
 from .errors import ConfigError, RunDirError
-from .evaluators.base import Evaluator, StatefulEvaluator
+from .evaluators.base import StatefulEvaluator
+from .final import FinalConfig, load_final_data, search_model_args, train_final
 from .factory import build_components, create_space, is_oneshot, resolve
 from .registry import EVALUATORS, SPACES
 from .run.rundir import derived_pick, open_store, read_config, read_result, write_result
@@ -76,20 +77,15 @@ def derive(run_dir: str | Path, n_samples: int = 100, seed: int | None = None,
     return derived
 
 
-def proxy_trainer(config: RunConfig, epochs: int) -> Evaluator:
-    """The ``train`` evaluator at a one-shot search's proxy: its data, validation split, resolution and child
-    model size (the super-network's own options dropped), training for ``epochs`` epochs."""
-    from .evaluators.train import TrainEvaluator, TrainEvaluatorConfig
-    from .supernet import SupernetOptions
-
+def proxy_config(config: RunConfig, epochs: int, seed: int | None = None) -> FinalConfig:
+    """The final-training settings of a one-shot search's proxy: its data, validation split and resolution, its
+    child model size (the super-network's own options dropped), ``epochs`` epochs, seeded with the run's seed
+    unless ``seed`` is given. Everything else is the training defaults (the ``train`` evaluator's)."""
     search = resolve_args(EVALUATORS.get(config.evaluator).factory, config.evaluator_args, "evaluator")
-    options = set(SupernetOptions.__dataclass_fields__)  # super-network settings, not the child's
-    proxy = TrainEvaluatorConfig(
-        epochs=epochs,
-        model_args={k: v for k, v in search.model_args.items() if k not in options},
-        **vars(search.data_config()),
-    )
-    return TrainEvaluator(create_space(config.space, **config.space_args), proxy, config)
+    return FinalConfig(dataset=config.dataset, data=config.data, cache_dir=config.cache_dir, device=config.device,
+                       seed=config.seed if seed is None else seed, space_args=dict(config.space_args),
+                       model_args=search_model_args(config), train_args={"epochs": epochs},
+                       data_args=vars(search.data_config()))
 
 
 def retrain_ranked(run_dir: str | Path, top: int = 10, epochs: int = 5, seed: int | None = None) -> dict[str, Any]:
@@ -97,16 +93,16 @@ def retrain_ranked(run_dir: str | Path, top: int = 10, epochs: int = 5, seed: in
 
     The shared weights rank a derivation's candidates with systematic errors (on NAS-Bench-201 they favour
     parameter-free operations; docs/benchmarks.md). This trains the ``top`` best-scored of them
-    (``derived.ranked``) for ``epochs`` epochs each at the search's own proxy (:func:`proxy_trainer`), seeded
-    with the run's seed unless ``seed`` is given, and keeps the one with the best validation accuracy:
-    ``top x epochs`` more epochs of the proxy. ``derived.retrained`` in ``result.json`` records every
-    candidate's validation accuracy and ``derived.retrained_best`` becomes the run's pick (its
-    ``train_command``, ``nasforge train --from RUN``, ``nasforge export RUN``). Returns the updated derivation.
+    (``derived.ranked``) for ``epochs`` epochs each with the library's final training at the search's own
+    proxy (:func:`proxy_config`: the run's data, validation split, resolution, model size and seed) and keeps
+    the one with the best validation accuracy: ``top x epochs`` more epochs of the proxy. ``derived.retrained``
+    in ``result.json`` records every candidate's validation accuracy and ``derived.retrained_best`` becomes the
+    run's pick (its ``train_command``, ``nasforge train --from RUN``, ``nasforge export RUN``). Returns the
+    updated derivation.
     """
     if top < 1 or epochs < 1:
         raise ConfigError(f"retraining needs top >= 1 and epochs >= 1, got top={top}, epochs={epochs}")
     config = read_config(run_dir)
-    seed = config.seed if seed is None else seed
     result = read_result(run_dir)
     derived = result.get("derived") or {}
     if "ranked" not in derived:
@@ -114,19 +110,21 @@ def retrain_ranked(run_dir: str | Path, top: int = 10, epochs: int = 5, seed: in
     if not SPACES.get(config.space).capabilities.get("trainable"):
         raise ConfigError(f"{run_dir}: retraining candidates trains image classifiers; space {config.space!r} "
                           "builds none (train a recurrent cell with `nasforge train --from RUN`)")
-    evaluator = proxy_trainer(config, epochs)
+    proxy = proxy_config(config, epochs, seed)
+    space = create_space(config.space, **config.space_args)
+    data = load_final_data(space, proxy)  # once for every candidate
     candidates = []
     for cand in derived["ranked"][:top]:
-        outcome = evaluator.evaluate(evaluator.space.parse(cand["arch"]), seed=seed)
-        if outcome.failed:  # recorded with its reason, left out of the pick
-            candidates.append({**cand, "retrained": None, "error": outcome.error})
-            log.warning("retraining %s failed: %s", cand["arch"], outcome.error)
+        outcome = train_final(space, space.parse(cand["arch"]), proxy, data=data).result
+        if outcome.get("failed"):  # recorded with its reason, left out of the pick
+            candidates.append({**cand, "retrained": None, "error": outcome.get("error")})
+            log.warning("retraining %s failed: %s", cand["arch"], outcome.get("error"))
             continue
-        candidates.append({**cand, "retrained": outcome.reward})
+        candidates.append({**cand, "retrained": outcome["val_accuracy"]})
         log.info("retrained %s for %d epochs: validation %.2f (shared weights %.2f)", cand["arch"], epochs,
-                 outcome.reward, cand["score"])
+                 outcome["val_accuracy"], cand["score"])
     finite = [c for c in candidates if c["retrained"] is not None]
-    derived["retrained"] = {"epochs": epochs, "seed": seed, "candidates": candidates}
+    derived["retrained"] = {"epochs": epochs, "seed": proxy.seed, "candidates": candidates}
     derived.pop("retrained_best", None)
     if finite:
         best = max(finite, key=lambda c: c["retrained"])  # first of equals: the shared weights' order
