@@ -118,7 +118,7 @@ def _write_outputs(out: Path, model: Any, genotype: dict[str, Any], result: dict
 def run(args: argparse.Namespace) -> int:
     from ..api import create_space
     from ..export import make_genotype
-    from ..train.data import DataConfig, default_cache_dir, load_dataset, make_splits
+    from ..train import DataConfig, default_cache_dir, load_dataset, make_splits
     from ..train.loop import TrainConfig, resolve_device, train_architecture
 
     console = Console(stderr=True)
