@@ -10,15 +10,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..arch import Architecture
+from ..models.enas_macro_net import REGISTERED_OPS, EnasMacroNet, reduction_layers
 from ..ops import OPS
 from ..spaces.base import SearchSpace
-from ..spaces.enas_macro import (
-    _REGISTERED,
-    OP_LABELS,
-    EnasMacroModelArgs,
-    EnasMacroNet,
-    reduction_layers,
-)
+from ..spaces.enas_macro import OP_LABELS, EnasMacroModelArgs
 from .base import SUPERNETS, Supernet, SupernetOptions
 
 
@@ -52,7 +47,7 @@ class SharedEnasLayer(nn.Module):
 
     def __init__(self, index: int, C: int, affine: bool) -> None:
         super().__init__()
-        self.ops = nn.ModuleDict({label: OPS.create(_REGISTERED[label], C, C, 1, affine) for label in OP_LABELS})
+        self.ops = nn.ModuleDict({label: OPS.create(REGISTERED_OPS[label], C, C, 1, affine) for label in OP_LABELS})
         self.combine = SkipCombine(index, C) if index > 0 else None
 
     def forward(self, nodes: list[torch.Tensor | None], op: str, sources: tuple[int, ...]) -> torch.Tensor:
