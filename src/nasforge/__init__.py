@@ -16,10 +16,11 @@ evaluator (:mod:`nasforge.evaluators`) scores them; :func:`run_search` drives an
 
 from __future__ import annotations
 
+import os as _os
+
 __version__ = "0.1.0"
 
 from . import evaluators, spaces, strategies  # noqa: F401  (register built-ins)
-from . import testing as _testing  # noqa: F401  (registers the toy space and evaluator)
 from .api import (
     Components,
     build_components,
@@ -37,6 +38,8 @@ from .arch import Architecture
 from .config import RunConfig, make_run_config
 from .errors import NasforgeError
 from .export import build  # noqa: F401  (nasforge.build: a model from a genotype file)
+from .plugins import ENV_VAR as _PLUGINS_VAR
+from .plugins import load_plugins as _load_plugins
 from .registry import EVALUATORS, SPACES, STRATEGIES
 from .result import Result
 from .run import RunStore, SearchRecord, run_search
@@ -47,3 +50,5 @@ __all__ = [
     "create_strategy", "derive", "load_record", "make_run_config", "parse_arch", "resume", "retrain_ranked", "run_search",
     "search",
 ]
+
+_load_plugins(_os.environ.get(_PLUGINS_VAR))  # after the built-ins: plug-ins may build on them
