@@ -21,6 +21,13 @@ os.environ["NASFORGE_CACHE"] = _CACHE
 
 torch.set_num_threads(1)  # tests run on 2 cores; many small models are fastest single-threaded
 
+# The test components (the toy space, the toy and faulty evaluators) are a plug-in, not production
+# components: registered here, and through NASFORGE_PLUGINS in every process the tests start (CLI
+# subprocesses, executor workers), which inherit the environment.
+_plugins = [n.strip() for n in os.environ.get("NASFORGE_PLUGINS", "").split(",") if n.strip()]
+os.environ["NASFORGE_PLUGINS"] = ",".join(dict.fromkeys([*_plugins, "nasforge.testing"]))
+import nasforge.testing  # noqa: E402,F401
+
 SHARED = Path(os.environ.get("NASFORGE_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 
 

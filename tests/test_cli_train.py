@@ -12,7 +12,7 @@ import torch
 
 import nasforge as nf
 from nasforge.cli import main
-from nasforge.train.data import DataConfig, load_dataset, make_splits
+from nasforge.train import DataConfig, load_dataset, make_splits
 from nasforge.train.loop import accuracy
 
 ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|skip_connect~1|+|skip_connect~0|nor_conv_1x1~1|none~2|"

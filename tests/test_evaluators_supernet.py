@@ -149,7 +149,7 @@ def test_candidates_retrain_at_the_search_proxy(tmp_path: Path) -> None:
     config.evaluator_args["model_args"] = {"C": 4, "N": 1, "shared_affine": True}
     nf.search(config, run)
     from nasforge.final import load_final_data
-    from nasforge.train.data import DataConfig, make_splits
+    from nasforge.train import DataConfig, make_splits
 
     cfg = nf.oneshot.proxy_config(nf.api.read_run_config(run), epochs=2)
     data_cfg = DataConfig(**cfg.data_args)

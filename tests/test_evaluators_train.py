@@ -14,7 +14,7 @@ from nasforge.evaluators import train as T
 from nasforge.registry import EVALUATORS
 from nasforge.spaces.nb201 import NB201Space
 from nasforge.strategies.base import Strategy
-from nasforge.train.data import load_dataset
+from nasforge.train import load_dataset
 
 TINY = {"C": 4, "N": 1}
 ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|skip_connect~1|+|skip_connect~0|nor_conv_1x1~1|none~2|"

@@ -13,7 +13,6 @@ from nasforge.errors import ConfigError, InvalidArchitecture
 from nasforge.ops.measure import count_flops, count_params
 from nasforge.registry import SPACES
 from nasforge.spaces.base import OPERATION, STRUCTURE
-from nasforge.spaces.enas_macro import reduction_layers
 from nasforge.testing.conformance import check_space
 
 
@@ -72,13 +71,6 @@ def test_size_matches_the_enas_paper() -> None:
     assert len(archs) == small.size == 72 and len(set(archs)) == 72
     for a in archs[::7]:
         small.validate(a)
-
-
-def test_reduction_layers_at_thirds_of_depth() -> None:
-    assert reduction_layers(12) == (3, 7)
-    assert reduction_layers(24) == (7, 15)
-    assert reduction_layers(6) == (1, 3)
-    assert reduction_layers(2) == ()
 
 
 def test_readable_string_and_fixed_arc() -> None:

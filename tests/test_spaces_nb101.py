@@ -8,10 +8,11 @@ import torch
 
 from nasforge import create_space
 from nasforge.errors import ConfigError, InvalidArchitecture
+from nasforge.models.nb101_net import NB101Cell
 from nasforge.ops.measure import count_flops, count_params
 from nasforge.registry import SPACES
 from nasforge.spaces.base import OPERATION, STRUCTURE
-from nasforge.spaces.nb101 import EDGES, NB101Cell, prune, vertex_channels
+from nasforge.spaces.nb101 import EDGES, prune
 from nasforge.testing.conformance import check_space
 
 # input -> conv3x3 -> maxpool -> output, plus input -> conv1x1 -> output
@@ -176,29 +177,6 @@ def test_moves_can_grow_a_cell(space) -> None:
         space.validate(arch)
         largest = max(largest, len(prune(arch.choices)[0]))
     assert largest == 7
-
-
-def test_vertex_channels_follow_the_benchmark() -> None:
-    # three vertices feed the output: 128 split 43 + 43 + 42, earlier vertices get the remainder
-    fan = np.zeros((5, 5), dtype=int)
-    fan[0, 1:4] = 1
-    fan[1:4, 4] = 1
-    assert vertex_channels(64, 128, fan) == [64, 43, 43, 42, 128]
-    # a vertex feeding only interior vertices takes the widest of them
-    chain = np.zeros((5, 5), dtype=int)
-    chain[0, 1] = chain[1, 2] = chain[1, 3] = chain[2, 4] = chain[3, 4] = 1
-    assert vertex_channels(32, 9, chain) == [32, 5, 5, 4, 9]
-    two = np.array([[0, 1], [0, 0]])
-    assert vertex_channels(16, 32, two) == [16, 32]
-
-
-def test_cells_give_the_output_width(space) -> None:
-    rng = np.random.default_rng(5)
-    x = torch.randn(2, 6, 5, 5)
-    for _ in range(20):
-        matrix, ops = prune(space.sample(rng).choices)
-        cell = NB101Cell(matrix, ops, 6, 11)
-        assert cell(x).shape == (2, 11, 5, 5)
 
 
 @pytest.mark.parametrize("shape", [(2, 1, 8, 8), (2, 3, 16, 16), (2, 3, 9, 9)])

@@ -11,7 +11,7 @@ from torch import nn
 
 from nasforge.api import create_space
 from nasforge.errors import ConfigError
-from nasforge.train import data as D
+from nasforge import train as D
 from nasforge.train.loop import (
     Progress,
     TrainConfig,

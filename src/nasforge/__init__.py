@@ -16,10 +16,11 @@ evaluator (:mod:`nasforge.evaluators`) scores them; :func:`run_search` drives an
 
 from __future__ import annotations
 
+import os as _os
+
 __version__ = "0.1.0"
 
 from . import evaluators, spaces, strategies  # noqa: F401  (register built-ins)
-from . import testing as _testing  # noqa: F401  (registers the toy space and evaluator)
 from . import oneshot  # noqa: F401  (nasforge.oneshot: derive, retrain_ranked after a one-shot search)
 from .api import derive, load_record, parse_arch, resume, retrain_ranked, search
 from .factory import Components, build_components, create_evaluator, create_executor, create_space, create_strategy
@@ -27,6 +28,8 @@ from .arch import Architecture
 from .config import RunConfig, make_run_config
 from .errors import NasforgeError
 from .export import build  # noqa: F401  (nasforge.build: a model from a genotype file)
+from .plugins import ENV_VAR as _PLUGINS_VAR
+from .plugins import load_plugins as _load_plugins
 from .registry import EVALUATORS, SPACES, STRATEGIES
 from .result import Result
 from .run import RunStore, SearchRecord, run_search
@@ -37,3 +40,5 @@ __all__ = [
     "create_executor", "create_strategy", "derive", "load_record", "make_run_config", "parse_arch", "resume", "retrain_ranked", "run_search",
     "search",
 ]
+
+_load_plugins(_os.environ.get(_PLUGINS_VAR))  # after the built-ins: plug-ins may build on them

@@ -134,7 +134,7 @@ def run_genotype(run_dir: str | Path) -> dict[str, Any]:
         raise RunDirError(f"{run_dir}: the search has no successful evaluation to export")
     from .evaluators.train import DEFAULT_DATASET
     from .registry import EVALUATORS, SPACES
-    from .train.data import dataset_shape, default_cache_dir, load_dataset
+    from .train import dataset_shape, default_cache_dir, load_dataset
 
     config = read_config(run_dir)
     model_args = search_model_args(config)

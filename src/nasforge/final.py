@@ -62,7 +62,7 @@ class FinalConfig:
 
     ``train_args`` are fields of :class:`~nasforge.train.loop.TrainConfig` for image classifiers and of
     :class:`~nasforge.train.lm.LMTrainConfig` for language models; ``data_args`` those of
-    :class:`~nasforge.train.data.DataConfig` (images only; ``val_size`` is 0 unless set: final training
+    :class:`~nasforge.train.splits.DataConfig` (images only; ``val_size`` is 0 unless set: final training
     uses every training image); ``model_args`` go to the space's ``build`` (the network's size, e.g.
     ``C`` and ``N``); ``space_args`` to the space. ``dataset`` is digits unless set for image cells, and
     must be ptb (with ``data``) for recurrent ones. ``seed`` seeds initialisation, batch order,
@@ -275,7 +275,7 @@ def train_final(
 ) -> FinalTraining:
     """Train ``arch`` of ``space`` from scratch as ``config`` says, score it, and with ``out`` write its files.
 
-    ``data`` is the loaded data set (an :class:`~nasforge.train.data.ImageData`, or a
+    ``data`` is the loaded data set (an :class:`~nasforge.train.readers.ImageData`, or a
     :class:`~nasforge.train.text.Corpus` for language models) when the caller trains several
     architectures on it; by default it is loaded from ``config``. ``callback`` receives the training's
     progress (:class:`~nasforge.train.loop.Progress` for images, each epoch's record for language models).
@@ -291,7 +291,7 @@ def train_final(
     if lm:
         _check_lm_config(space, config)
     else:
-        from .train.data import DataConfig
+        from .train import DataConfig
 
         data_config = build(DataConfig, {"val_size": 0, **config.data_args}, "data")
     from .train.loop import resolve_device
@@ -326,7 +326,7 @@ def load_final_data(space: SearchSpace, config: FinalConfig) -> Any:
 
         _check_lm_config(space, config)
         return load_corpus(config.data or "")
-    from .train.data import default_cache_dir, load_dataset
+    from .train import default_cache_dir, load_dataset
 
     cache = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
     return load_dataset(config.dataset or "digits", config.data, cache)
@@ -355,7 +355,7 @@ def _percent(x: float) -> float | None:
 
 def _train_image(space: SearchSpace, arch: Architecture, config: FinalConfig, settings: Any, data_config: Any,
                  data: Any, device: torch.device, callback: Any) -> tuple[dict[str, Any], nn.Module, dict[str, Any]]:
-    from .train.data import make_splits
+    from .train import make_splits
     from .train.loop import train_architecture
 
     splits = make_splits(data, data_config)

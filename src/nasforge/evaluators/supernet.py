@@ -34,7 +34,7 @@ from ..result import Result
 from ..spaces.base import SearchSpace
 from ..supernet import SUPERNETS, build_supernet
 from ..train.augment import augment_batch
-from ..train.data import DataConfig, default_cache_dir, load_dataset, make_splits
+from ..train import DataConfig, default_cache_dir, load_dataset, make_splits
 from ..train.loop import Stepper, TrainConfig, accuracy, resolve_device
 from .base import StatefulEvaluator
 from .train import DEFAULT_DATASET

@@ -21,7 +21,7 @@ from ..errors import ConfigError
 from ..registry import EVALUATORS, SPACES
 from ..result import Result
 from ..spaces.base import SearchSpace
-from ..train.data import DataConfig, ImageData, default_cache_dir, load_dataset, make_splits
+from ..train import DataConfig, ImageData, default_cache_dir, load_dataset, make_splits
 from ..train.loop import TrainConfig, build_model, resolve_device, train_architecture
 from .base import Evaluator
 

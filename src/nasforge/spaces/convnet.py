@@ -23,13 +23,12 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
-import torch
 from torch import nn
 
 from ..arch import Architecture
 from ..config import build as build_config
 from ..errors import InvalidArchitecture
-from ..ops.macro_ops import ConvReLU
+from ..models.plain_convnet import PlainConvNet
 from ..registry import SPACES
 from .base import OPERATION, STRUCTURE, Decision, SearchSpace
 
@@ -167,29 +166,3 @@ class ConvNetSpace(SearchSpace):
         self.validate(arch)
         layers = [(k, max(1, round(c * args.width))) for k, c in self.layers(arch.choices)]
         return PlainConvNet(layers, num_classes, in_channels, args.batch_norm, args.dropout)
-
-
-class PlainConvNet(nn.Module):
-    """Conv-ReLU layers at full resolution, global average pooling, dropout, linear classifier."""
-
-    def __init__(
-        self,
-        layers: Sequence[tuple[int, int]],
-        num_classes: int,
-        in_channels: int = 3,
-        batch_norm: bool = False,
-        dropout: float = 0.0,
-    ) -> None:
-        super().__init__()
-        body: list[nn.Module] = []
-        width = in_channels
-        for kernel, filters in layers:
-            body.append(ConvReLU(width, filters, kernel, batch_norm=batch_norm))
-            width = filters
-        self.body = nn.Sequential(*body)
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(width, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.body(x).mean(dim=(2, 3))
-        return self.classifier(self.dropout(out))

@@ -26,19 +26,17 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
-import torch
 from torch import nn
 
 from ..arch import Architecture
 from ..config import build as build_config
 from ..errors import InvalidArchitecture
-from ..ops import OPS
-from ..ops.macro_ops import ENAS_MACRO_OPS, EnasFactorizedReduction
+from ..models.enas_macro_net import EnasMacroNet
+from ..ops.macro_ops import ENAS_MACRO_OPS
 from ..registry import SPACES
 from .base import OPERATION, STRUCTURE, Decision, SearchSpace
 
 OP_LABELS = tuple(label for label, *_ in ENAS_MACRO_OPS)
-_REGISTERED = {label: registered for label, registered, *_ in ENAS_MACRO_OPS}
 STEM = "stem"
 
 
@@ -70,12 +68,6 @@ class EnasMacroModelArgs:
 def source_name(node: int) -> str:
     """Name of skip source ``node``: the stem, or the layer whose output it is."""
     return STEM if node == 0 else str(node - 1)
-
-
-def reduction_layers(layers: int) -> tuple[int, ...]:
-    """Layers after which ENAS halves the resolution (none for fewer than 3 layers)."""
-    distance = layers // 3
-    return tuple(sorted({distance - 1, 2 * distance - 1} - {-1}))
 
 
 @SPACES.register("enas-macro", finite=True, trainable=True, tabular=False, has_structure=True)
@@ -197,69 +189,3 @@ class EnasMacroSpace(SearchSpace):
         args = build_config(EnasMacroModelArgs, model_args, "model")
         self.validate(arch)
         return EnasMacroNet(self.layer_plan(arch.choices), num_classes, in_channels, args.C, args.dropout)
-
-
-class EnasMacroLayer(nn.Module):
-    """One layer: the operation on the previous output, then (after layer 0) concatenation with the
-    skip inputs, ReLU, 1x1 convolution and batch norm."""
-
-    def __init__(self, op: str, sources: tuple[int, ...], C: int, first: bool) -> None:
-        super().__init__()
-        self.sources = sources
-        self.op = OPS.create(_REGISTERED[op], C, C, 1, True)
-        self.combine = (
-            None
-            if first
-            else nn.Sequential(
-                nn.ReLU(inplace=False),
-                nn.Conv2d((len(sources) + 1) * C, C, 1, bias=False),
-                nn.BatchNorm2d(C),
-            )
-        )
-
-    def forward(self, nodes: list[torch.Tensor | None]) -> torch.Tensor:
-        out = self.op(nodes[-1])
-        if self.combine is None:
-            return out
-        return self.combine(torch.cat([nodes[j] for j in self.sources] + [out], dim=1))
-
-
-class EnasMacroNet(nn.Module):
-    """Stem (3x3 conv, BN), the layers with two factorized reductions, global pooling, classifier."""
-
-    def __init__(
-        self,
-        plan: Sequence[tuple[str, tuple[int, ...]]],
-        num_classes: int,
-        in_channels: int = 3,
-        C: int = 36,
-        dropout: float = 0.0,
-    ) -> None:
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, C, 3, padding=1, bias=False), nn.BatchNorm2d(C))
-        reductions = reduction_layers(len(plan))
-        self.layers = nn.ModuleList()
-        self.reductions = nn.ModuleDict()
-        width = C
-        for i, (op, sources) in enumerate(plan):
-            self.layers.append(EnasMacroLayer(op, sources, width, first=i == 0))
-            if i in reductions:
-                # Only outputs used later get reduced (ENAS reduces all; unused ones would be dead weights).
-                needed = {i + 1} | {j for _, later in plan[i + 1 :] for j in later if j <= i + 1}
-                self.reductions[str(i)] = nn.ModuleDict(
-                    {str(k): EnasFactorizedReduction(width, 2 * width) for k in sorted(needed)}
-                )
-                width *= 2
-        self.width = width
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(width, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        nodes: list[torch.Tensor | None] = [self.stem(x)]
-        for i, layer in enumerate(self.layers):
-            nodes.append(layer(nodes))
-            if str(i) in self.reductions:
-                reduce = self.reductions[str(i)]
-                nodes = [reduce[str(k)](n) if str(k) in reduce else None for k, n in enumerate(nodes)]
-        out = torch.flatten(nn.functional.adaptive_avg_pool2d(nodes[-1], 1), 1)
-        return self.classifier(self.dropout(out))

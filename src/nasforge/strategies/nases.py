@@ -48,6 +48,7 @@ import torch
 from torch import nn
 
 from ..arch import Architecture
+from ..paths import default_cache_dir
 from ..registry import STRATEGIES
 from ..result import Result
 from ..spaces.base import SearchSpace
@@ -61,11 +62,6 @@ CACHE_VERSION = 1
 #: pre-training fields: they (with the space) key the cache
 PRETRAIN_FIELDS = ("embedding_dim", "hidden", "pretrain_archs", "pretrain_steps", "pretrain_batch",
                    "pretrain_lr", "pretrain_noise", "pretrain_seed")
-
-
-def default_cache_dir() -> Path:
-    """``$NASFORGE_CACHE`` if set, else ``~/.cache/nasforge``."""
-    return Path(os.environ.get("NASFORGE_CACHE") or Path.home() / ".cache" / "nasforge")
 
 
 @dataclass

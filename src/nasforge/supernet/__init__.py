@@ -2,11 +2,12 @@
 
 ``build_supernet(space, num_classes=..., **model_args)`` gives the super-network of a ``darts``,
 ``nb201`` or ``enas-macro`` space; ``supernet(x, arch)`` runs the child ``arch``; ``extract_child``
-returns the fixed network of ``arch`` carrying the super-network's weights.
+returns the fixed network of ``arch`` carrying the super-network's weights. Each super-network is
+one module here (discovered and registered in :data:`SUPERNETS`); what they share is in :mod:`.base`.
 """
 
-from .cells import SharedDAGCell
-from .nets import (
+from .._discover import import_all
+from .base import (
     SUPERNETS,
     SupernetOptions,
     batch_statistics_only,
@@ -15,6 +16,9 @@ from .nets import (
     extract_child,
     recalibrate_batch_norm,
 )
+from .cells import SharedDAGCell
+
+import_all(__name__, __path__, skip=("base", "cells"))
 
 __all__ = [
     "SUPERNETS",

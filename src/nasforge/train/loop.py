@@ -25,7 +25,7 @@ from ..arch import Architecture
 from ..errors import ConfigError
 from ..spaces.base import SearchSpace
 from .augment import augment_batch
-from .data import Normalise, Splits, TensorSet
+from .splits import Normalise, Splits, TensorSet
 
 log = logging.getLogger(__name__)
 

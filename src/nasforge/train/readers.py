@@ -1,14 +1,16 @@
-"""Image data sets for training: scikit-learn digits (embedded) and CIFAR-10 in its common layouts.
+"""Image data sets: scikit-learn digits (embedded) and CIFAR-10 or any image folder in their common layouts.
 
-Images are held as ``(N, C, H, W)`` arrays of raw pixel values (``uint8`` for photographs) and are
-turned into normalised float tensors one batch at a time, so that CIFAR-10 takes 180 MB, not 740 MB.
+Readers turn files into :class:`ImageData`, raw ``(N, C, H, W)`` pixel arrays (``uint8`` for
+photographs); :mod:`nasforge.train.splits` carves the training, validation and test sets from them.
 
 CIFAR-10 is read from
 - the original python layout ``cifar-10-batches-py/`` (pickled ``data_batch_1..5``, ``test_batch``,
-  ``batches.meta``), as a folder or inside its ``.tar.gz``;
+  ``batches.meta``), as a folder or inside its ``.tar.gz``. The pickles are read by a restricted
+  unpickler that builds only dicts, lists, strings, numbers and numpy arrays: a file from a user's
+  path can never run code;
 - an image folder ``train/<class>/*`` and ``test/<class>/*``, as a folder or inside a ``.tar.gz``.
   Decoding 60,000 JPEGs takes ~15 s, so the decoded arrays are cached as ``.npz`` in a cache
-  directory that the caller passes (see :func:`default_cache_dir`).
+  directory that the caller passes (see :func:`nasforge.paths.default_cache_dir`).
 """
 
 from __future__ import annotations
@@ -20,12 +22,12 @@ import os
 import pickle
 import re
 import tarfile
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Any
 
 import numpy as np
-import torch
 from sklearn.model_selection import train_test_split
 
 from ..errors import ConfigError, DataError
@@ -40,11 +42,6 @@ CIFAR_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR_FILES = (*CIFAR_BATCHES, "test_batch", "batches.meta")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".webp")
 CACHE_VERSION = 1
-
-
-def default_cache_dir() -> Path:
-    """``$NASFORGE_CACHE`` or ``~/.cache/nasforge``; read by command-line entry points, never implicitly."""
-    return Path(os.environ.get("NASFORGE_CACHE") or Path.home() / ".cache" / "nasforge")
 
 
 @dataclass
@@ -73,144 +70,6 @@ class ImageData:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
-
-
-@dataclass
-class DataConfig:
-    """How the training images are split for a search or a final training.
-
-    ``val_size`` below 1 is a fraction of the training images, from 1 on a count; 0 trains on all of
-    them (final training). ``fraction`` keeps only part of the remaining training images (a cheaper
-    proxy); the validation and test images are always used in full so that rewards stay comparable.
-    ``resolution`` (pixels, 0 = the data set's own) shrinks every image by area averaging: another
-    proxy, about ``(H / resolution)^2`` times cheaper for convolutional networks.
-    """
-
-    val_size: float = 0.1
-    split_seed: int = 0
-    fraction: float = 1.0
-    resolution: int = 0
-
-    def __post_init__(self) -> None:
-        if self.val_size < 0:
-            raise ValueError(f"val_size must be >= 0, got {self.val_size}")
-        if not 0 < self.fraction <= 1:
-            raise ValueError(f"fraction must be in (0, 1], got {self.fraction}")
-        if self.resolution < 0:
-            raise ValueError(f"resolution must be >= 0 (0 keeps the images' size), got {self.resolution}")
-
-    def data_config(self) -> DataConfig:
-        """Just the data fields (of a config class that extends this one)."""
-        return DataConfig(**{f: getattr(self, f) for f in DataConfig.__dataclass_fields__})
-
-
-@dataclass
-class TensorSet:
-    """Raw images and labels as tensors (normalised per batch by :class:`Normalise`)."""
-
-    x: torch.Tensor
-    y: torch.Tensor
-
-    def __len__(self) -> int:
-        return int(self.y.shape[0])
-
-
-class Normalise:
-    """Raw pixels to float tensors with zero mean and unit variance per channel."""
-
-    def __init__(self, mean: torch.Tensor, std: torch.Tensor, max_value: float) -> None:
-        self.mean = mean.view(1, -1, 1, 1).float()
-        self.std = std.view(1, -1, 1, 1).float()
-        self.max_value = float(max_value)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.float() / self.max_value
-        return (x - self.mean.to(x.device)) / self.std.to(x.device)
-
-
-@dataclass
-class Splits:
-    """Training, validation (possibly empty) and test sets with the normalisation of the training set."""
-
-    train: TensorSet
-    val: TensorSet
-    test: TensorSet
-    normalise: Normalise
-    classes: tuple[str, ...]
-    flip: bool
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return tuple(int(s) for s in self.train.x.shape[1:])  # type: ignore[return-value]
-
-
-def channel_stats(x: np.ndarray, max_value: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel mean and standard deviation of ``(N, C, H, W)`` pixels scaled to [0, 1]."""
-    mean, std = np.zeros(x.shape[1]), np.zeros(x.shape[1])
-    for i in range(x.shape[1]):
-        channel = x[:, i]
-        if channel.dtype == np.uint8:
-            # A histogram of the 256 values is exact and avoids a float copy of CIFAR-10 (400 MB a channel).
-            counts = np.bincount(channel.ravel(), minlength=256)
-            values = np.arange(256) / max_value
-            mean[i] = (counts * values).sum() / counts.sum()
-            std[i] = np.sqrt((counts * (values - mean[i]) ** 2).sum() / counts.sum())
-        else:
-            scaled = channel.astype(np.float64) / max_value
-            mean[i], std[i] = scaled.mean(), scaled.std()
-    return mean, np.maximum(std, 1e-6)
-
-
-def make_splits(data: ImageData, config: DataConfig | None = None) -> Splits:
-    """Carve a stratified validation split (seeded by ``config.split_seed``) from the training images."""
-    config = config or DataConfig()
-    n = len(data.train_y)
-    idx = np.arange(n)
-    n_val = int(round(config.val_size * n)) if config.val_size < 1 else int(config.val_size)
-    if n_val >= n:
-        raise ConfigError(f"data.val_size: {config.val_size} leaves no training images out of {n}")
-    if n_val > 0:
-        stratify = data.train_y if n_val >= data.num_classes and n - n_val >= data.num_classes else None
-        train_idx, val_idx = train_test_split(
-            idx, test_size=n_val, random_state=config.split_seed, stratify=stratify
-        )
-    else:
-        train_idx, val_idx = idx, idx[:0]
-    if config.fraction < 1:
-        keep = max(int(round(config.fraction * len(train_idx))), data.num_classes)
-        rng = np.random.default_rng(config.split_seed)
-        train_idx = np.sort(rng.choice(train_idx, size=min(keep, len(train_idx)), replace=False))
-    mean, std = channel_stats(data.train_x[train_idx], data.max_value)
-    size = config.resolution
-
-    def tensors(x: np.ndarray, y: np.ndarray) -> TensorSet:
-        images = torch.from_numpy(np.ascontiguousarray(x))
-        if size and tuple(images.shape[-2:]) != (size, size):
-            images = resize(images, size)
-        return TensorSet(images, torch.from_numpy(y.astype(np.int64)))
-
-    return Splits(
-        train=tensors(data.train_x[train_idx], data.train_y[train_idx]),
-        val=tensors(data.train_x[val_idx], data.train_y[val_idx]),
-        test=tensors(data.test_x, data.test_y),
-        normalise=Normalise(torch.from_numpy(mean), torch.from_numpy(std), data.max_value),
-        classes=data.classes,
-        flip=data.flip,
-    )
-
-
-def resize(images: torch.Tensor, size: int, chunk: int = 4096) -> torch.Tensor:
-    """``(N, C, H, W)`` images to ``size`` x ``size`` by area averaging, keeping their dtype (in chunks:
-    a float copy of all of CIFAR-10 would need 600 MB)."""
-    parts = []
-    for start in range(0, len(images), chunk):
-        block = torch.nn.functional.interpolate(images[start:start + chunk].float(), size=(size, size), mode="area")
-        parts.append(block.round().to(images.dtype) if not images.dtype.is_floating_point else block)
-    return torch.cat(parts) if parts else images.reshape(0, images.shape[1], size, size)
 
 
 def load_dataset(name: str, path: str | Path | None = None, cache_dir: str | Path | None = None) -> ImageData:
@@ -294,9 +153,127 @@ def read_image_data(path: Path, cache_dir: Path | None, name: str) -> ImageData:
     raise DataError(f"{path}: unknown data layout ({EXPECTED_LAYOUTS})")
 
 
+
+# --------------------------------------------------------------------------- restricted unpickling
+# A CIFAR batch is a dict of bytes, ints, lists and numpy arrays. Its pickle names a few numpy
+# globals, which are mapped to the stand-ins below: arrays are only ever made by np.frombuffer from
+# plain numeric dtypes (numpy's own constructors would read object pointers out of a crafted
+# buffer), and every other global is refused, so reading a user's file runs no code from it.
+class _Refused(pickle.UnpicklingError):
+    pass
+
+
+class _Malformed(pickle.UnpicklingError):
+    pass
+
+
+class _DtypeStandIn:
+    """``numpy.dtype(spec, align, copy)`` and its pickled state; only plain numeric types resolve."""
+
+    def __init__(self, spec: object = None, align: object = False, copy: object = False) -> None:
+        self.spec, self.order = spec, "|"
+
+    def __setstate__(self, state: object) -> None:
+        if isinstance(state, tuple) and len(state) > 1 and isinstance(state[1], (str, bytes)):
+            self.order = state[1].decode("latin1") if isinstance(state[1], bytes) else state[1]  # Python 2: bytes
+
+    def resolve(self) -> np.dtype:
+        spec = self.spec.decode("latin1") if isinstance(self.spec, bytes) else self.spec
+        if not isinstance(spec, str) or not re.fullmatch(r"[biuf][1248]", spec) or self.order not in ("<", ">", "|", "="):
+            raise _Malformed(f"array of dtype {spec!r} (only plain numbers are expected)")
+        return np.dtype(spec).newbyteorder("=" if self.order == "|" else self.order)
+
+
+class _ArrayStandIn:
+    """An array as protocols 0-4 pickle it (``_reconstruct`` then its state); made real by :func:`_materialise`."""
+
+    def __init__(self) -> None:
+        self.state: object = None
+
+    def __setstate__(self, state: object) -> None:
+        self.state = state
+
+    def resolve(self) -> np.ndarray:
+        if not (isinstance(self.state, tuple) and len(self.state) == 5):
+            raise _Malformed("malformed numpy array")
+        _, shape, dtype, fortran, raw = self.state
+        return _array(raw, dtype, shape, "F" if fortran else "C")
+
+
+_NDARRAY = object()  # stands for numpy.ndarray, which may only be _reconstruct's first argument
+
+
+def _array(raw: object, dtype: object, shape: object, order: object) -> np.ndarray:
+    if not isinstance(dtype, _DtypeStandIn) or not isinstance(raw, (bytes, bytearray, pickle.PickleBuffer)):
+        raise _Malformed("malformed numpy array")
+    real = dtype.resolve()
+    if not isinstance(shape, tuple) or not all(isinstance(s, int) and s >= 0 for s in shape) or order not in ("C", "F"):
+        raise _Malformed(f"malformed numpy array shape {shape!r}")
+    data = bytes(raw)
+    if len(data) != int(np.prod(shape)) * real.itemsize:
+        raise _Malformed(f"numpy array of shape {shape} has {len(data)} bytes of data")
+    return np.frombuffer(data, real).reshape(shape, order=order).copy()
+
+
+def _reconstruct(subtype: object, shape: object = None, typecode: object = None) -> _ArrayStandIn:
+    if subtype is not _NDARRAY:
+        raise _Malformed("numpy _reconstruct of something other than an ndarray")
+    return _ArrayStandIn()
+
+
+def _scalar(dtype: object, raw: object) -> np.generic:
+    return _array(raw, dtype, (), "C")[()]
+
+
+def _latin1_encode(text: object, encoding: object = "latin1", errors: object = "strict") -> bytes:
+    """``_codecs.encode`` as Python 3 writes bytes in protocols 0-2: latin-1 only."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1") or errors != "strict":
+        raise _Malformed("bytes encoded other than as latin-1")
+    return text.encode("latin1")
+
+
+_STAND_INS: dict[tuple[str, str], Any] = {
+    **{(m, "_reconstruct"): _reconstruct for m in ("numpy.core.multiarray", "numpy._core.multiarray")},
+    **{(m, "scalar"): _scalar for m in ("numpy.core.multiarray", "numpy._core.multiarray")},
+    **{(m, "_frombuffer"): _array for m in ("numpy.core.numeric", "numpy._core.numeric")},
+    ("numpy", "ndarray"): _NDARRAY,
+    ("numpy", "dtype"): _DtypeStandIn,
+    ("_codecs", "encode"): _latin1_encode,
+}
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """Unpickler that maps numpy's globals to the stand-ins and refuses every other global."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return _STAND_INS[(module, name)]
+        except KeyError:
+            raise _Refused(f"{module}.{name}") from None
+
+
+def _materialise(obj: Any) -> Any:
+    """``obj`` with every array stand-in replaced by its array (the containers a batch has)."""
+    if isinstance(obj, _ArrayStandIn):
+        return obj.resolve()
+    if isinstance(obj, _DtypeStandIn):
+        return obj.resolve()
+    if isinstance(obj, dict):
+        return {_materialise(k): _materialise(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_materialise(v) for v in obj)
+    return obj
+
+
 def _unpickle(handle: io.BufferedIOBase | io.BytesIO, where: str) -> dict:
+    """A pickled CIFAR batch, read without running code from the file (see the stand-ins above)."""
     try:
-        obj = pickle.load(handle, encoding="bytes")
+        obj = _materialise(_BatchUnpickler(handle, encoding="bytes").load())
+    except _Refused as exc:
+        raise DataError(
+            f"{where}: refused: the file asks to call {exc}, but a CIFAR python batch holds only dicts, lists, "
+            "bytes, numbers and numpy arrays (no code is run from data files)"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - any unpickling problem is a malformed file
         raise DataError(f"{where}: not a CIFAR python batch ({type(exc).__name__}: {exc})") from None
     if not isinstance(obj, dict):

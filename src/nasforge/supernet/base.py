@@ -1,4 +1,6 @@
-"""Super-networks (one-shot weight sharing) of the ``darts``, ``nb201`` and ``enas-macro`` spaces.
+"""What every super-network shares: the registry, the batch-norm options, the factory and weight inheritance.
+
+One module per super-network registers it in :data:`SUPERNETS` (``darts``, ``nb201``, ``enas-macro``).
 
 A super-network holds every candidate operation of every possible edge once; ``supernet(x, arch)``
 runs only the operations and inputs that ``arch`` chooses (ENAS' and EDNAS' single path, ``M = 1``),
@@ -35,26 +37,20 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
-from typing import Any, Iterable
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..arch import Architecture
 from ..config import build as build_config
 from ..config import to_dict
-from ..models.darts_net import DartsNetwork
-from ..models.nb201_net import NB201Network
-from ..ops import OPS
 from ..registry import Registry
 from ..spaces.base import SearchSpace
-from ..spaces.darts import DartsModelArgs
-from ..spaces.enas_macro import _REGISTERED, OP_LABELS, EnasMacroModelArgs, EnasMacroNet, reduction_layers
-from ..spaces.nb201 import NB201_OPS, NB201ModelArgs
-from .cells import CellDescription, SharedDAGCell, placeholder, selecting, share_cells
+from .cells import CellDescription, SharedDAGCell, selecting
 
 log = logging.getLogger(__name__)
 
@@ -128,157 +124,6 @@ class CellSupernet(Supernet):
                 edge, op = self.shared[path].path(nodes)[int(match.group(1))]
                 return state.get(f"{path}.edges.{edge}.{op}.{match.group(2)}")
         return state.get(key)
-
-
-@SUPERNETS.register("darts", model_args=DartsModelArgs)
-class DartsSupernet(CellSupernet, DartsNetwork):
-    """DARTS-network super-network: per cell, all ``B(B+3)/2`` edges (14 for ``B = 4``) times every
-    operation of the space's operation set. Every normal cell runs the sampled normal cell and every
-    reduction cell the sampled reduction cell, each network cell with its own weights (ENAS, EDNAS)."""
-
-    def __init__(
-        self,
-        space: SearchSpace,
-        args: DartsModelArgs,
-        *,
-        num_classes: int,
-        in_channels: int,
-        options: SupernetOptions,
-    ) -> None:
-        frame = placeholder(space.config.nodes, n_inputs=2)
-        DartsNetwork.__init__(
-            self, frame, frame, num_classes, in_channels, C=args.C, layers=args.layers,
-            auxiliary=args.auxiliary, dropout=args.dropout, stem_multiplier=args.stem_multiplier,
-            affine=args.affine,
-        )
-        self._remember(space, args, num_classes, in_channels, options)
-        self.shared = share_cells(self, space.ops, options.shared_affine)
-
-    def descriptions(self, arch: Architecture) -> dict[str, CellDescription]:
-        cells = {False: self.space.cell_nodes(arch, "normal"), True: self.space.cell_nodes(arch, "reduce")}
-        return {f"cells.{i}.dag": cells[cell.reduction] for i, cell in enumerate(self.cells)}
-
-
-@SUPERNETS.register("nb201", model_args=NB201ModelArgs)
-class NB201Supernet(CellSupernet, NB201Network):
-    """NAS-Bench-201 super-network: per cell, 6 edges times the 5 operations; all cells run the one
-    sampled cell, each with its own weights."""
-
-    def __init__(
-        self,
-        space: SearchSpace,
-        args: NB201ModelArgs,
-        *,
-        num_classes: int,
-        in_channels: int,
-        options: SupernetOptions,
-    ) -> None:
-        NB201Network.__init__(self, placeholder(3, n_inputs=1), num_classes, in_channels, C=args.C, N=args.N)
-        self._remember(space, args, num_classes, in_channels, options)
-        self.shared = share_cells(self, NB201_OPS, options.shared_affine)
-
-    def descriptions(self, arch: Architecture) -> dict[str, CellDescription]:
-        cell = self.space.cell(arch)
-        return {path: cell for path in self.shared}
-
-
-# ---------------------------------------------------------------------- ENAS macro
-class SkipCombine(nn.Module):
-    """The child's "concatenate the skip inputs and the operation's output, ReLU, 1x1 conv, BN", with
-    the 1x1 convolution split into one ``C x C`` block per possible input.
-
-    ENAS' own search code sums the chosen skip inputs instead (no projection); the child it derives,
-    like this space's fixed network, concatenates and projects. Keeping the projection's blocks per
-    source lets every child inherit its projection exactly: the child's weight is the concatenation of
-    the blocks of its sources and of the operation's output, in that order.
-    """
-
-    def __init__(self, n_sources: int, C: int) -> None:
-        super().__init__()
-        blocks = {str(j): nn.Conv2d(C, C, 1, bias=False) for j in range(n_sources)}
-        self.proj = nn.ModuleDict({**blocks, "out": nn.Conv2d(C, C, 1, bias=False)})
-        self.bn = nn.BatchNorm2d(C)
-
-    def weight(self, sources: Iterable[int]) -> torch.Tensor:
-        """The child's 1x1 convolution weight for these skip sources."""
-        return torch.cat([self.proj[str(j)].weight for j in sources] + [self.proj["out"].weight], dim=1)
-
-    def forward(self, inputs: list[torch.Tensor], sources: tuple[int, ...]) -> torch.Tensor:
-        return self.bn(F.conv2d(F.relu(torch.cat(inputs, dim=1)), self.weight(sources)))
-
-
-class SharedEnasLayer(nn.Module):
-    """Layer ``index`` of the ENAS macro super-network: the six operations, then (after layer 0) the
-    skip combination over every earlier node."""
-
-    def __init__(self, index: int, C: int, affine: bool) -> None:
-        super().__init__()
-        self.ops = nn.ModuleDict({label: OPS.create(_REGISTERED[label], C, C, 1, affine) for label in OP_LABELS})
-        self.combine = SkipCombine(index, C) if index > 0 else None
-
-    def forward(self, nodes: list[torch.Tensor | None], op: str, sources: tuple[int, ...]) -> torch.Tensor:
-        out = self.ops[op](nodes[-1])
-        if self.combine is None:
-            return out
-        return self.combine([nodes[j] for j in sources] + [out], sources)
-
-
-def outputs_needed(plan: list[tuple[str, tuple[int, ...]]], layer: int) -> set[int]:
-    """Nodes still read after ``layer``: its output and the later layers' skip sources up to it."""
-    return {layer + 1} | {j for _, later in plan[layer + 1 :] for j in later if j <= layer + 1}
-
-
-@SUPERNETS.register("enas-macro", model_args=EnasMacroModelArgs)
-class EnasMacroSupernet(Supernet, EnasMacroNet):
-    """ENAS macro super-network: per layer the six operations and a 1x1 skip projection block per
-    possible source; a factorized reduction for every node that may be read after each reduction.
-
-    Built as the fixed network of the architecture that takes every skip (so that every reduction
-    exists, under the fixed network's names), whose layers are then swapped for shared ones.
-    """
-
-    def __init__(
-        self,
-        space: SearchSpace,
-        args: EnasMacroModelArgs,
-        *,
-        num_classes: int,
-        in_channels: int,
-        options: SupernetOptions,
-    ) -> None:
-        layers = space.layers
-        every_skip = [(OP_LABELS[0], tuple(range(i))) for i in range(layers)]
-        EnasMacroNet.__init__(self, every_skip, num_classes, in_channels, args.C, args.dropout)
-        self._remember(space, args, num_classes, in_channels, options)
-        reductions = reduction_layers(layers)
-        self.layers = nn.ModuleList(
-            SharedEnasLayer(i, args.C * 2 ** sum(r < i for r in reductions), options.shared_affine)
-            for i in range(layers)
-        )
-
-    def forward(self, x: torch.Tensor, arch: Architecture) -> torch.Tensor:
-        """The fixed network's computation for ``arch``; only outputs read later are reduced."""
-        plan = self.space.layer_plan(self.space.validate(arch).choices)
-        nodes: list[torch.Tensor | None] = [self.stem(x)]
-        for i, (layer, (op, sources)) in enumerate(zip(self.layers, plan)):
-            nodes.append(layer(nodes, op, sources))
-            if str(i) in self.reductions:
-                reduce, needed = self.reductions[str(i)], outputs_needed(plan, i)
-                nodes = [reduce[str(k)](n) if k in needed else None for k, n in enumerate(nodes)]
-        out = torch.flatten(F.adaptive_avg_pool2d(nodes[-1], 1), 1)
-        return self.classifier(self.dropout(out))
-
-    def child_tensor(self, arch: Architecture, key: str, state: dict[str, torch.Tensor]) -> torch.Tensor | None:
-        match = re.fullmatch(r"layers\.(\d+)\.(op|combine\.1|combine\.2)\.(.+)", key)
-        if not match:
-            return state.get(key)
-        i, part, rest = int(match.group(1)), match.group(2), match.group(3)
-        op, sources = self.space.layer_plan(arch.choices)[i]
-        if part == "op":
-            return state.get(f"layers.{i}.ops.{op}.{rest}")
-        if part == "combine.2":
-            return state.get(f"layers.{i}.combine.bn.{rest}")
-        return self.layers[i].combine.weight(sources).detach()
 
 
 # ---------------------------------------------------------------------- factory and weight inheritance

@@ -1,0 +1,93 @@
+"""The Gaussian process of `nasforge.predictors.gp`: posterior, marginal-likelihood gradient, incremental factor."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import linalg, optimize, stats
+
+import nasforge as nf
+from nasforge.predictors.gp import GaussianProcess, encoding_groups, normalise
+from nasforge.testing.toy import toy_reward
+
+
+def _toy_data(n: int, seed: int = 0) -> tuple[nf.spaces.base.SearchSpace, np.ndarray, np.ndarray]:
+    space = nf.create_space("toy")
+    rng = np.random.default_rng(seed)
+    archs = list({a: None for a in (space.sample(rng) for _ in range(3 * n))})[:n]
+    X = np.array([space.encode(a) for a in archs], dtype=float)
+    y = normalise(np.array([toy_reward(space, a.choices) for a in archs]), "standardize")
+    return space, X, y
+
+
+def _fitted_gp(n: int = 40, kind: str = "matern52") -> tuple[GaussianProcess, np.ndarray, np.ndarray]:
+    space, X, y = _toy_data(n)
+    gp = GaussianProcess(encoding_groups(space, ard=True), kind)
+    gp.fit(X, y)
+    return gp, X, y
+
+
+@pytest.mark.parametrize("kind", ["matern52", "rbf"])
+def test_gp_interpolates_observed_points_with_small_noise(kind: str) -> None:
+    gp, X, y = _fitted_gp(kind=kind)
+    assert gp.noise < 0.05  # the toy objective is noiseless: the fit must find a small noise
+    mean, std = gp.predict(y, X)
+    assert np.max(np.abs(mean - y)) < 0.15
+    assert np.all(std < 0.3)
+
+
+def test_gp_is_uncertain_away_from_data_and_predicts_unseen_points() -> None:
+    gp, X, y = _fitted_gp(60)
+    space, X_test, y_test = _toy_data(200, seed=1)
+    seen = {tuple(r) for r in X}
+    fresh = np.array([tuple(r) not in seen for r in X_test])
+    mean, std = gp.predict(y, X_test[fresh])
+    _, std_seen = gp.predict(y, X)
+    assert std.mean() > 2 * std_seen.mean()
+    # the toy reward is almost additive in the decisions: 60 points predict unseen ones well
+    raw = np.array([toy_reward(space, c) for c in _choices(space, X_test[fresh])])
+    assert stats.spearmanr(mean, raw).statistic > 0.8
+
+
+def _choices(space, X: np.ndarray) -> list[tuple[int, ...]]:
+    sizes = np.cumsum([0] + [d.n_choices for d in space.decisions])
+    return [tuple(int(np.argmax(row[a:b])) for a, b in zip(sizes[:-1], sizes[1:])) for row in X]
+
+
+@pytest.mark.parametrize("kind, ard", [("matern52", True), ("rbf", True), ("matern52", False)])
+def test_marginal_likelihood_gradient_matches_finite_differences(kind: str, ard: bool) -> None:
+    space, X, y = _toy_data(30)
+    gp = GaussianProcess(encoding_groups(space, ard=ard), kind)
+    D = gp._group_distances(X)
+    gp._init_prior(D)
+    theta = gp.prior_mean + np.random.default_rng(3).normal(0.0, 0.3, len(gp.prior_mean))
+    value = lambda t: gp._neg_log_posterior(t, X, y)[0]  # noqa: E731
+    grad = lambda t: gp._neg_log_posterior(t, X, y)[1]  # noqa: E731
+    assert optimize.check_grad(value, grad, theta) < 1e-4 * max(1.0, np.linalg.norm(grad(theta)))
+
+
+def test_rank_one_extension_equals_full_cholesky() -> None:
+    gp, X, y = _fitted_gp(30)
+    space, extra, _ = _toy_data(40, seed=5)
+    seen = {tuple(r) for r in X}
+    extra = np.array([r for r in extra if tuple(r) not in seen][:5])
+    for x in extra:
+        assert gp.extend(x) is not None
+    full = linalg.cholesky(gp.kernel(gp.X, gp.X) + (gp.noise + 1e-8) * np.eye(gp.n), lower=True)
+    np.testing.assert_allclose(gp.L, full, atol=1e-8)
+    gp.truncate(30)
+    np.testing.assert_allclose(gp.L, full[:30, :30], atol=1e-8)
+
+
+def test_ard_gives_one_length_scale_per_decision() -> None:
+    space = nf.create_space("toy")
+    groups = encoding_groups(space, ard=True)
+    assert len(groups) == space.encoding_size and groups.max() + 1 == len(space.decisions)
+    assert set(encoding_groups(space, ard=False)) == {0}
+
+
+def test_rank_normalisation_ignores_scale_and_outliers() -> None:
+    y = np.array([91.0, 90.0, 10.0, 89.5, 91.5])
+    np.testing.assert_allclose(normalise(y, "rank"), normalise(1000 * y - 7, "rank"))
+    np.testing.assert_allclose(normalise(y, "standardize"), normalise(3 * y + 2, "standardize"))
+    assert np.argmax(normalise(y, "rank")) == 4 and abs(normalise(y, "rank").mean()) < 1e-12
