@@ -87,6 +87,9 @@ class EnasMacroNet(nn.Module):
             nodes.append(layer(nodes))
             if str(i) in self.reductions:
                 reduce = self.reductions[str(i)]
+                assert isinstance(reduce, nn.ModuleDict)  # one reduction per node read later
                 nodes = [reduce[str(k)](n) if str(k) in reduce else None for k, n in enumerate(nodes)]
-        out = torch.flatten(nn.functional.adaptive_avg_pool2d(nodes[-1], 1), 1)
+        last = nodes[-1]
+        assert last is not None  # the newest node is always read later, so it is always reduced
+        out = torch.flatten(nn.functional.adaptive_avg_pool2d(last, 1), 1)
         return self.classifier(self.dropout(out))

@@ -81,6 +81,8 @@ class NB101Cell(nn.Module):
             if self.matrix[t, n - 1]:
                 to_output.append(values[t])
         if not to_output:
+            # a pruned cell whose output no vertex feeds is fed by the input directly
+            assert self.output_proj is not None
             return self.output_proj(x)
         out = torch.cat(to_output, dim=1) if len(to_output) > 1 else to_output[0]
         return out + self.output_proj(x) if self.output_proj is not None else out

@@ -38,7 +38,7 @@ def single_threaded_blas() -> AbstractContextManager:
     """
     try:
         return _blas_controller().limit(limits=1, user_api="blas")
-    except Exception:  # noqa: BLE001  (an unusual BLAS setup must not stop a search)
+    except Exception:  # an unusual BLAS setup must not stop a search
         return contextlib.nullcontext()
 
 
@@ -103,19 +103,25 @@ class GaussianProcess:
         return len(self.X)
 
     @property
+    def fitted_theta(self) -> np.ndarray:
+        """The hyper-parameters ``theta`` once the GP has been fitted."""
+        assert self.theta is not None, "the GP's hyper-parameters are set by its first fit"
+        return self.theta
+
+    @property
     def signal(self) -> float:
-        return float(np.exp(self.theta[-2]))
+        return float(np.exp(self.fitted_theta[-2]))
 
     @property
     def noise(self) -> float:
-        return float(np.exp(self.theta[-1]))
+        return float(np.exp(self.fitted_theta[-1]))
 
     def _weights(self, theta: np.ndarray) -> np.ndarray:
         return np.exp(-2.0 * theta[: self.n_groups])[self.groups]
 
     def kernel(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Signal covariance between the rows of a and b (no noise)."""
-        k, _ = _kernel_and_slope(_sqdist(a, b, self._weights(self.theta)), self.kind)
+        k, _ = _kernel_and_slope(_sqdist(a, b, self._weights(self.fitted_theta)), self.kind)
         return self.signal * k
 
     def _group_distances(self, X: np.ndarray) -> np.ndarray:
@@ -133,6 +139,7 @@ class GaussianProcess:
             self.theta = self.prior_mean.copy()
 
     def _bounds(self) -> list[tuple[float, float]]:
+        assert self.prior_mean is not None, "the prior is set by the first fit, before any bounds are needed"
         ls = [(m - 3.0, m + 4.0) for m in self.prior_mean[: self.n_groups]]
         return ls + [(math.log(0.05), math.log(20.0)), (math.log(1e-6), math.log(1.0))]
 

@@ -111,6 +111,13 @@ def prune(choices: Sequence[int]) -> tuple[np.ndarray, list[str]] | None:
     return matrix[np.ix_(kept, kept)], ops
 
 
+def _pruned(choices: Sequence[int]) -> tuple[np.ndarray, list[str]]:
+    """:func:`prune` of an architecture of the space, whose output :meth:`NB101Space.check` made reachable."""
+    pruned = prune(choices)
+    assert pruned is not None, "no path from the input to the output: not an nb101 architecture"
+    return pruned
+
+
 def graph_hash(matrix: np.ndarray, labels: Sequence[int]) -> str:
     """Isomorphism-invariant fingerprint of a labelled DAG (NAS-Bench-101's ``hash_module`` idea).
 
@@ -198,7 +205,7 @@ class NB101Space(SearchSpace):
 
     def key(self, arch: Architecture) -> Hashable:
         """Hash of the pruned cell: isomorphic cells (same graph and operations) share it."""
-        matrix, ops = prune(arch.choices)
+        matrix, ops = _pruned(arch.choices)
         labels = [-1] + [OP_LABELS.index(op) for op in ops[1:-1]] + [-2]
         return graph_hash(matrix, labels)
 
@@ -242,7 +249,7 @@ class NB101Space(SearchSpace):
 
     # ----------------------------------------------------------------- strings
     def to_string(self, choices: Sequence[int]) -> str:
-        matrix, ops = prune(choices)
+        matrix, ops = _pruned(choices)
         rows = "/".join("".join(str(int(b)) for b in row) for row in matrix)
         return f"adj={rows} ops={','.join(ops)}"
 
@@ -288,7 +295,7 @@ class NB101Space(SearchSpace):
         """The NAS-Bench-101 network of ``arch``; ``model_args``: ``C`` (128), ``stacks`` (3), ``cells`` (3)."""
         args = build_config(NB101ModelArgs, model_args, "model")
         self.validate(arch)
-        matrix, ops = prune(arch.choices)
+        matrix, ops = _pruned(arch.choices)
         return NB101Net(matrix, ops, num_classes, in_channels, args.C, args.stacks, args.cells)
 
 

@@ -159,7 +159,7 @@ class BayesianOptimisation(Strategy):
         self.gp.fit(X, self._targets())
         self.fitted, self.n_at_fit = True, len(X)
         self._recompute_pool_V()
-        log.debug("bo: refit on %d observations, theta=%s", len(X), np.round(self.gp.theta, 3))
+        log.debug("bo: refit on %d observations, theta=%s", len(X), np.round(self.gp.fitted_theta, 3))
 
     def _recompute_pool_V(self) -> None:
         self.pool_V.assign(self.gp.solve_lower(self.gp.kernel(self.gp.X, self.pool_C)))
@@ -186,9 +186,10 @@ class BayesianOptimisation(Strategy):
 
     def _remove_candidate(self, j: int) -> None:
         last = len(self.pool_archs) - 1
-        for items in (self.pool_archs, self.pool_keys):
-            items[j] = items[last]
-            items.pop()
+        self.pool_archs[j] = self.pool_archs[last]
+        self.pool_archs.pop()
+        self.pool_keys[j] = self.pool_keys[last]
+        self.pool_keys.pop()
         self.pool_C[j] = self.pool_C[last]
         self.pool_C = self.pool_C[:last]
         self.pool_V.remove_col(j)

@@ -187,6 +187,8 @@ def child_state_dict(
 
 def extract_child(supernet: nn.Module, arch: Architecture) -> nn.Module:
     """The fixed network of ``arch`` with the weights it inherits from ``supernet``."""
+    if not isinstance(supernet, Supernet):
+        raise TypeError(f"{type(supernet).__name__} is not a super-network")
     child = supernet.build_child(arch)
     child.load_state_dict(child_state_dict(supernet, arch, child))
     return child

@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 from ..arch import Architecture
-from ..models.darts_net import DartsNetwork
-from ..spaces.base import SearchSpace
-from ..spaces.darts import DartsModelArgs
+from ..models.darts_net import DartsCell, DartsNetwork
+from ..spaces.darts import DartsModelArgs, DartsSpace
 from .base import SUPERNETS, CellSupernet, SupernetOptions
 from .cells import CellDescription, placeholder, share_cells
 
 
 @SUPERNETS.register("darts", model_args=DartsModelArgs)
-class DartsSupernet(CellSupernet, DartsNetwork):
+# The super-network reuses the network's layers and forward, adding the architecture to forward's arguments.
+class DartsSupernet(CellSupernet, DartsNetwork):  # type: ignore[misc]
     """DARTS-network super-network: per cell, all ``B(B+3)/2`` edges (14 for ``B = 4``) times every
     operation of the space's operation set. Every normal cell runs the sampled normal cell and every
     reduction cell the sampled reduction cell, each network cell with its own weights (ENAS, EDNAS)."""
 
+    space: DartsSpace
+
     def __init__(
         self,
-        space: SearchSpace,
+        space: DartsSpace,
         args: DartsModelArgs,
         *,
         num_classes: int,
@@ -36,4 +38,8 @@ class DartsSupernet(CellSupernet, DartsNetwork):
 
     def descriptions(self, arch: Architecture) -> dict[str, CellDescription]:
         cells = {False: self.space.cell_nodes(arch, "normal"), True: self.space.cell_nodes(arch, "reduce")}
-        return {f"cells.{i}.dag": cells[cell.reduction] for i, cell in enumerate(self.cells)}
+        out: dict[str, CellDescription] = {}
+        for i, cell in enumerate(self.cells):
+            assert isinstance(cell, DartsCell)  # share_cells swaps only each DartsCell's inner DAG
+            out[f"cells.{i}.dag"] = cells[cell.reduction]
+        return out

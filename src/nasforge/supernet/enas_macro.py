@@ -12,8 +12,7 @@ from torch import nn
 from ..arch import Architecture
 from ..models.enas_macro_net import REGISTERED_OPS, EnasMacroNet, reduction_layers
 from ..ops import OPS
-from ..spaces.base import SearchSpace
-from ..spaces.enas_macro import OP_LABELS, EnasMacroModelArgs
+from ..spaces.enas_macro import OP_LABELS, EnasMacroModelArgs, EnasMacroSpace
 from .base import SUPERNETS, Supernet, SupernetOptions
 
 
@@ -35,7 +34,8 @@ class SkipCombine(nn.Module):
 
     def weight(self, sources: Iterable[int]) -> torch.Tensor:
         """The child's 1x1 convolution weight for these skip sources."""
-        return torch.cat([self.proj[str(j)].weight for j in sources] + [self.proj["out"].weight], dim=1)
+        keys = [str(j) for j in sources] + ["out"]
+        return torch.cat([self.proj.get_parameter(f"{key}.weight") for key in keys], dim=1)
 
     def forward(self, inputs: list[torch.Tensor], sources: tuple[int, ...]) -> torch.Tensor:
         return self.bn(F.conv2d(F.relu(torch.cat(inputs, dim=1)), self.weight(sources)))
@@ -71,9 +71,11 @@ class EnasMacroSupernet(Supernet, EnasMacroNet):
     exists, under the fixed network's names), whose layers are then swapped for shared ones.
     """
 
+    space: EnasMacroSpace
+
     def __init__(
         self,
-        space: SearchSpace,
+        space: EnasMacroSpace,
         args: EnasMacroModelArgs,
         *,
         num_classes: int,
@@ -90,7 +92,8 @@ class EnasMacroSupernet(Supernet, EnasMacroNet):
             for i in range(layers)
         )
 
-    def forward(self, x: torch.Tensor, arch: Architecture) -> torch.Tensor:
+    # The super-network reuses the network's layers, adding the architecture to forward's arguments.
+    def forward(self, x: torch.Tensor, arch: Architecture) -> torch.Tensor:  # type: ignore[override]
         """The fixed network's computation for ``arch``; only outputs read later are reduced."""
         plan = self.space.layer_plan(self.space.validate(arch).choices)
         nodes: list[torch.Tensor | None] = [self.stem(x)]
@@ -98,8 +101,11 @@ class EnasMacroSupernet(Supernet, EnasMacroNet):
             nodes.append(layer(nodes, op, sources))
             if str(i) in self.reductions:
                 reduce, needed = self.reductions[str(i)], outputs_needed(plan, i)
+                assert isinstance(reduce, nn.ModuleDict)  # EnasMacroNet keeps one reduction per node
                 nodes = [reduce[str(k)](n) if k in needed else None for k, n in enumerate(nodes)]
-        out = torch.flatten(F.adaptive_avg_pool2d(nodes[-1], 1), 1)
+        last = nodes[-1]
+        assert last is not None  # the newest node is always needed, so it is always reduced
+        out = torch.flatten(F.adaptive_avg_pool2d(last, 1), 1)
         return self.classifier(self.dropout(out))
 
     def child_tensor(self, arch: Architecture, key: str, state: dict[str, torch.Tensor]) -> torch.Tensor | None:
@@ -112,4 +118,7 @@ class EnasMacroSupernet(Supernet, EnasMacroNet):
             return state.get(f"layers.{i}.ops.{op}.{rest}")
         if part == "combine.2":
             return state.get(f"layers.{i}.combine.bn.{rest}")
-        return self.layers[i].combine.weight(sources).detach()
+        layer = self.layers[i]
+        # only layers after the first have a skip combination (and a child key "combine.1")
+        assert isinstance(layer, SharedEnasLayer) and layer.combine is not None
+        return layer.combine.weight(sources).detach()

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 from ..arch import Architecture
 from ..models.nb201_net import NB201Network
-from ..spaces.base import SearchSpace
-from ..spaces.nb201 import NB201_OPS, NB201ModelArgs
+from ..spaces.nb201 import NB201_OPS, NB201ModelArgs, NB201Space
 from .base import SUPERNETS, CellSupernet, SupernetOptions
 from .cells import CellDescription, placeholder, share_cells
 
 
 @SUPERNETS.register("nb201", model_args=NB201ModelArgs)
-class NB201Supernet(CellSupernet, NB201Network):
+# The super-network reuses the network's layers and forward, adding the architecture to forward's arguments.
+class NB201Supernet(CellSupernet, NB201Network):  # type: ignore[misc]
     """NAS-Bench-201 super-network: per cell, 6 edges times the 5 operations; all cells run the one
     sampled cell, each with its own weights."""
 
+    space: NB201Space
+
     def __init__(
         self,
-        space: SearchSpace,
+        space: NB201Space,
         args: NB201ModelArgs,
         *,
         num_classes: int,

@@ -31,7 +31,9 @@ class FaultyConfig:
 class FaultyEvaluator(ToyEvaluator):
     """Toy objective with injected failures: for testing executors and retries."""
 
-    Config = FaultyConfig
+    # Not a ToyConfig subclass, so that "noise" stays out of its fields (it is fixed at 0 below); the
+    # toy's inferred ``type[ToyConfig]`` is narrower than the Evaluator base's ``ClassVar[type]``.
+    Config = FaultyConfig  # type: ignore[assignment]
 
     def __init__(self, space, config: FaultyConfig | None = None, context: object = None) -> None:
         super().__init__(space, None, context)

@@ -25,7 +25,7 @@ import tarfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from sklearn.model_selection import train_test_split
@@ -88,7 +88,7 @@ def dataset_shape(name: str) -> tuple[tuple[int, int, int], int] | None:
     """``((C, H, W), n_classes)`` of a registered data set when it is fixed, without loading it."""
     caps = DATASETS.get(name).capabilities
     if caps.get("shape") and caps.get("classes"):
-        return tuple(caps["shape"]), int(caps["classes"])  # type: ignore[return-value]
+        return tuple(caps["shape"]), int(caps["classes"])
     return None
 
 
@@ -167,6 +167,10 @@ class _Malformed(pickle.UnpicklingError):
     pass
 
 
+#: pickled byte order -> numpy's (``|``, "not applicable", is native)
+_BYTE_ORDERS: dict[str, Literal["<", ">", "="]] = {"<": "<", ">": ">", "|": "=", "=": "="}
+
+
 class _DtypeStandIn:
     """``numpy.dtype(spec, align, copy)`` and its pickled state; only plain numeric types resolve."""
 
@@ -179,9 +183,9 @@ class _DtypeStandIn:
 
     def resolve(self) -> np.dtype:
         spec = self.spec.decode("latin1") if isinstance(self.spec, bytes) else self.spec
-        if not isinstance(spec, str) or not re.fullmatch(r"[biuf][1248]", spec) or self.order not in ("<", ">", "|", "="):
+        if not isinstance(spec, str) or not re.fullmatch(r"[biuf][1248]", spec) or self.order not in _BYTE_ORDERS:
             raise _Malformed(f"array of dtype {spec!r} (only plain numbers are expected)")
-        return np.dtype(spec).newbyteorder("=" if self.order == "|" else self.order)
+        return np.dtype(spec).newbyteorder(_BYTE_ORDERS[self.order])
 
 
 class _ArrayStandIn:
@@ -222,7 +226,9 @@ def _reconstruct(subtype: object, shape: object = None, typecode: object = None)
 
 
 def _scalar(dtype: object, raw: object) -> np.generic:
-    return _array(raw, dtype, (), "C")[()]
+    value = _array(raw, dtype, (), "C")[()]
+    assert isinstance(value, np.generic)  # a 0-d array indexed by () is its scalar
+    return value
 
 
 def _latin1_encode(text: object, encoding: object = "latin1", errors: object = "strict") -> bytes:
@@ -274,7 +280,7 @@ def _unpickle(handle: io.BufferedIOBase | io.BytesIO, where: str) -> dict:
             f"{where}: refused: the file asks to call {exc}, but a CIFAR python batch holds only dicts, lists, "
             "bytes, numbers and numpy arrays (no code is run from data files)"
         ) from None
-    except Exception as exc:  # noqa: BLE001 - any unpickling problem is a malformed file
+    except Exception as exc:  # any unpickling problem is a malformed file
         raise DataError(f"{where}: not a CIFAR python batch ({type(exc).__name__}: {exc})") from None
     if not isinstance(obj, dict):
         raise DataError(f"{where}: not a CIFAR python batch (a {type(obj).__name__}, expected a dict)")
