@@ -33,7 +33,7 @@ class FaultyEvaluator(ToyEvaluator):
 
     # Not a ToyConfig subclass, so that "noise" stays out of its fields (it is fixed at 0 below); the
     # toy's inferred ``type[ToyConfig]`` is narrower than the Evaluator base's ``ClassVar[type]``.
-    Config = FaultyConfig  # type: ignore[assignment]
+    Config = FaultyConfig
 
     def __init__(self, space, config: FaultyConfig | None = None, context: object = None) -> None:
         super().__init__(space, None, context)

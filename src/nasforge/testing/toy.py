@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import numpy as np
 
@@ -85,7 +85,7 @@ class ToyConfig:
 class ToyEvaluator(Evaluator):
     """Exact toy objective (reward in 50..100, test accuracy = reward - 0.5)."""
 
-    Config = ToyConfig
+    Config: ClassVar[type] = ToyConfig
 
     def __init__(self, space: SearchSpace, config: ToyConfig | None = None, context: object = None) -> None:
         super().__init__(space, config, context)
