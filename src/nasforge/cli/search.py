@@ -31,14 +31,21 @@ def _status(trial, record, strategy) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from .. import api
+    from ..run.rundir import resume_config
 
     console = Console(stderr=True)
     if args.resume:
-        given = [f"--{n}" for n in RUN_FLAGS if getattr(args, n, None) is not None]
+        given = [f"--{n.replace('_', '-')}" for n in RUN_FLAGS if n != "budget" and getattr(args, n, None) is not None]
         if given or args.config or args.overrides or args.out:
-            raise ConfigError(f"--resume takes the run directory's own config; drop {', '.join(given) or '--set/--config/--out'}")
-        config = api.read_run_config(args.resume)
+            raise ConfigError(f"--resume takes the run directory's own config (only --budget may change); "
+                              f"drop {', '.join(given) or '--set/--config/--out'}")
         out = Path(args.resume)
+        config, done = resume_config(out, args.budget)
+        if done >= config.budget:
+            console.print(f"{out}: finished ({done} of {config.budget} evaluations), nothing to do; results in "
+                          f"{out / 'result.json'} (continue it with --resume {out} --budget N)", highlight=False)
+            return 0
+        console.print(f"resuming {out}: {done} of {config.budget} evaluations done", highlight=False)
     else:
         if not args.out:
             raise ConfigError("--out: a run directory is required (or --resume DIR)")
