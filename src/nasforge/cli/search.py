@@ -31,7 +31,7 @@ def _status(trial, record, strategy) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from .. import api
-    from ..run.rundir import resume_config
+    from ..run.rundir import check_out, resume_config
 
     console = Console(stderr=True)
     if args.resume:
@@ -43,14 +43,15 @@ def run(args: argparse.Namespace) -> int:
         config, done = resume_config(out, args.budget)
         if done >= config.budget:
             console.print(f"{out}: finished ({done} of {config.budget} evaluations), nothing to do; results in "
-                          f"{out / 'result.json'} (continue it with --resume {out} --budget N)", highlight=False)
+                          f"{out / 'result.json'} (continue it with --resume {out} --budget N)", highlight=False, soft_wrap=True)
             return 0
-        console.print(f"resuming {out}: {done} of {config.budget} evaluations done", highlight=False)
+        console.print(f"resuming {out}: {done} of {config.budget} evaluations done", highlight=False, soft_wrap=True)
     else:
         if not args.out:
             raise ConfigError("--out: a run directory is required (or --resume DIR)")
         config = config_from_args(args)
         out = Path(args.out)
+        check_out(out)
 
     parts = api.build_components(config)
     with progress(console) as bar:

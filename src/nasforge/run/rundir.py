@@ -110,6 +110,21 @@ def _first_difference(a: dict[str, Any], b: dict[str, Any], prefix: str = "") ->
     return None
 
 
+def check_out(out: str | Path) -> None:
+    """Fail early (before a command shows progress) if ``out`` cannot take a run: a file, a run in use, or a
+    record that is damaged or was emptied."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise RunDirError(f"{out}: exists and is not a directory; choose another --out")
+    if (out / LOCK_FILE).exists():
+        RunLock(out).release()
+    if (out / CONFIG_FILE).exists():
+        _check_record_kept(out)
+        if (out / DB_FILE).exists():
+            with open_store(out, readonly=True) as store:
+                _check_not_emptied(out, store)
+
+
 def prepare_run_dir(out: str | Path, config: RunConfig) -> RunStore:
     """Create ``out`` for ``config``, or reopen it if it holds a run of the very same config; the store
     returned holds the directory's lock until it is closed."""
@@ -217,9 +232,8 @@ def resume_config(run_dir: str | Path, budget: int | None = None) -> tuple[RunCo
     """
     run_dir = Path(run_dir)
     config = read_config(run_dir)
-    _check_record_kept(run_dir)
+    check_out(run_dir)
     with open_store(run_dir, readonly=True) as store:
-        _check_not_emptied(run_dir, store)
         done = store.count_finished()
     if budget is not None and budget != config.budget:
         if budget < max(done, 1):
