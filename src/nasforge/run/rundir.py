@@ -296,8 +296,20 @@ def derived_pick(derived: dict[str, Any]) -> dict[str, Any] | None:
 
 def write_result(run_dir: str | Path, data: dict[str, Any]) -> Path:
     path = Path(run_dir) / RESULT_FILE
-    _write_atomic(path, json.dumps(data, indent=2, default=float))
+    _write_atomic(path, _result_text(data))
     return path
+
+
+def _result_text(data: dict[str, Any]) -> str:
+    """Indented JSON with one line per history row (the rows are what is long; indenting them costs as much
+    as a fast search takes)."""
+    history = data.get("history")
+    head = {k: v for k, v in data.items() if k != "history"}
+    if not isinstance(history, list) or not history or not head:
+        return json.dumps(data, indent=2, default=float)
+    rows = ",\n    ".join(json.dumps(row, default=float) for row in history)
+    return json.dumps(head, indent=2, default=float)[:-2] + f',\n  "history": [\n    {rows}\n  ]\n}}\n'
+
 
 
 def _write_atomic(path: Path, text: str) -> None:

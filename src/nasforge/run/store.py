@@ -110,7 +110,9 @@ class Trial:
         return math.nan if self.result is None else self.result.reward
 
 
-_INSERT_TRIAL = "INSERT INTO trials (id, arch, choices, status, overhead_s, asked_at) VALUES (?, ?, ?, 'running', ?, ?)"
+#: queued as (id, arch, choices, overhead_s, asked_at), inserted as a whole row (see RunStore.flush)
+_INSERT_TRIAL = ("INSERT INTO trials (id, arch, choices, status, seq, reward, metrics, cost, time_s, error, cached,"
+                 " finished_at, told, overhead_s, asked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 _RECORD_RESULT = ("UPDATE trials SET status=?, seq=?, reward=?, metrics=?, cost=?, time_s=?, error=?, cached=?,"
                   " finished_at=? WHERE id=?")
 _MARK_TOLD = "UPDATE trials SET told=1, overhead_s=overhead_s+? WHERE id=?"
@@ -182,7 +184,8 @@ class RunStore:
             fresh = not path.exists() or path.stat().st_size == 0
             try:
                 db = sqlite3.connect(str(path), isolation_level=None)
-                if fresh:
+                if fresh:  # an empty record needs no flushing to disk: what is recorded later does (NORMAL)
+                    db.execute("PRAGMA synchronous=OFF")
                     db.execute("PRAGMA journal_mode=WAL")
             except sqlite3.Error as exc:
                 raise RunDirError(f"{path}: cannot open the run database for writing ({exc})") from None
@@ -314,31 +317,40 @@ class RunStore:
 
         Queuing a write is one list append, so a write interrupted half-way (Ctrl-C) never reaches the database.
         """
+        now = time.perf_counter()
         if not self._pending:
-            self._open_since = time.perf_counter()
+            self._open_since = now
         self._pending.append(ops)
-        if not self.commit_delay or self._at_risk >= self.commit_risk or \
-                time.perf_counter() - self._open_since >= self.commit_delay:
+        if not self.commit_delay or self._at_risk >= self.commit_risk or now - self._open_since >= self.commit_delay:
             self.flush()
 
     def flush(self) -> None:
         """Commit the queued writes in one transaction.
 
         Statements of one kind run together (``executemany``) in a fixed order: a trial's row is inserted
-        before its result and its telling update it, and those two touch different columns; every other
-        kind of write touches a table of its own, in the order queued.
+        before its result and its telling update it (or, queued together, the three become one insert), and
+        those two touch different columns; every other kind of write touches a table of its own, in the order
+        queued.
         """
         if not self._pending:
             return
         pending = list(self._pending)
         batches: dict[str, list[Any]] = {sql: [] for sql in _ORDER}
+        new: dict[int, list[Any]] = {}  # trials first inserted by this group: id -> full row
         for ops in pending:
             for sql, params, many in ops:
-                rows = batches.setdefault(sql, [])
-                if many:
-                    rows.extend(params)
-                else:
-                    rows.append(params)
+                for p in (params if many else (params,)):
+                    if sql == _INSERT_TRIAL:
+                        row = new[p[0]] = [p[0], p[1], p[2], "running", None, None, None, None, None, None, 0, None,
+                                           0, p[3], p[4]]
+                        batches[sql].append(row)
+                    elif sql == _RECORD_RESULT and p[9] in new:
+                        new[p[9]][3:12] = p[:9]
+                    elif sql == _MARK_TOLD and p[1] in new:
+                        row = new[p[1]]
+                        row[12], row[13] = 1, row[13] + p[0]
+                    else:
+                        batches.setdefault(sql, []).append(p)
         with _Txn(self.db):
             for sql, rows in batches.items():
                 if rows:
@@ -348,8 +360,8 @@ class RunStore:
 
     def _event(self, kind: str, n: int, trials: Sequence["Trial"]) -> tuple[str, Any, bool]:
         self._last_event += 1
-        ids = ",".join(str(t.id) for t in trials)
-        return _INSERT_EVENT, (self._last_event, kind, n, f"[{ids}]"), False
+        ids = f"[{trials[0].id}]" if len(trials) == 1 else f"[{','.join(str(t.id) for t in trials)}]"
+        return _INSERT_EVENT, (self._last_event, kind, n, ids), False
 
     def add_trials(self, archs: Sequence[Architecture], overhead_s: float = 0.0, n_asked: int | None = None) -> list[Trial]:
         """Record asked architectures (status running) and the ask that proposed them (``n_asked`` requested)."""
@@ -357,7 +369,7 @@ class RunStore:
         start = self._last_id + 1
         new = [Trial(start + i, a, overhead_s=overhead_s) for i, a in enumerate(archs)]
         if self.persistent:
-            rows = [(t.id, str(t.arch), f"[{', '.join(map(str, t.arch.choices))}]", overhead_s, now) for t in new]
+            rows = [(t.id, str(t.arch), str(list(t.arch.choices)), overhead_s, now) for t in new]
             self._write((_INSERT_TRIAL, rows, True),
                         self._event("ask", len(new) if n_asked is None else n_asked, new))
         self._trials.update((t.id, t) for t in new)
