@@ -45,12 +45,16 @@ def _same(a, b) -> bool:  # noqa: ANN001
     None, True, 3, -(2**100), 1.5, math.inf, -math.inf, "text", "$not-a-tag",
     [1, [2.0, None]], (1, "a", (2,)), {"a": 1}, {"$x": 1, 2: "b", (1, 2): [3], None: 0.5},
     {1, 2, 3}, frozenset({(1, 2)}), collections.deque([1, 2], maxlen=5),
+    {(i, i + 1, -i) for i in range(40)}, {(i, "x") for i in range(40)}, {(True, i) for i in range(20)},
     np.float32(2.5), np.int64(-7), np.bool_(True),
     nf.Architecture("toy", (1, 2, 3), "t"), nf.Result(0.5, {"test_accuracy": 0.25}, 1.0),
     nf.Result.failure("boom"),
 ])
 def test_plain_values_round_trip(value) -> None:  # noqa: ANN001
     back = loads(dumps(value))
+    if isinstance(value, set):
+        assert {tuple(map(type, m)) for m in value if isinstance(m, tuple)} == \
+            {tuple(map(type, m)) for m in back if isinstance(m, tuple)}
     assert _same(value, back) or (isinstance(value, nf.Result) and value.failed and back.failed
                                   and back.error == value.error and math.isnan(back.reward))
     if isinstance(value, collections.deque):

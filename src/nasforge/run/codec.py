@@ -140,6 +140,23 @@ def _where(path: Any) -> str:
     return str(path) + "".join(reversed(parts))
 
 
+def _int_rows(values: Any) -> np.ndarray | None:
+    """Many tuples of Python ints of one length as an int64 matrix, else None."""
+    if len(values) < 16:
+        return None
+    width = -1
+    for t in values:
+        if type(t) is not tuple or (width >= 0 and len(t) != width):
+            return None
+        width = len(t)
+    if width == 0 or not all(type(v) is int for t in values for v in t):
+        return None
+    try:
+        return np.array(list(values), dtype=np.int64)
+    except OverflowError:
+        return None
+
+
 def _is_nasforge(cls: type) -> bool:
     return cls.__module__ == "nasforge" or cls.__module__.startswith("nasforge.")
 
@@ -227,6 +244,9 @@ class _Encoder:
                 out["meta"] = self.enc(meta, (path, "_metadata", "."))
             return out
         if tp is set:
+            rows = _int_rows(obj)
+            if rows is not None:  # the common case (architectures seen): one array, not a JSON list per member
+                return {"$set": [], "rows": self.array(rows, path)}
             return {"$set": [self.enc(v, (path, "", "{")) for v in obj]}
         if tp is collections.deque:
             return {"$deque": [self.enc(v, (path, i, "[")) for i, v in enumerate(obj)], "maxlen": obj.maxlen}
@@ -395,6 +415,11 @@ class _Decoder:
 
     def _set(self, node: dict, value: Any, live: Any, path: Any) -> set:
         out: set[Any] = self.keep(set())
+        if "rows" in node:
+            rows = self.array(node["rows"], path)
+            if rows.ndim != 2 or rows.dtype.kind != "i":
+                raise CodecError(f"{_where(path)}: bad rows of a set")
+            out.update(map(tuple, rows.tolist()))
         out.update(self.dec(v, None, (path, "", "{")) for v in value)
         return out
 

@@ -300,6 +300,9 @@ def write_result(run_dir: str | Path, data: dict[str, Any]) -> Path:
     return path
 
 
+_JSON_ROW = json.JSONEncoder(default=float).encode
+
+
 def _result_text(data: dict[str, Any]) -> str:
     """Indented JSON with one line per history row (the rows are what is long; indenting them costs as much
     as a fast search takes)."""
@@ -307,7 +310,7 @@ def _result_text(data: dict[str, Any]) -> str:
     head = {k: v for k, v in data.items() if k != "history"}
     if not isinstance(history, list) or not history or not head:
         return json.dumps(data, indent=2, default=float)
-    rows = ",\n    ".join(json.dumps(row, default=float) for row in history)
+    rows = ",\n    ".join(map(_JSON_ROW, history))
     return json.dumps(head, indent=2, default=float)[:-2] + f',\n  "history": [\n    {rows}\n  ]\n}}\n'
 
 

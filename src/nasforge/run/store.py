@@ -369,7 +369,8 @@ class RunStore:
         start = self._last_id + 1
         new = [Trial(start + i, a, overhead_s=overhead_s) for i, a in enumerate(archs)]
         if self.persistent:
-            rows = [(t.id, str(t.arch), str(list(t.arch.choices)), overhead_s, now) for t in new]
+            # tuples of plain values only, so that the garbage collector stops tracking what waits to be committed
+            rows = tuple((t.id, str(t.arch), str(list(t.arch.choices)), overhead_s, now) for t in new)
             self._write((_INSERT_TRIAL, rows, True),
                         self._event("ask", len(new) if n_asked is None else n_asked, new))
         self._trials.update((t.id, t) for t in new)
@@ -402,7 +403,7 @@ class RunStore:
             t.told = True
             t.overhead_s += overhead_s
         if self.persistent:
-            self._write((_MARK_TOLD, [(overhead_s, t.id) for t in trials], True),
+            self._write((_MARK_TOLD, tuple((overhead_s, t.id) for t in trials), True),
                         self._event("tell", len(trials), trials))
 
     def save_state(self, state: codec.Encoded | bytes, event_seq: int | None = None) -> None:
