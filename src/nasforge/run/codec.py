@@ -81,8 +81,10 @@ class Encoded:
         head = {"format": FORMAT, "tree": self.tree, "arrays": index, "groups": list(groups)}
         text = json.dumps(head, separators=(",", ":"), allow_nan=False)
         entries = {f"g{i}": np.concatenate(parts) for i, parts in enumerate(groups.values())}
+        entries[TREE_KEY] = np.frombuffer(text.encode(), dtype=np.uint8)
         buf = io.BytesIO()
-        np.savez(buf, **{TREE_KEY: np.frombuffer(text.encode(), dtype=np.uint8)}, **entries)
+        savez: Any = np.savez  # never an object array (the encoder refuses them), so nothing is pickled
+        savez(buf, **entries)
         return buf.getvalue()
 
     @classmethod
@@ -185,7 +187,7 @@ class _Encoder:
         self.memo: dict[int, tuple[int, Any]] = {}  # id -> (index, object kept alive)
         self.arrays: dict[str, np.ndarray] = {}
         self.torch = _torch()
-        self.stateful = _stateful_kinds(self.torch) if self.torch is not None else ()
+        self.stateful: tuple[Any, ...] = _stateful_kinds(self.torch) if self.torch is not None else ()
 
     def array(self, value: np.ndarray, path: Any) -> str:
         if value.dtype.hasobject or value.dtype.kind == "V":
@@ -206,7 +208,7 @@ class _Encoder:
         return [[self.enc(k, (path, k, "k")), self.enc(v, (path, k, "["))] for k, v in pairs]
 
     def enc(self, obj: Any, path: Any) -> Any:
-        tp = type(obj)
+        tp: Any = type(obj)
         if obj is None or tp in (bool, int, str):
             return obj
         if tp is float:
@@ -479,10 +481,10 @@ class _Decoder:
         return module
 
     def _obj(self, node: dict, value: Any, live: Any, path: Any) -> Any:
-        cls = _find_class(str(value), path)
+        cls: Any = _find_class(str(value), path)
         params = getattr(cls, "__dataclass_params__", None)
         frozen = params is not None and params.frozen  # a value, maybe shared: made anew, never changed
-        obj = live if type(live) is cls and not frozen else cls.__new__(cls)
+        obj: Any = live if type(live) is cls and not frozen else cls.__new__(cls)
         self.keep(obj)
         if "getstate" in node:
             obj.__setstate__(self.dec(node["getstate"], None, (path, "__getstate__()", ".")))

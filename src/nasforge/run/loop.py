@@ -121,10 +121,11 @@ def restore_strategy(store: RunStore, strategy: Strategy, trials: dict[int, Tria
                                   f"strategy now proposes {now} where the run recorded {was}; it cannot be continued "
                                   "(a nasforge version or strategy setting that differs from the one that wrote it?)")
         else:
-            if any(t.result is None for t in batch):
+            results = [t.result for t in batch if t.result is not None]
+            if len(results) < len(batch):
                 raise RunDirError(f"{store.path}: event {event.seq} tells trials without a recorded result "
                                   "(an edited or damaged run database)")
-            strategy.tell([t.arch for t in batch], [t.result for t in batch])
+            strategy.tell([t.arch for t in batch], results)
     if events:
         log.info("restored the strategy state after event %d and replayed the %d events recorded since",
                  after, len(events))

@@ -418,8 +418,8 @@ class RunStore:
         """Keep one joint checkpoint: strategy and evaluator state after ``n_done`` results (and the last event)."""
         if self.persistent:
             blobs = [x.to_bytes() if isinstance(x, codec.Encoded) else x for x in (strategy, evaluator)]
-            self._write(("INSERT OR REPLACE INTO checkpoint (id, n_done, event_seq, strategy, evaluator)"
-                         " VALUES (1, ?, ?, ?, ?)", (n_done, self._last_event, *blobs), False))
+            sql = "INSERT OR REPLACE INTO checkpoint (id, n_done, event_seq, strategy, evaluator) VALUES (1, ?, ?, ?, ?)"
+            self._write((sql, (n_done, self._last_event, *blobs), False))
             self.flush()
 
     def load_checkpoint(self) -> tuple[int, dict[str, Any]] | None:
