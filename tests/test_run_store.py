@@ -37,7 +37,8 @@ def _same(a, b) -> bool:  # noqa: ANN001
     if isinstance(a, float) and math.isnan(a):
         return isinstance(b, float) and math.isnan(b)
     if isinstance(a, np.ndarray):
-        return type(b) is np.ndarray and a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
+        return (type(b) is np.ndarray and a.dtype == b.dtype and a.shape == b.shape
+                and np.array_equal(a, b, equal_nan=a.dtype.kind == "f"))
     return type(a) is type(b) and a == b
 
 
@@ -82,7 +83,8 @@ def test_generators_continue_their_streams() -> None:
 
 def test_tensors_keep_dtype_and_requires_grad() -> None:
     tree = {"bf16": torch.tensor([1.5, -2.25], dtype=torch.bfloat16, requires_grad=True),
-            "param": torch.nn.Parameter(torch.ones(2, 2)), "frozen": torch.nn.Parameter(torch.ones(1), requires_grad=False),
+            "param": torch.nn.Parameter(torch.ones(2, 2)),
+            "frozen": torch.nn.Parameter(torch.ones(1), requires_grad=False),
             "long": torch.arange(4), "half": torch.tensor([0.5], dtype=torch.float16)}
     back = loads(dumps(tree))
     for key, t in tree.items():
@@ -229,7 +231,8 @@ def test_resume_without_any_saved_state_replays_from_the_start(tmp_path: Path) -
     space, strategy, evaluator = _toy("reinforce")
     resumed = run_search(space, strategy, evaluator, 40, store=RunStore(path), seed=5)
     space, strategy, evaluator = _toy("reinforce")
-    assert [t.arch for t in resumed.trials] == [t.arch for t in run_search(space, strategy, evaluator, 40, seed=5).trials]
+    straight = run_search(space, strategy, evaluator, 40, seed=5)
+    assert [t.arch for t in resumed.trials] == [t.arch for t in straight.trials]
 
 
 def test_events_record_asks_and_tells_in_order(tmp_path: Path) -> None:

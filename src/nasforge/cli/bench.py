@@ -110,7 +110,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--strategies", help="comma-separated strategy names")
     p.add_argument("--seeds", help="number of seeds (0..N-1), a list, or a range a-b (default 10)")
     p.add_argument("--jobs", type=int, help="parallel processes (default: the number of cores)")
-    p.add_argument("--out", metavar="DIR", help="bench directory (a bench stopped early continues with the same command)")
+    p.add_argument("--out", metavar="DIR",
+                   help="bench directory (a bench stopped early continues with the same command)")
     p.add_argument("--resume", metavar="DIR", help="continue the bench recorded in DIR (its own settings)")
     p.add_argument("--strategy-set", dest="strategy_overrides", action="append", default=[],
                    metavar="STRATEGY.KEY=VALUE", help="a hyper-parameter of one strategy, e.g. re.population=50")

@@ -43,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
         config, done = resume_config(out, args.budget)
         if done >= config.budget:
             console.print(f"{out}: finished ({done} of {config.budget} evaluations), nothing to do; results in "
-                          f"{out / 'result.json'} (continue it with --resume {out} --budget N)", highlight=False, soft_wrap=True)
+                          f"{out / 'result.json'} (continue it with --resume {out} --budget N)",
+                          highlight=False, soft_wrap=True)
             return 0
         console.print(f"resuming {out}: {done} of {config.budget} evaluations done", highlight=False, soft_wrap=True)
     else:
@@ -79,7 +80,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("search", help="run a search (or continue one with --resume DIR)")
     add_run_flags(p)
     p.add_argument("--out", metavar="DIR", help="run directory (config, record, result.json)")
-    p.add_argument("--resume", metavar="DIR", help="continue the run recorded in DIR")
+    p.add_argument("--resume", metavar="DIR",
+                   help="continue the run recorded in DIR (with --budget N: extend it to N evaluations)")
     p.set_defaults(func=run)
 
 

@@ -20,7 +20,7 @@ from .store import RunStore, Trial
 log = logging.getLogger(__name__)
 
 #: with adaptive saving, the strategy state is saved once the time since the last save is this many times
-#: what that save took: saving costs at most ~5% of a search, and a resume replays at most that much
+#: what that save took: saving costs at most ~5% of a search, and a resume replays at most about that long
 SAVE_COST_RATIO = 20.0
 #: writes of fast evaluations are committed in groups at most this old (seconds): a kill loses at most that
 #: much work, while a result of an evaluation that took longer than ``RunStore.commit_risk`` commits at once
@@ -114,7 +114,8 @@ def restore_strategy(store: RunStore, strategy: Strategy, trials: dict[int, Tria
             proposed = strategy.ask(event.n)
             recorded = [t.arch for t in batch]
             if proposed != recorded:
-                k = next((i for i, (a, b) in enumerate(zip(proposed, recorded)) if a != b), min(len(proposed), len(recorded)))
+                k = next((i for i, (a, b) in enumerate(zip(proposed, recorded)) if a != b),
+                         min(len(proposed), len(recorded)))
                 now = proposed[k] if k < len(proposed) else "nothing"
                 was = f"{recorded[k]} (trial {batch[k].id})" if k < len(recorded) else "nothing"
                 raise RunDirError(f"{store.path}: replaying the recorded search diverged at event {event.seq}: the "
@@ -196,8 +197,9 @@ def run_search(
     recorded but not told are told, unfinished evaluations run again, and nothing finished is evaluated
     again. ``state_every`` says when the strategy state is saved: None adaptively (see
     ``SAVE_COST_RATIO``), k after every k tells, 0 only at the end or when the search stops; never
-    with an evaluator that checkpoints itself (its checkpoints hold the strategy state). With ``reuse_results`` an architecture proposed a second time gets
-    its earlier result back at no cost (it still counts against the budget). An evaluation whose
+    with an evaluator that checkpoints itself (its checkpoints hold the strategy state). With
+    ``reuse_results`` an architecture proposed a second time gets its earlier result back at no cost
+    (it still counts against the budget). An evaluation whose
     worker raised, timed out or was lost is recorded as a failed attempt and run again, up to
     ``max_retries`` times; after that its failure is its result.
     """

@@ -67,7 +67,8 @@ CREATE TABLE IF NOT EXISTS events (        -- what the strategy was asked and to
     trials TEXT NOT NULL                   -- JSON list of trial ids (proposed, or told in this order)
 );
 -- the strategy state after event ``event_seq`` (codec blob)
-CREATE TABLE IF NOT EXISTS state (id INTEGER PRIMARY KEY CHECK (id = 1), event_seq INTEGER NOT NULL, blob BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS state (id INTEGER PRIMARY KEY CHECK (id = 1), event_seq INTEGER NOT NULL,
+    blob BLOB NOT NULL);
 -- strategy and evaluator state of a stateful (one-shot) evaluator's search after ``n_done`` results
 CREATE TABLE IF NOT EXISTS checkpoint (id INTEGER PRIMARY KEY CHECK (id = 1), n_done INTEGER NOT NULL,
     event_seq INTEGER NOT NULL, strategy BLOB NOT NULL, evaluator BLOB NOT NULL);
@@ -218,7 +219,8 @@ class RunStore:
             old = " (before versions were recorded, with pickled strategy states, which are no longer read)" \
                 if version == 0 else ""
             raise RunDirError(f"{path}: a run database of schema version {version}{old}; this nasforge reads "
-                              f"version {SCHEMA_VERSION}: continue it with the nasforge that wrote it, or start a new run")
+                              f"version {SCHEMA_VERSION}: continue it with the nasforge that wrote it, "
+                              "or start a new run")
 
     # ----------------------------------------------------------------- reading
     def load(self, parse: Callable[[dict[str, Any]], Architecture]) -> list[Trial]:
@@ -363,7 +365,8 @@ class RunStore:
         ids = f"[{trials[0].id}]" if len(trials) == 1 else f"[{','.join(str(t.id) for t in trials)}]"
         return _INSERT_EVENT, (self._last_event, kind, n, ids), False
 
-    def add_trials(self, archs: Sequence[Architecture], overhead_s: float = 0.0, n_asked: int | None = None) -> list[Trial]:
+    def add_trials(self, archs: Sequence[Architecture], overhead_s: float = 0.0,
+                   n_asked: int | None = None) -> list[Trial]:
         """Record asked architectures (status running) and the ask that proposed them (``n_asked`` requested)."""
         now = time.time()
         start = self._last_id + 1
@@ -418,7 +421,8 @@ class RunStore:
         """Keep one joint checkpoint: strategy and evaluator state after ``n_done`` results (and the last event)."""
         if self.persistent:
             blobs = [x.to_bytes() if isinstance(x, codec.Encoded) else x for x in (strategy, evaluator)]
-            sql = "INSERT OR REPLACE INTO checkpoint (id, n_done, event_seq, strategy, evaluator) VALUES (1, ?, ?, ?, ?)"
+            sql = ("INSERT OR REPLACE INTO checkpoint (id, n_done, event_seq, strategy, evaluator)"
+                   " VALUES (1, ?, ?, ?, ?)")
             self._write((sql, (n_done, self._last_event, *blobs), False))
             self.flush()
 
