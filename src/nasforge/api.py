@@ -27,7 +27,8 @@ from .factory import (Components, build_components, create_evaluator, create_exe
                       create_strategy)
 from .oneshot import derive, finish_derivation, retrain_ranked, train_command
 from .run.loop import Callback, SearchRecord, run_search
-from .run.rundir import open_store, prepare_run_dir, read_config, result_dict, write_result
+from .run.rundir import (open_store, prepare_run_dir, read_config, read_result, result_dict, resume_config,
+                         write_result)
 from .run.store import RunStore
 from .spaces.base import SearchSpace
 
@@ -93,10 +94,20 @@ def _final_result(config: RunConfig, record: SearchRecord, parts: Components) ->
     return result
 
 
-def resume(run_dir: str | Path, callbacks: Sequence[Callback] = ()) -> tuple[SearchRecord, dict[str, Any]]:
-    """Continue the search recorded in ``run_dir`` from where it stopped."""
-    config = read_config(run_dir)
-    open_store(run_dir).close()
+def resume(run_dir: str | Path, callbacks: Sequence[Callback] = (),
+           budget: int | None = None) -> tuple[SearchRecord, dict[str, Any]]:
+    """Continue the search recorded in ``run_dir`` from where it stopped; ``budget`` extends it (or ends it
+    sooner). A finished run is left as it is: its record and ``result.json`` are returned."""
+    config, done = resume_config(run_dir, budget)
+    if done >= config.budget:
+        log.info("%s: finished (%d of %d evaluations); nothing to do", run_dir, done, config.budget)
+        _, record, store = load_record(run_dir)
+        store.close()
+        result = read_result(run_dir) or result_dict(config, record)
+        if result.get("budget") != config.budget:  # a budget shortened to what was done
+            result.update(budget=config.budget, complete=True)
+            write_result(run_dir, result)
+        return record, result
     return search(config, run_dir, callbacks)
 
 
@@ -109,7 +120,7 @@ def load_record(run_dir: str | Path) -> tuple[RunConfig, SearchRecord, RunStore]
     """Read a run directory: its config, the finished trials, and the store (snapshots, state)."""
     config = read_config(run_dir)
     space = create_space(config.space, **config.space_args)
-    store = open_store(run_dir)
+    store = open_store(run_dir, readonly=True)
     store.load(space.from_dict)
     return config, SearchRecord(space, store.finished(), config.budget), store
 

@@ -12,8 +12,9 @@ import argparse
 import importlib
 import logging
 import pkgutil
+import signal
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
 from ..errors import NasforgeError
 
@@ -47,6 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    previous = _stop_on_sigterm()
     try:
         return int(args.func(args) or 0)
     except NasforgeError as exc:
@@ -55,5 +57,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"nasforge: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("nasforge: interrupted; the run directory keeps everything recorded (use --resume)", file=sys.stderr)
+        print(f"nasforge: interrupted{_resume_hint(args)}", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_on_sigterm() -> Any:
+    """Handle SIGTERM as Ctrl-C (a search stops cleanly and says how to resume); returns the previous handler."""
+    try:
+        return signal.signal(signal.SIGTERM, _interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        return None
+
+
+def _resume_hint(args: argparse.Namespace) -> str:
+    """How to continue what was interrupted."""
+    where = getattr(args, "resume", None) or getattr(args, "out", None)
+    if args.command in ("search", "bench") and where:
+        return f"; {where} keeps everything recorded: continue with `nasforge {args.command} --resume {where}`"
+    return ""

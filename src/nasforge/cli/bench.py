@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
 from ..errors import ConfigError
-from ._common import add_run_flags, config_from_args, progress
+from ._common import RUN_FLAGS, add_run_flags, config_from_args, progress
+
+if TYPE_CHECKING:
+    from ..bench import BenchSpec
 
 
 def _parse_seeds(text: str) -> list[int]:
@@ -29,17 +33,47 @@ def _parse_seeds(text: str) -> list[int]:
     return list(range(n))
 
 
+def _resumed_spec(args: argparse.Namespace) -> "BenchSpec":
+    """The spec a bench directory records (``--resume DIR``): no other setting may be given."""
+    import json
+    from pathlib import Path
+
+    from ..bench import BenchSpec
+    from ..config import make_run_config
+    from ..errors import RunDirError
+
+    given = [f"--{n.replace('_', '-')}" for n in RUN_FLAGS if getattr(args, n, None) is not None]
+    given += [flag for flag, value in (("--strategies", args.strategies), ("--seeds", args.seeds), ("--out", args.out),
+                                       ("--config", args.config)) if value]
+    if given or args.overrides or args.strategy_overrides:
+        raise ConfigError(f"--resume takes the bench directory's own settings; drop {', '.join(given) or '--set'}")
+    path = Path(args.resume) / "bench.json"
+    try:
+        data = json.loads(path.read_text())
+        return BenchSpec(make_run_config(data["base"], source=str(path)), list(data["strategies"]),
+                         list(data["seeds"]), dict(data["strategy_args"]))
+    except FileNotFoundError:
+        raise RunDirError(f"{args.resume}: not a bench directory (no bench.json)") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise RunDirError(f"{path}: unreadable ({exc})") from None
+
+
 def run(args: argparse.Namespace) -> int:
     from ..bench import REPORT_BUDGETS, make_spec, run_bench
+    from ..run.rundir import absolute_paths
 
     console = Console(stderr=True)
-    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
-    if not strategies:
-        raise ConfigError("--strategies: name at least one strategy")
-    if not args.out:
-        raise ConfigError("--out: a bench directory is required")
-    base = config_from_args(args, {"strategy": strategies[0]})
-    spec = make_spec(base, strategies, _parse_seeds(args.seeds), args.strategy_overrides)
+    if args.resume:
+        spec = _resumed_spec(args)
+        base, args.out = spec.base, args.resume
+    else:
+        strategies = [s.strip() for s in (args.strategies or "").split(",") if s.strip()]
+        if not strategies:
+            raise ConfigError("--strategies: name at least one strategy")
+        if not args.out:
+            raise ConfigError("--out: a bench directory is required (or --resume DIR)")
+        base = absolute_paths(config_from_args(args, {"strategy": strategies[0]}))
+        spec = make_spec(base, strategies, _parse_seeds(args.seeds or "10"), args.strategy_overrides)
     total = len(spec.seeds) * len(spec.strategies)
     workers = args.jobs or min(os.cpu_count() or 1, total)
     with progress(console) as bar:
@@ -73,10 +107,12 @@ def run(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="compare strategies over many seeds")
     add_run_flags(p, strategy=False)
-    p.add_argument("--strategies", required=True, help="comma-separated strategy names")
-    p.add_argument("--seeds", default="10", help="number of seeds (0..N-1), a list, or a range a-b")
+    p.add_argument("--strategies", help="comma-separated strategy names")
+    p.add_argument("--seeds", help="number of seeds (0..N-1), a list, or a range a-b (default 10)")
     p.add_argument("--jobs", type=int, help="parallel processes (default: the number of cores)")
-    p.add_argument("--out", metavar="DIR", help="bench directory")
+    p.add_argument("--out", metavar="DIR",
+                   help="bench directory (a bench stopped early continues with the same command)")
+    p.add_argument("--resume", metavar="DIR", help="continue the bench recorded in DIR (its own settings)")
     p.add_argument("--strategy-set", dest="strategy_overrides", action="append", default=[],
                    metavar="STRATEGY.KEY=VALUE", help="a hyper-parameter of one strategy, e.g. re.population=50")
     p.set_defaults(func=run)

@@ -11,21 +11,23 @@ from ..errors import RunDirError
 
 
 def tree_description(run_dir: str) -> dict[str, Any]:
-    """The plain-data tree of the LaNAS strategy saved in ``run_dir`` (its state after the last change)."""
+    """The plain-data tree of the LaNAS strategy of ``run_dir`` after the last recorded change (its saved
+    state and the recorded asks and tells after it; the run directory is only read)."""
     from .. import api
     from ..registry import STRATEGIES
+    from ..run.loop import restore_strategy
     from ..run.rundir import open_store
 
     config = api.read_run_config(run_dir)
     if STRATEGIES.canonical(config.strategy) != "lanas":
         raise RunDirError(f"{run_dir}: a {config.strategy!r} run; lanas-tree needs a run of strategy 'lanas'")
-    with open_store(run_dir) as store:
-        state = store.load_state()
-    if state is None:
-        raise RunDirError(f"{run_dir}: no strategy state saved yet (the run has not asked for anything)")
     space = api.create_space(config.space, **config.space_args)
     strategy = api.create_strategy(config.strategy, space, config.seed, **config.strategy_args)
-    strategy.load_state_dict(state)
+    with open_store(run_dir, readonly=True) as store:
+        trials = {t.id: t for t in store.load(space.from_dict)}
+        if not trials:
+            raise RunDirError(f"{run_dir}: the run has not asked for anything yet")
+        restore_strategy(store, strategy, trials)
     tree = strategy.observe()
     assert tree is not None  # LaNAS always has a tree to show
     return tree

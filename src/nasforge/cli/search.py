@@ -31,19 +31,28 @@ def _status(trial, record, strategy) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from .. import api
+    from ..run.rundir import check_out, resume_config
 
     console = Console(stderr=True)
     if args.resume:
-        given = [f"--{n}" for n in RUN_FLAGS if getattr(args, n, None) is not None]
+        given = [f"--{n.replace('_', '-')}" for n in RUN_FLAGS if n != "budget" and getattr(args, n, None) is not None]
         if given or args.config or args.overrides or args.out:
-            raise ConfigError(f"--resume takes the run directory's own config; drop {', '.join(given) or '--set/--config/--out'}")
-        config = api.read_run_config(args.resume)
+            raise ConfigError(f"--resume takes the run directory's own config (only --budget may change); "
+                              f"drop {', '.join(given) or '--set/--config/--out'}")
         out = Path(args.resume)
+        config, done = resume_config(out, args.budget)
+        if done >= config.budget:
+            console.print(f"{out}: finished ({done} of {config.budget} evaluations), nothing to do; results in "
+                          f"{out / 'result.json'} (continue it with --resume {out} --budget N)",
+                          highlight=False, soft_wrap=True)
+            return 0
+        console.print(f"resuming {out}: {done} of {config.budget} evaluations done", highlight=False, soft_wrap=True)
     else:
         if not args.out:
             raise ConfigError("--out: a run directory is required (or --resume DIR)")
         config = config_from_args(args)
         out = Path(args.out)
+        check_out(out)
 
     parts = api.build_components(config)
     config = parts.config  # resolved: a length in --epochs is a budget of child steps now
@@ -72,7 +81,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("search", help="run a search (or continue one with --resume DIR)")
     add_run_flags(p)
     p.add_argument("--out", metavar="DIR", help="run directory (config, record, result.json)")
-    p.add_argument("--resume", metavar="DIR", help="continue the run recorded in DIR")
+    p.add_argument("--resume", metavar="DIR",
+                   help="continue the run recorded in DIR (with --budget N: extend it to N evaluations)")
     p.set_defaults(func=run)
 
 

@@ -8,14 +8,25 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol, Sequence
 
+from ..errors import RunDirError
 from ..evaluators.base import Evaluator, StatefulEvaluator
 from ..result import Result
 from ..spaces.base import SearchSpace
 from ..strategies.base import Strategy
+from . import codec
 from .executors import Done, Executor, Job, SequentialExecutor
 from .store import RunStore, Trial
 
 log = logging.getLogger(__name__)
+
+#: with adaptive saving, the strategy state is saved once the time since the last save is this many times
+#: what that save took: saving costs at most ~5% of a search, and a resume replays at most about that long
+SAVE_COST_RATIO = 20.0
+#: writes of fast evaluations are committed in groups at most this old (seconds): a kill loses at most that
+#: much work, while a result of an evaluation that took longer than ``RunStore.commit_risk`` commits at once
+COMMIT_DELAY = 0.2
+#: before waiting for evaluations the open group is committed, unless the last wait was shorter than this
+QUICK_WAIT = 0.005
 
 
 class Callback(Protocol):
@@ -80,6 +91,85 @@ def _back_to_checkpoint(store: RunStore, space: SearchSpace, strategy: Strategy,
     return {t.id: t for t in store.trials}
 
 
+def restore_strategy(store: RunStore, strategy: Strategy, trials: dict[int, Trial]) -> tuple[int, int]:
+    """Bring a freshly built ``strategy`` to where the recorded search left it: the last saved state, then
+    the asks and tells recorded after it, replayed in order (``trials``: the store's trials by id).
+
+    A replayed ask must propose exactly the recorded architectures, else the run cannot be continued
+    (:class:`RunDirError`). Returns the event the saved state included and the number of events replayed.
+    """
+    saved = store.load_state()
+    after = 0
+    if saved is not None:
+        after, state = saved
+        strategy.restore_state(state)
+    events = store.events(after)
+    for event in events:
+        missing = [i for i in event.trials if i not in trials]
+        if missing:
+            raise RunDirError(f"{store.path}: event {event.seq} ({event.kind}) names trials {missing} that the run "
+                              "has no record of (an edited or damaged run database)")
+        batch = [trials[i] for i in event.trials]
+        if event.kind == "ask":
+            proposed = strategy.ask(event.n)
+            recorded = [t.arch for t in batch]
+            if proposed != recorded:
+                k = next((i for i, (a, b) in enumerate(zip(proposed, recorded)) if a != b),
+                         min(len(proposed), len(recorded)))
+                now = proposed[k] if k < len(proposed) else "nothing"
+                was = f"{recorded[k]} (trial {batch[k].id})" if k < len(recorded) else "nothing"
+                raise RunDirError(f"{store.path}: replaying the recorded search diverged at event {event.seq}: the "
+                                  f"strategy now proposes {now} where the run recorded {was}; it cannot be continued "
+                                  "(a nasforge version or strategy setting that differs from the one that wrote it?)")
+        else:
+            results = [t.result for t in batch if t.result is not None]
+            if len(results) < len(batch):
+                raise RunDirError(f"{store.path}: event {event.seq} tells trials without a recorded result "
+                                  "(an edited or damaged run database)")
+            strategy.tell([t.arch for t in batch], results)
+    if events:
+        log.info("restored the strategy state after event %d and replayed the %d events recorded since",
+                 after, len(events))
+    return after, len(events)
+
+
+class _StateSaver:
+    """Saves the strategy state now and then: after every ``every`` tells, or (None) adaptively, when the time
+    since the last save is ``SAVE_COST_RATIO`` times what that save took; 0 saves only at the end or when the
+    search stops (the recorded events rebuild any state in between)."""
+
+    def __init__(self, store: RunStore, strategy: Strategy, every: int | None, enabled: bool, saved_event: int) -> None:
+        self.store, self.strategy, self.every, self.enabled = store, strategy, every, enabled
+        self.saved_event = saved_event
+        self.tells = 0
+        self.cost = 0.0
+        self.last_end = -math.inf
+
+    def after_tell(self) -> None:
+        self.tells += 1
+        if not self.enabled:
+            return
+        if self.every is None:
+            due = time.perf_counter() - self.last_end >= SAVE_COST_RATIO * self.cost
+        else:
+            due = self.every > 0 and self.tells >= self.every
+        if due:
+            self.save()
+
+    def save(self) -> None:
+        start = time.perf_counter()
+        self.store.save_state(self.strategy.save_state())
+        self.last_end = time.perf_counter()
+        self.cost = self.last_end - start
+        self.saved_event = self.store.last_event
+        self.tells = 0
+
+    def final(self) -> None:
+        """Save unless the saved state already includes every recorded event."""
+        if self.enabled and self.store.last_event > self.saved_event:
+            self.save()
+
+
 def _seed_for(run_seed: int, trial_id: int) -> int:
     return (run_seed * 1_000_003 + trial_id) % (2**31 - 1)
 
@@ -98,13 +188,18 @@ def run_search(
     snapshot_every: int = 10,
     reuse_results: bool = True,
     max_retries: int = 2,
+    state_every: int | None = None,
 ) -> SearchRecord:
     """Search until ``budget`` evaluations have finished, then return the record.
 
     With a persistent ``store`` that already holds trials, the search resumes: the strategy state is
-    restored, results recorded but not told are told, unfinished evaluations run again, and nothing
-    finished is evaluated again. With ``reuse_results`` an architecture proposed a second time gets
-    its earlier result back at no cost (it still counts against the budget). An evaluation whose
+    restored (the last saved one, then the recorded asks and tells after it are replayed), results
+    recorded but not told are told, unfinished evaluations run again, and nothing finished is evaluated
+    again. ``state_every`` says when the strategy state is saved: None adaptively (see
+    ``SAVE_COST_RATIO``), k after every k tells, 0 only at the end or when the search stops; never
+    with an evaluator that checkpoints itself (its checkpoints hold the strategy state). With
+    ``reuse_results`` an architecture proposed a second time gets its earlier result back at no cost
+    (it still counts against the budget). An evaluation whose
     worker raised, timed out or was lost is recorded as a failed attempt and run again, up to
     ``max_retries`` times; after that its failure is its result.
     """
@@ -115,25 +210,31 @@ def run_search(
     trials = {t.id: t for t in store.load(space.from_dict)}
     # Evaluators with state of their own (shared weights) resume from the last joint checkpoint instead.
     checkpoint_every = evaluator.checkpoint_every if isinstance(evaluator, StatefulEvaluator) and store.persistent else 0
+    saved_event = 0
     if checkpoint_every and trials:
         trials = _back_to_checkpoint(store, space, strategy, evaluator)
-    else:
-        state = store.load_state()
-        if state is not None:
-            strategy.load_state_dict(state)
+    elif store.persistent and trials:
+        saved_event, _ = restore_strategy(store, strategy, trials)
+    saver = _StateSaver(store, strategy, state_every, store.persistent and not checkpoint_every, saved_event)
+    # whether the strategy is exactly what the recorded events make of it (not so inside an ask or tell
+    # until its event is committed): only then may its state be saved when the search stops
+    consistent = [True]
     record = SearchRecord(space, store.finished(), budget)
     known: dict[Any, Result] = {
         space.key(t.arch): t.result for t in record.trials if reuse_results and not t.result.failed
     }
 
     def tell(batch: list[Trial]) -> None:
+        consistent[0] = False
         start = time.perf_counter()
         strategy.tell([t.arch for t in batch], [t.result for t in batch])
-        store.mark_told(batch, time.perf_counter() - start, strategy.state_to_save)
+        store.mark_told(batch, time.perf_counter() - start)
+        consistent[0] = True
+        saver.after_tell()
         n = len(record.trials)
         # also at the end, so that a finished search's weights can be derived from again (`nasforge derive`)
         if checkpoint_every and (n % checkpoint_every == 0 or n >= budget):
-            store.save_checkpoint(n, {"strategy": strategy.state_to_save(), "evaluator": evaluator.state_dict()})
+            store.save_checkpoint(n, strategy.save_state(), codec.encode(evaluator.state_dict()))
         if store.persistent and snapshot_every and (n % snapshot_every == 0 or n >= budget):
             snap = strategy.observe()
             if snap is not None:
@@ -146,6 +247,10 @@ def run_search(
 
     inflight: dict[int, Trial] = {}
     ready: list[Done] = []
+    commit_delay = store.commit_delay
+    if store.persistent:
+        store.commit_delay = COMMIT_DELAY
+    last_wait = math.inf
 
     def start_trial(t: Trial) -> None:
         cached = known.get(space.key(t.arch)) if reuse_results else None
@@ -167,14 +272,24 @@ def run_search(
             free = max(executor.n_workers - executor.pending(), 0)
             n_ask = min(free, budget - len(record.trials) - len(inflight))
             if n_ask > 0 and not ready:
+                consistent[0] = False
                 start = time.perf_counter()
                 archs = strategy.ask(n_ask)
                 per = (time.perf_counter() - start) / max(len(archs), 1)
-                for t in store.add_trials(archs, per, strategy.state_to_save):
+                new = store.add_trials(archs, per, n_ask)
+                consistent[0] = True
+                for t in new:
                     start_trial(t)
             if not inflight:
                 break
-            done = ready[:] if ready else executor.wait()
+            if ready:
+                done = ready[:]
+            else:
+                if last_wait >= QUICK_WAIT:  # evaluations take a while: let readers see what was recorded
+                    store.flush()
+                start = time.perf_counter()
+                done = executor.wait()
+                last_wait = time.perf_counter() - start
             ready.clear()
             for d in done:
                 t = inflight[d.trial_id]
@@ -192,6 +307,17 @@ def run_search(
                 tell([t])
                 for cb in callbacks:
                     cb(t, record)
+        saver.final()
+        store.flush()
+    except BaseException:
+        try:  # stopped (Ctrl-C, SIGTERM, an error): keep what was recorded, and the strategy state if it is whole
+            if consistent[0]:
+                saver.final()
+            store.flush()
+        except Exception as exc:  # do not hide why the search stopped
+            log.warning("could not save the search's last changes while stopping: %s", exc)
+        raise
     finally:
+        store.commit_delay = commit_delay
         executor.close()
     return record

@@ -1,7 +1,15 @@
-"""Run directories: resolved config, package version, the SQLite record, and ``result.json``."""
+"""Run directories: resolved config, package version, the SQLite record, and ``result.json``.
+
+A process that writes to a run directory (a search into it, a resume) holds its lock (``lock``, an
+``flock`` released when the store closes or the process ends), so a second one gets a clear error
+instead of a corrupted record. Readers (reports, ``policy``, ``lanas-tree``) open the record read-only
+and take no lock. ``config.yaml`` records paths (benchmark, data, caches) absolute, so a run directory
+works from any working directory.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -14,9 +22,14 @@ from typing import Any
 import yaml
 
 from ..config import RunConfig, load_yaml, make_run_config
-from ..errors import RunDirError
+from ..errors import ConfigError, RunDirError
 from .loop import SearchRecord
 from .store import RunStore
+
+try:  # POSIX; elsewhere run directories are not locked
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +37,59 @@ CONFIG_FILE = "config.yaml"
 META_FILE = "meta.json"
 DB_FILE = "run.db"
 RESULT_FILE = "result.json"
+LOCK_FILE = "lock"
+#: RunConfig fields that are paths (recorded absolute); and such keys of the component arguments
+PATH_FIELDS = ("benchmark", "data", "cache_dir")
+
+
+class RunLock:
+    """The exclusive lock of a run directory for the one process writing to it (``release()`` or exit ends it)."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.fd: int | None = None
+        if fcntl is None:  # pragma: no cover
+            return
+        path = Path(run_dir) / LOCK_FILE
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise RunDirError(f"{run_dir}: cannot write to the run directory ({exc.strerror})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            os.close(fd)
+            raise RunDirError(f"{run_dir}: in use by another nasforge process{f' (pid {holder})' if holder else ''}"
+                              "; wait for it to end or stop it") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self) -> "RunLock":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+def _absolute(path: Any) -> Any:
+    return os.path.abspath(os.path.expanduser(path)) if isinstance(path, str) and path else path
+
+
+def absolute_paths(config: RunConfig) -> RunConfig:
+    """``config`` with its paths (benchmark, data, cache directories) made absolute against the working directory."""
+    changes: dict[str, Any] = {f: _absolute(getattr(config, f)) for f in PATH_FIELDS}
+    for comp in ("space_args", "strategy_args", "evaluator_args"):
+        args = getattr(config, comp)
+        if any(k in args for k in PATH_FIELDS):
+            changes[comp] = {k: _absolute(v) if k in PATH_FIELDS else v for k, v in args.items()}
+    return dataclasses.replace(config, **changes)
 
 
 def _version() -> str:
@@ -44,10 +110,28 @@ def _first_difference(a: dict[str, Any], b: dict[str, Any], prefix: str = "") ->
     return None
 
 
-def prepare_run_dir(out: str | Path, config: RunConfig) -> RunStore:
-    """Create ``out`` for ``config``, or reopen it if it holds a run of the very same config."""
+def check_out(out: str | Path) -> None:
+    """Fail early (before a command shows progress) if ``out`` cannot take a run: a file, a run in use, or a
+    record that is damaged or was emptied."""
     out = Path(out)
-    wanted = config.to_yaml_dict()
+    if out.exists() and not out.is_dir():
+        raise RunDirError(f"{out}: exists and is not a directory; choose another --out")
+    if (out / LOCK_FILE).exists():
+        RunLock(out).release()
+    if (out / CONFIG_FILE).exists():
+        _check_record_kept(out)
+        if (out / DB_FILE).exists():
+            with open_store(out, readonly=True) as store:
+                _check_not_emptied(out, store)
+
+
+def prepare_run_dir(out: str | Path, config: RunConfig) -> RunStore:
+    """Create ``out`` for ``config``, or reopen it if it holds a run of the very same config; the store
+    returned holds the directory's lock until it is closed."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise RunDirError(f"{out}: exists and is not a directory; choose another --out")
+    wanted = absolute_paths(config).to_yaml_dict()
     if (out / CONFIG_FILE).exists():
         existing = read_config(out).to_yaml_dict()
         diff = _first_difference(existing, wanted)
@@ -56,28 +140,71 @@ def prepare_run_dir(out: str | Path, config: RunConfig) -> RunStore:
                 f"{out}: holds a run with another configuration ({diff}); use --resume {out} or another --out"
             )
         log.info("%s holds a run of this configuration: continuing it", out)
-        return RunStore(out / DB_FILE)
+        return _reopen(out)
     if out.exists() and any(out.iterdir()):
         raise RunDirError(f"{out}: exists and is not a nasforge run directory (no {CONFIG_FILE}); choose another --out")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise RunDirError(f"{out}: cannot create run directory ({exc.strerror})") from None
-    _write_atomic(out / CONFIG_FILE, yaml.safe_dump(wanted, sort_keys=False))
-    meta = {
-        "nasforge_version": _version(),
-        "python": platform.python_version(),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-    }
+    lock = RunLock(out)
     try:
-        import torch
+        if (out / CONFIG_FILE).exists():  # another process created it meanwhile
+            raise RunDirError(f"{out}: another process has just started a run in it; choose another --out")
+        _write_atomic(out / CONFIG_FILE, yaml.safe_dump(wanted, sort_keys=False))
+        meta = {
+            "nasforge_version": _version(),
+            "python": platform.python_version(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        }
+        try:
+            import torch
 
-        meta["torch"] = torch.__version__
-    except ImportError:  # pragma: no cover - torch is a core dependency
-        pass
-    _write_atomic(out / META_FILE, json.dumps(meta, indent=2))
-    return RunStore(out / DB_FILE)
+            meta["torch"] = torch.__version__
+        except ImportError:  # pragma: no cover - torch is a core dependency
+            pass
+        _write_atomic(out / META_FILE, json.dumps(meta, indent=2))
+        return RunStore(out / DB_FILE, lock=lock)
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _reopen(run_dir: Path) -> RunStore:
+    """The writable store of an existing run directory, locked, refusing a record that was emptied."""
+    lock = RunLock(run_dir)
+    try:
+        _check_record_kept(run_dir)
+        store = RunStore(run_dir / DB_FILE, lock=lock)
+    except BaseException:
+        lock.release()
+        raise
+    try:
+        _check_not_emptied(run_dir, store)
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+def _check_record_kept(run_dir: Path) -> None:
+    """A run's record must not have been removed or truncated to nothing (the search would silently run again)."""
+    path = run_dir / DB_FILE
+    if not path.exists():
+        if (run_dir / RESULT_FILE).exists():
+            raise RunDirError(f"{path}: missing although {RESULT_FILE} records the run; refusing to run the search "
+                              "again over it (restore the file, or start a new run with another --out)")
+    elif path.stat().st_size == 0:
+        raise RunDirError(f"{path}: empty (0 bytes); refusing to run the search again over it "
+                          "(restore the file, or start a new run with another --out)")
+
+
+def _check_not_emptied(run_dir: Path, store: RunStore) -> None:
+    recorded = read_result(run_dir).get("n_evaluations") or 0
+    if recorded and store.count_finished() == 0:
+        raise RunDirError(f"{run_dir / DB_FILE}: holds no evaluations although {RESULT_FILE} records {recorded}; "
+                          "refusing to run the search again over it (restore the file, or start a new run)")
 
 
 def read_config(run_dir: str | Path) -> RunConfig:
@@ -87,11 +214,37 @@ def read_config(run_dir: str | Path) -> RunConfig:
     return make_run_config(load_yaml(path), source=str(path))
 
 
-def open_store(run_dir: str | Path) -> RunStore:
+def open_store(run_dir: str | Path, readonly: bool = False) -> RunStore:
+    """The store of an existing run directory; ``readonly`` for readers (works on a read-only copy, takes no lock)."""
     path = Path(run_dir) / DB_FILE
     if not path.exists():
         raise RunDirError(f"{run_dir}: no {DB_FILE} in the run directory")
-    return RunStore(path)
+    if path.stat().st_size == 0:
+        raise RunDirError(f"{path}: empty (0 bytes): the run's record is lost")
+    return RunStore(path, readonly=readonly)
+
+
+def resume_config(run_dir: str | Path, budget: int | None = None) -> tuple[RunConfig, int]:
+    """The config to continue ``run_dir`` with and how many evaluations it has finished.
+
+    Checks that the record can be continued (readable, of this schema version, not emptied). ``budget``
+    (the one setting a resume may change) extends or shortens the run; it is recorded in ``config.yaml``.
+    """
+    run_dir = Path(run_dir)
+    config = read_config(run_dir)
+    check_out(run_dir)
+    with open_store(run_dir, readonly=True) as store:
+        done = store.count_finished()
+    if budget is not None and budget != config.budget:
+        if budget < max(done, 1):
+            raise ConfigError(f"--budget {budget}: {run_dir} has already finished {done} evaluations")
+        with RunLock(run_dir):
+            data = read_config(run_dir).to_yaml_dict()
+            data["budget"] = budget
+            _write_atomic(run_dir / CONFIG_FILE, yaml.safe_dump(data, sort_keys=False))
+        log.info("%s: budget changed from %d to %d evaluations", run_dir, config.budget, budget)
+        config = dataclasses.replace(config, budget=budget)
+    return config, done
 
 
 def result_dict(config: RunConfig, record: SearchRecord, optimum: Any = None) -> dict[str, Any]:
@@ -143,8 +296,23 @@ def derived_pick(derived: dict[str, Any]) -> dict[str, Any] | None:
 
 def write_result(run_dir: str | Path, data: dict[str, Any]) -> Path:
     path = Path(run_dir) / RESULT_FILE
-    _write_atomic(path, json.dumps(data, indent=2, default=float))
+    _write_atomic(path, _result_text(data))
     return path
+
+
+_JSON_ROW = json.JSONEncoder(default=float).encode
+
+
+def _result_text(data: dict[str, Any]) -> str:
+    """Indented JSON with one line per history row (the rows are what is long; indenting them costs as much
+    as a fast search takes)."""
+    history = data.get("history")
+    head = {k: v for k, v in data.items() if k != "history"}
+    if not isinstance(history, list) or not history or not head:
+        return json.dumps(data, indent=2, default=float)
+    rows = ",\n    ".join(map(_JSON_ROW, history))
+    return json.dumps(head, indent=2, default=float)[:-2] + f',\n  "history": [\n    {rows}\n  ]\n}}\n'
+
 
 
 def _write_atomic(path: Path, text: str) -> None:

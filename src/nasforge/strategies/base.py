@@ -2,7 +2,15 @@
 
 A strategy proposes architectures (``ask``) and learns from their results (``tell``). It may be
 told results for architectures it did not ask for (a resumed or parallel run, a warm start), and it
-must be deterministic given its seed: the same seed, asks and tells give the same trajectory.
+must be deterministic given its seed: the same seed, asks and tells give the same trajectory (a run
+store relies on it: it saves the state now and then and replays the asks and tells recorded since).
+
+The state contract: a strategy's attributes (but ``space`` and ``config``, given at construction, and
+what ``_not_state`` names) are its state, and they must be plain data that :mod:`nasforge.run.codec`
+encodes: Python and NumPy values and containers, NumPy and torch generators, tensors, modules and
+optimisers (restored into the ones the strategy built in ``__init__``), architectures, results and
+objects of nasforge's own classes. :meth:`save_state` and :meth:`restore_state` use it;
+:meth:`state_dict` / :meth:`load_state_dict` are the in-memory copy.
 
 Failed results (``result.failed``) are told too; a strategy decides how to treat them, most simply by
 ignoring them for learning (:func:`usable`).
@@ -13,13 +21,16 @@ from __future__ import annotations
 import copy
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 import numpy as np
 
 from ..arch import Architecture
 from ..result import Result
 from ..spaces.base import SearchSpace
+
+if TYPE_CHECKING:
+    from ..run.codec import Encoded
 
 
 @dataclass
@@ -55,8 +66,7 @@ class Strategy(ABC):
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly; by default every attribute but space and config.
 
-        The returned object is a deep copy, picklable as long as the attributes are (NumPy
-        generators, arrays and PyTorch modules and optimisers are).
+        The returned object is a deep copy (for saving to disk, see :meth:`save_state`).
         """
         return copy.deepcopy(self._attributes())
 
@@ -64,13 +74,39 @@ class Strategy(ABC):
         return {k: v for k, v in vars(self).items() if k not in self._not_state}
 
     def state_to_save(self) -> dict[str, Any]:
-        """The state for immediate serialisation (the run store pickles it at once, so no copy is made)."""
+        """The state for immediate encoding (:meth:`save_state` reads it at once, so no copy is made)."""
         if type(self).state_dict is Strategy.state_dict:
             return self._attributes()
         return self.state_dict()
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any] | Encoded) -> None:
+        """Continue from ``state``: a :meth:`state_dict`, or a saved :meth:`save_state` (see :meth:`restore_state`)."""
+        from ..run import codec  # the run layer sits above strategies: imported when used
+
+        if isinstance(state, codec.Encoded):
+            self.restore_state(state)
+            return
         vars(self).update(copy.deepcopy(state))
+
+    def _externals(self) -> dict[str, Any]:
+        return {"space": self.space, "config": self.config}
+
+    def save_state(self) -> Encoded:
+        """The state as plain data (a JSON tree and arrays; ``.to_bytes()`` for storage), never pickle."""
+        from ..run.codec import encode
+
+        return encode(self.state_to_save(), self._externals())
+
+    def restore_state(self, saved: Encoded) -> None:
+        """Continue from a :meth:`save_state`: modules, optimisers and generators are loaded into this
+        strategy's own (built by ``__init__`` from the same space and config), so references between them hold."""
+        from ..run.codec import decode
+
+        state = decode(saved, self._attributes(), self._externals())
+        if type(self).load_state_dict is Strategy.load_state_dict:
+            vars(self).update(state)
+        else:  # a strategy with its own loading (caches to drop) sees a plain state, as from state_dict()
+            self.load_state_dict(state)
 
     def status(self) -> dict[str, float]:
         """A few numbers for a progress display (a policy's baseline and entropy, for example); may be empty."""

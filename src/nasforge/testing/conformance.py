@@ -84,6 +84,24 @@ def check_state_round_trip(name: str, first: int = 40, second: int = 40) -> None
         copy.tell(y, results)
 
 
+def check_saved_state_round_trip(name: str, first: int = 40, second: int = 40) -> None:
+    """The state saved as plain data (``save_state`` -> bytes -> ``restore_state``, as a run store does) into a
+    strategy built with another seed continues exactly as the original."""
+    from ..run.codec import Encoded
+
+    space, evaluator = _toy()
+    original = create_strategy(name, space, 7)
+    run_search(space, original, evaluator, first, seed=7)
+    copy = create_strategy(name, space, 12345)
+    copy.restore_state(Encoded.from_bytes(original.save_state().to_bytes()))
+    for step in range(second):
+        x, y = original.ask(2), copy.ask(2)
+        assert x == y, f"{name}: strategy restored from its saved state diverged {step} asks after"
+        results = [evaluator.evaluate(a) for a in x]
+        original.tell(x, results)
+        copy.tell(y, results)
+
+
 def check_resume(name: str, first: int = 30, total: int = 70) -> None:
     """A run stopped after ``first`` evaluations and resumed from its store equals an uninterrupted run."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -113,6 +131,7 @@ def check_strategy(name: str) -> None:
     check_ask_tell(name)
     check_determinism(name)
     check_state_round_trip(name)
+    check_saved_state_round_trip(name)
     check_resume(name)
     check_finds_toy_optimum(name)
 
