@@ -187,7 +187,8 @@ def test_train_from_an_interrupted_search_takes_its_best_so_far_read_only(interr
 def test_the_store_is_read_with_its_pending_log(interrupted, tmp_path) -> None:
     run = tmp_path / "live"
     run.mkdir()
-    (run / "run.db").write_bytes((interrupted / "run.db").read_bytes())
+    for name in ("run.db", "config.yaml"):
+        (run / name).write_bytes((interrupted / name).read_bytes())
     writer = sqlite3.connect(run / "run.db", isolation_level=None)  # a search still running: its log not merged
     try:
         writer.execute("PRAGMA journal_mode=WAL")

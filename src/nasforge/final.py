@@ -29,7 +29,6 @@ import json
 import logging
 import os
 import platform
-import sqlite3
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -221,33 +220,24 @@ def run_pick(run_dir: str | Path, result: Mapping[str, Any] | None = None) -> tu
 
 
 def best_stored_trial(run_dir: str | Path) -> tuple[dict[str, Any] | None, int]:
-    """The best successful trial in a run's store (the first of equal rewards, as a search ranks them) and
-    the number of finished trials, read without writing anything to the run directory.
+    """The best successful trial in a run's store (the search's own incumbent: the first of equal rewards) and
+    the number of finished trials, read through the run store opened read-only (nothing is written to the run
+    directory, and a read-only copy of a run works)."""
+    from .factory import create_space
+    from .run.loop import SearchRecord
+    from .run.rundir import DB_FILE, open_store, read_config
 
-    The store is opened read-only: ``immutable`` when no write-ahead log is pending (nothing is created
-    beside it, so a read-only copy of a run works), else ``mode=ro`` to see the log's trials too.
-    """
-    path = Path(run_dir) / "run.db"
-    if not path.exists():
+    if not (Path(run_dir) / DB_FILE).exists():
         return None, 0
-    pending = path.with_name(path.name + "-wal").exists()
-    uri = path.resolve().as_uri() + ("?mode=ro" if pending else "?immutable=1")
-    try:
-        db = sqlite3.connect(uri, uri=True)
-        try:
-            finished = db.execute("SELECT COUNT(*) FROM trials WHERE status != 'running'").fetchone()[0]
-            row = db.execute(
-                "SELECT arch, reward, metrics FROM trials WHERE status = 'done' AND abs(reward) < 1e308"
-                " ORDER BY reward DESC, seq LIMIT 1"
-            ).fetchone()
-        finally:
-            db.close()
-    except sqlite3.Error as exc:
-        raise RunDirError(f"{path}: cannot be read ({exc})") from None
-    if row is None:
-        return None, int(finished)
-    arch, reward, metrics = row
-    return {"arch": arch, "reward": reward, "metrics": json.loads(metrics) if metrics else {}}, int(finished)
+    config = read_config(run_dir)
+    space = create_space(config.space, **config.space_args)
+    with open_store(run_dir, readonly=True) as store:
+        store.load(space.from_dict)
+        finished = store.finished()
+    best = SearchRecord(space, finished, config.budget).best
+    if best is None or best.result is None:
+        return None, len(finished)
+    return {"arch": str(best.arch), "reward": best.reward, "metrics": best.result.metrics}, len(finished)
 
 
 # --------------------------------------------------------------------------- training

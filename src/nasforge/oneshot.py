@@ -50,7 +50,7 @@ def derive(run_dir: str | Path, n_samples: int = 100, seed: int | None = None,
     if not is_oneshot(config):
         raise ConfigError(f"{run_dir}: evaluator {config.evaluator!r} is not one-shot; its best trial is the result")
     result = read_result(run_dir)  # read first: a damaged file fails before minutes of scoring
-    with open_store(run_dir) as store:
+    with open_store(run_dir, readonly=True) as store:
         saved = store.load_checkpoint()
     if saved is None:
         raise RunDirError(f"{run_dir}: no checkpoint yet (the search stopped before the end of its first epoch)")

@@ -129,6 +129,9 @@ def _nan_to_none(x: float | None) -> float | None:
 
 def _connect_readonly(path: Path) -> sqlite3.Connection:
     uri = f"file:{urllib.parse.quote(str(path.resolve()))}?mode=ro"
+    if not path.with_name(path.name + "-wal").exists():
+        # no writer has pending changes: read the file as it is, creating nothing beside it (-shm, -wal)
+        return sqlite3.connect(uri + "&immutable=1", uri=True, isolation_level=None)
     db = sqlite3.connect(uri, uri=True, isolation_level=None)
     try:
         db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
