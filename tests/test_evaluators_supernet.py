@@ -50,6 +50,11 @@ def test_parallel_executors_are_refused() -> None:
         nf.search(nf.RunConfig(**{**vars(cfg), "executor": "process", "workers": 2}))
 
 
+def test_a_fidelity_is_refused() -> None:
+    with pytest.raises(ConfigError, match="fidelity: the 'supernet' evaluator has no fidelity"):
+        nf.build_components(nf.RunConfig(**{**vars(_config(budget=3)), "fidelity": 12}))
+
+
 def test_a_killed_one_shot_search_resumes_from_its_last_epoch(tmp_path: Path) -> None:
     cfg = _config(budget=50)
     assert 5 <= nf.build_components(cfg).evaluator.checkpoint_every < 25  # digits: ~20 steps of 64 per epoch

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ..arch import Architecture
+from ..errors import ConfigError
 from ..result import Result
 from ..spaces.base import SearchSpace
 
@@ -51,3 +52,10 @@ class Evaluator(ABC):
 
     def close(self) -> None:
         """Release files, processes or devices."""
+
+
+def refuse_fidelity(name: str, run: Any) -> None:
+    """Reject a run's ``fidelity`` for an evaluator that has none: a protocol never changes silently."""
+    fidelity = getattr(run, "fidelity", None)
+    if fidelity is not None:
+        raise ConfigError(f"fidelity: the {name!r} evaluator has no fidelity (got {fidelity}); leave it unset")

@@ -37,7 +37,7 @@ from ..supernet import SUPERNETS, build_supernet
 from ..train.augment import augment_batch
 from ..train.data import DataConfig, default_cache_dir, load_dataset, make_splits
 from ..train.loop import Stepper, TrainConfig, accuracy, resolve_device
-from .base import Evaluator
+from .base import Evaluator, refuse_fidelity
 from .train import DEFAULT_DATASET
 
 log = logging.getLogger(__name__)
@@ -102,6 +102,7 @@ class SupernetEvaluator(Evaluator):
 
     def __init__(self, space: SearchSpace, config: SupernetConfig | None = None, run: Any = None) -> None:
         super().__init__(space, config)
+        refuse_fidelity("supernet", run)
         if getattr(run, "executor", "sequential") != "sequential":
             raise ConfigError("executor: a one-shot search keeps its shared weights in one process; use sequential")
         cache = getattr(run, "cache_dir", None) or default_cache_dir()

@@ -45,7 +45,7 @@ from ..result import Result
 from ..spaces.base import SearchSpace
 from ..train.loop import resolve_device
 from ..train.text import Corpus, batchify, evaluate_perplexity, load_corpus, window_lengths
-from .base import Evaluator
+from .base import Evaluator, refuse_fidelity
 from .supernet import derive_from_policy
 
 log = logging.getLogger(__name__)
@@ -98,6 +98,7 @@ class SupernetLMEvaluator(Evaluator):
 
     def __init__(self, space: SearchSpace, config: SupernetLMConfig | None = None, run: Any = None) -> None:
         super().__init__(space, config)
+        refuse_fidelity("supernet-lm", run)
         if getattr(run, "executor", "sequential") != "sequential":
             raise ConfigError("executor: a one-shot search keeps its shared weights in one process; use sequential")
         self.corpus = _load(run)
