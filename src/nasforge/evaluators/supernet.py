@@ -20,10 +20,11 @@ search resumes from the last one and redoes the evaluations after it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
@@ -80,6 +81,23 @@ class SupernetConfig(TrainConfig, DataConfig):
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(**{f: getattr(self, f) for f in TrainConfig.__dataclass_fields__})
+
+
+@contextlib.contextmanager
+def _frozen_running_stats(model: nn.Module) -> Iterator[None]:
+    """Batch norms in training mode normalise with the batch's statistics without updating their buffers.
+
+    Scoring a child must not move the running averages (``running_stats=True``) that training keeps:
+    with ``track_running_stats`` off, a batch norm in training mode neither reads nor writes them.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    for m in norms:
+        m.track_running_stats = False
+    try:
+        yield
+    finally:
+        for m in norms:
+            m.track_running_stats = True
 
 
 class _Child(nn.Module):
@@ -189,7 +207,8 @@ class SupernetEvaluator(Evaluator):
         self.child.arch = arch
         self.child.train()  # batch statistics of this minibatch, as ENAS scores its children
         x, y = batch if batch is not None else self.validation_batch()
-        out = self.child(x)
+        with _frozen_running_stats(self.child):
+            out = self.child(x)
         logits = out[0] if isinstance(out, tuple) else out
         return 100.0 * float((logits.argmax(1) == y).float().mean())
 
