@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -48,6 +49,28 @@ def test_parallel_executors_are_refused() -> None:
     cfg = _config(budget=3)
     with pytest.raises(ConfigError, match="one process"):
         nf.search(nf.RunConfig(**{**vars(cfg), "executor": "process", "workers": 2}))
+
+
+def test_a_fidelity_is_refused() -> None:
+    with pytest.raises(ConfigError, match="fidelity: the 'supernet' evaluator has no fidelity"):
+        nf.build_components(nf.RunConfig(**{**vars(_config(budget=3)), "fidelity": 12}))
+
+
+@pytest.mark.parametrize("running_stats", [True, False])
+def test_scoring_leaves_every_buffer_unchanged(running_stats: bool) -> None:
+    cfg = _config(budget=3)
+    cfg.evaluator_args["model_args"] = {**cfg.evaluator_args["model_args"], "running_stats": running_stats}
+    parts = nf.build_components(cfg)
+    ev = parts.evaluator
+    arch = parts.space.sample(np.random.default_rng(0))
+    ev.evaluate(arch)  # trains: the running statistics move
+    before = {k: v.clone() for k, v in ev.supernet.state_dict().items()}
+    assert any("running_mean" in k for k in before) == running_stats
+    ev.score(arch)
+    ev.score_on(parts.space.sample(np.random.default_rng(1)), ev.derive_batches())
+    after = ev.supernet.state_dict()
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert not changed, f"scoring changed {changed[:3]}"
 
 
 def test_a_killed_one_shot_search_resumes_from_its_last_epoch(tmp_path: Path) -> None:

@@ -151,6 +151,7 @@ def test_dropout_uses_the_evaluators_own_random_state(corpus: Path) -> None:
     ({"dataset": "cifar10"}, "--dataset ptb"),
     ({"dataset": None}, "--dataset ptb"),
     ({"data": None}, "needs --data"),
+    ({"fidelity": 12}, "fidelity: the 'supernet-lm' evaluator has no fidelity"),
 ])
 def test_bad_dataset_or_data_is_a_config_error(corpus: Path, change: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import nasforge as nf
+from nasforge.cli import main
 from nasforge.errors import ConfigError, DataError
 from nasforge.evaluators.tabular import Table
 from nasforge.testing.tables import COLUMNS, fake_nb201_rows, write_nb201_table
@@ -45,6 +46,7 @@ def test_missing_architecture_is_a_failed_result(tmp_path: Path) -> None:
 @pytest.mark.parametrize("header, row, message", [
     ("arch,test_acc_200", f"{BEST},94.3", r"missing column 'val_acc_<epochs>'"),
     ("arch,val_acc_200", f"{BEST},91.0", r"missing column 'test_acc_200'"),
+    ("arch,test_acc_200,val_acc_12,test_acc_12", f"{BEST},94.3,80.1,85.2", r"t.csv: missing column 'val_acc_200'"),
     (",".join(COLUMNS), BEST.replace("skip_connect", "conv_7x7") + ",1,2,3,4,5,6", r"t.csv:2: .*unknown operation 'conv_7x7'"),
     (",".join(COLUMNS), f"{BEST},91.6,n/a,80,85,94,85", r"t.csv:2: column 'test_acc_200': 'n/a' is not a number"),
     (",".join(COLUMNS), f"{BEST},91.6,94.37", r"t.csv:2: expected 7 fields, got 3"),
@@ -88,3 +90,21 @@ def test_real_table_facts(nb201_table: Path) -> None:
     assert res.test_accuracy == pytest.approx(tests.max(), abs=1e-3)
     assert np.mean(tests) == pytest.approx(87.06, abs=0.01)
     assert str(arch) == BEST
+
+
+def test_cli_table_without_the_protocols_column_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    header = "arch,test_acc_200,val_acc_12,test_acc_12"
+    path = _small_table(tmp_path, [f"{BEST},94.3,80.1,85.2"], header)
+    argv = ["search", "--space", "nb201", "--benchmark", str(path), "--budget", "3", "--out", str(tmp_path / "run")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "t.csv: missing column 'val_acc_200'" in err[0]
+
+
+def test_cli_search_whose_every_evaluation_failed_exits_non_zero(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture) -> None:
+    path = _small_table(tmp_path, [f"{BEST},91.6,94.37,80.1,85.2,94.1,85.0"])  # the search never meets BEST
+    argv = ["search", "--space", "nb201", "--benchmark", str(path), "--budget", "3", "--out", str(tmp_path / "run")]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "every evaluation failed" in err and "not in" in err

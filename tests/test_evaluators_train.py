@@ -80,6 +80,15 @@ def test_fidelity_is_the_number_of_epochs(digits):
     assert r.metrics["epochs"] == 2 and r.cost == 2
 
 
+def test_the_runs_fidelity_is_the_number_of_epochs(digits):
+    cfg = T.TrainEvaluatorConfig(epochs=1, model_args=TINY)
+    ev = T.TrainEvaluator(nf.create_space("nb201"), cfg, nf.RunConfig(evaluator="train", fidelity=2), data=digits)
+    r = ev.evaluate(ev.space.parse(ARCH), seed=0)
+    assert r.metrics["epochs"] == 2 and r.cost == 2 and len(r.metrics) > 0
+    with pytest.raises(ConfigError, match="fidelity: .*at least 1"):
+        T.TrainEvaluator(nf.create_space("nb201"), cfg, nf.RunConfig(evaluator="train", fidelity=0), data=digits)
+
+
 def test_data_is_loaded_once_per_evaluator(monkeypatch, digits):
     calls = []
 

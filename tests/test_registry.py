@@ -4,7 +4,9 @@ import pytest
 
 import nasforge
 from nasforge.errors import NasforgeError
+import nasforge.registry as R
 from nasforge.registry import Registry
+from nasforge.run.executors import EXECUTORS
 
 
 def test_register_create_and_select_by_capability() -> None:
@@ -34,3 +36,12 @@ def test_builtins_are_registered() -> None:
     assert {"rs", "re"} <= set(nasforge.STRATEGIES.names())
     assert {"nb201", "toy"} <= set(nasforge.SPACES.names())
     assert "tabular" in nasforge.EVALUATORS.names(benchmark=True)
+
+
+@pytest.mark.parametrize("registry, plural", [
+    ("STRATEGIES", "strategies"), ("SPACES", "spaces"), ("EVALUATORS", "evaluators"), ("EXECUTORS", "executors"),
+])
+def test_unknown_name_lists_the_known_ones_in_plain_english(registry: str, plural: str) -> None:
+    reg = EXECUTORS if registry == "EXECUTORS" else getattr(R, registry)
+    with pytest.raises(NasforgeError, match=rf"unknown {reg.kind} 'nope'; known {plural}: "):
+        reg.get("nope")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -9,12 +10,16 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 import nasforge as nf
 from nasforge.errors import ConfigError
+from nasforge.result import Result
+from nasforge.run.executors import Done, Job
 from nasforge.run.rundir import open_store
 from nasforge.testing.tables import write_nb201_table
 
@@ -70,6 +75,91 @@ def test_sequential_executor_refuses_several_workers() -> None:
     cfg = nf.RunConfig(space="toy", evaluator="toy", workers=2)
     with pytest.raises(ConfigError, match="workers"):
         nf.search(cfg)
+
+
+@contextlib.contextmanager
+def _alarm(seconds: int) -> Iterator[None]:
+    """Fail instead of hanging: raise in the main thread after ``seconds``."""
+    def expire(signum, frame):
+        raise TimeoutError(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize("fault", ["raise_at_start", "hang_at_start"])
+def test_a_worker_that_never_starts_is_given_up(monkeypatch: pytest.MonkeyPatch, fault: str) -> None:
+    from nasforge.run import process
+
+    monkeypatch.setattr(process, "STARTUP_GRACE_S", 3.0)
+    cfg = nf.RunConfig(space="toy", evaluator="faulty", strategy="rs", budget=4, executor="process", workers=1,
+                       evaluator_args={fault: True})
+    spawned = []
+    spawn = process.ProcessExecutor._spawn
+    monkeypatch.setattr(process.ProcessExecutor, "_spawn", lambda self: spawned.append(1) or spawn(self))
+    with _alarm(240), pytest.raises(ConfigError, match=r"could not start \(3 attempts in a row.*--executor sequential"):
+        nf.search(cfg)
+    assert len(spawned) == process.MAX_START_FAILURES
+
+
+class _FakeRay:
+    """Just enough of Ray for the executor's bookkeeping: remote calls run at once, every result is ready."""
+
+    class exceptions:  # mirrors ray.exceptions
+        RayError = RuntimeError
+
+    class _Ref:
+        def __init__(self, value: object) -> None:
+            self.value = value
+
+    class _Method:
+        def __init__(self, fn) -> None:
+            self.fn = fn
+
+        def remote(self, *args: object) -> _FakeRay._Ref:
+            return _FakeRay._Ref(self.fn(*args))
+
+    class _Actor:
+        def __init__(self) -> None:
+            self.where = _FakeRay._Method(lambda: "node")
+            self.evaluate = _FakeRay._Method(lambda job: Done(job.trial_id, Result(1.0), 0.0))
+
+    def is_initialized(self) -> bool:
+        return True
+
+    def remote(self, **options: object):
+        return lambda cls: SimpleNamespace(remote=lambda config: _FakeRay._Actor())
+
+    def wait(self, refs: list, num_returns: int = 1, timeout: float | None = None) -> tuple[list, list]:
+        return refs[:num_returns], refs[num_returns:]
+
+    def get(self, ref: _FakeRay._Ref) -> object:
+        return ref.value
+
+    def kill(self, actor: object) -> None:
+        pass
+
+
+def test_ray_jobs_are_tagged_with_their_own_actors_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nasforge.run import ray_executor
+
+    monkeypatch.setattr(ray_executor, "_import_ray", lambda: _FakeRay())
+    cfg = nf.RunConfig(space="toy", evaluator="toy", executor="ray", workers=3)
+    ex = ray_executor.RayExecutor(None, cfg)
+    for i in range(3):
+        ex.submit(Job(i, None, None, i))
+    tags = {entry[1].trial_id: entry[3] for entry in ex.running.values()}
+    assert sorted(tags.values()) == ["ray-actor-1", "ray-actor-2", "ray-actor-3"]
+    assert all(tags[e[1].trial_id] == ex.names[e[0]] for e in ex.running.values())
+    done = []
+    while ex.pending():
+        done += ex.wait()
+    assert sorted(d.worker for d in done) == ["ray-actor-1", "ray-actor-2", "ray-actor-3"]
 
 
 def _db_done(db: Path) -> int:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import nasforge as nf
@@ -122,3 +123,39 @@ def test_a_store_used_as_a_context_manager_is_closed_after_it(tmp_path: Path) ->
         store.set_meta("k", 1)
     with pytest.raises(sqlite3.ProgrammingError):
         store.db.execute("SELECT 1")
+
+
+class _CountingResult(Result):
+    """A result that counts how often its reward is read (to see how much work ``record.best`` does)."""
+
+    reads = 0
+
+    @property  # type: ignore[override]
+    def reward(self) -> float:
+        _CountingResult.reads += 1
+        return self._reward
+
+    @reward.setter
+    def reward(self, value: float) -> None:
+        object.__setattr__(self, "_reward", value)
+
+
+def test_the_incumbent_is_kept_incrementally() -> None:
+    from nasforge.run.loop import SearchRecord
+    from nasforge.run.store import Trial
+
+    space = nf.create_space("toy")
+    rng = np.random.default_rng(0)
+    record = SearchRecord(space, [], 1000)
+    rewards = rng.normal(size=1000)
+    rewards[::7] = np.nan
+    for i, r in enumerate(rewards):
+        result = Result.failure("boom") if i % 11 == 0 else _CountingResult(float(r), {})
+        record.trials.append(Trial(i, space.sample(rng), status="done", result=result))
+        best = record.best
+        ok = [j for j in range(i + 1) if j % 11 and not np.isnan(rewards[j])]
+        assert (best is None) == (not ok) and (best is None or best.id == max(ok, key=lambda j: rewards[j]))
+    assert _CountingResult.reads < 10 * len(rewards), "the whole history is read again after every evaluation"
+    del record.trials[500:]  # a record whose trials are cut back (a resume from a checkpoint) starts again
+    ok = [j for j in range(500) if j % 11 and not np.isnan(rewards[j])]
+    assert record.best.id == max(ok, key=lambda j: rewards[j])

@@ -84,6 +84,27 @@ def test_same_seed_same_weights_other_seed_other_weights(splits):
     assert not all(torch.equal(x, y) for x, y in zip(a, c))
 
 
+class DropNet(TinyNet):
+    """Dropout draws from torch's global generator (no generator argument)."""
+
+    def forward(self, x: torch.Tensor):
+        return nn.functional.dropout(super().forward(x), 0.5, self.training)
+
+
+def test_same_seed_same_losses_whatever_ran_before(splits):
+    def losses(global_seed: int) -> list[float]:
+        model = DropNet()
+        model.load_state_dict(_model().state_dict())
+        torch.manual_seed(global_seed)  # what ran before fit
+        return [h["loss"] for h in _fit(model, splits, seed=3, epochs=2).history]
+
+    assert losses(1) == losses(2)
+    model = DropNet()
+    before = torch.random.get_rng_state()
+    _fit(model, splits, seed=3, epochs=1)
+    assert torch.equal(before, torch.random.get_rng_state()), "fit leaves the caller's global generator alone"
+
+
 def test_progress_callback_and_cosine_schedule(splits):
     events: list[Progress] = []
     _fit(_model(), splits, callback=events.append, epochs=2, lr=0.1, lr_min=0.002)

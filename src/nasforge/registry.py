@@ -34,8 +34,9 @@ class Registry(Generic[T]):
     ['w']
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, plural: str | None = None) -> None:
         self.kind = kind
+        self.plural = plural or (f"{kind[:-1]}ies" if kind.endswith("y") else f"{kind}s")
         self._entries: dict[str, Entry[T]] = {}
         self._aliases: dict[str, str] = {}
 
@@ -54,7 +55,7 @@ class Registry(Generic[T]):
         name = self._aliases.get(name, name)
         if name not in self._entries:
             known = ", ".join(sorted(self._entries))
-            raise NasforgeError(f"unknown {self.kind} {name!r}; known {self.kind}s: {known}")
+            raise NasforgeError(f"unknown {self.kind} {name!r}; known {self.plural}: {known}")
         return name
 
     def get(self, name: str) -> Entry[T]:

@@ -74,6 +74,10 @@ def run(args: argparse.Namespace) -> int:
     if "optimum" in result:
         opt = result["optimum"]
         console.print(f"optimum of the benchmark: reward {_fmt(opt['reward'])}  test accuracy {_fmt(opt['test_accuracy'])}")
+    if not best and record.trials:  # nothing usable: a failure, not a result
+        first = next((t.result.error for t in record.trials if t.result is not None and t.result.failed), None)
+        console.print(f"nasforge: error: every evaluation failed; the first: {first}", highlight=False, soft_wrap=True)
+        return 1
     return 0
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..arch import Architecture
+from ..errors import ConfigError
 from ..result import Result
 from ..spaces.base import SearchSpace
 
@@ -120,3 +121,10 @@ class StatefulEvaluator(Evaluator):
     @abstractmethod
     def derive(self, strategy: "Strategy", n_samples: int = 100, seed: int = 0) -> dict[str, Any] | None:
         """The search's answer from the trained state and ``strategy``'s policy (None without a policy)."""
+
+
+def refuse_fidelity(name: str, context: EvalContext) -> None:
+    """Reject a run's ``fidelity`` for an evaluator that has none: a protocol never changes silently."""
+    fidelity = context.fidelity
+    if fidelity is not None:
+        raise ConfigError(f"fidelity: the {name!r} evaluator has no fidelity (got {fidelity}); leave it unset")

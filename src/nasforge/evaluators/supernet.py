@@ -20,10 +20,11 @@ search resumes from the last one and redoes the evaluations after it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
@@ -36,7 +37,7 @@ from ..supernet import SUPERNETS, build_supernet
 from ..train.augment import augment_batch
 from ..train import DataConfig, default_cache_dir, load_dataset, make_splits
 from ..train.loop import Stepper, TrainConfig, accuracy, resolve_device
-from .base import StatefulEvaluator
+from .base import StatefulEvaluator, refuse_fidelity
 from .train import DEFAULT_DATASET
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,23 @@ class SupernetConfig(TrainConfig, DataConfig):
         return TrainConfig(**{f: getattr(self, f) for f in TrainConfig.__dataclass_fields__})
 
 
+@contextlib.contextmanager
+def _frozen_running_stats(model: nn.Module) -> Iterator[None]:
+    """Batch norms in training mode normalise with the batch's statistics without updating their buffers.
+
+    Scoring a child must not move the running averages (``running_stats=True``) that training keeps:
+    with ``track_running_stats`` off, a batch norm in training mode neither reads nor writes them.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    for m in norms:
+        m.track_running_stats = False
+    try:
+        yield
+    finally:
+        for m in norms:
+            m.track_running_stats = True
+
+
 class _Child(nn.Module):
     """The super-network seen through one architecture, so that the one training step can drive it."""
 
@@ -102,6 +120,7 @@ class SupernetEvaluator(StatefulEvaluator):
     def __init__(self, space: SearchSpace, config: SupernetConfig | None = None, context: Any = None) -> None:
         super().__init__(space, config, context)
         ctx = self.context
+        refuse_fidelity("supernet", ctx)
         data = load_dataset(ctx.dataset or DEFAULT_DATASET, ctx.data, ctx.cache_dir or default_cache_dir())
         cfg = self.config
         self.splits = make_splits(data, cfg.data_config())
@@ -185,7 +204,8 @@ class SupernetEvaluator(StatefulEvaluator):
         self.child.arch = arch
         self.child.train()  # batch statistics of this minibatch, as ENAS scores its children
         x, y = batch if batch is not None else self.validation_batch()
-        out = self.child(x)
+        with _frozen_running_stats(self.child):
+            out = self.child(x)
         logits = out[0] if isinstance(out, tuple) else out
         return 100.0 * float((logits.argmax(1) == y).float().mean())
 

@@ -47,7 +47,7 @@ from ..spaces.enas_rnn import EnasRNNSpace
 from ..train.loop import resolve_device
 from ..train.text import (Corpus, LMStepper, batchify, evaluate_perplexity, lm_loss, load_corpus, perplexity,
                           window_lengths)
-from .base import EvalContext, StatefulEvaluator
+from .base import EvalContext, StatefulEvaluator, refuse_fidelity
 from .supernet import derive_from_policy
 
 log = logging.getLogger(__name__)
@@ -103,6 +103,7 @@ class SupernetLMEvaluator(StatefulEvaluator):
         if not isinstance(space, EnasRNNSpace):
             raise ConfigError(f"evaluator: supernet-lm searches recurrent cells (enas-rnn), not {space.name!r}")
         self.rnn_space = space
+        refuse_fidelity("supernet-lm", self.context)
         self.corpus = _load(self.context)
         cfg = self.config
         self.device = resolve_device(self.context.device)

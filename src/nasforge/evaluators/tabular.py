@@ -41,12 +41,20 @@ class Table:
         header, rows = self._read()
         self.columns = header
         missing = [c for c in ("arch",) if c not in header]
-        fidelities = sorted(
-            int(m.group(1)) for c in header if (m := re.match(rf"^{re.escape(config.reward)}_(\d+)$", c))
-        )
-        if missing or not fidelities:
+
+        def lengths(prefix: str) -> set[int]:
+            return {int(m.group(1)) for c in header if (m := re.match(rf"^{re.escape(prefix)}_(\d+)$", c))}
+
+        if missing or not lengths(config.reward):
             need = "arch" if missing else f"{config.reward}_<epochs>"
             raise DataError(f"{self.path}: missing column {need!r} (columns: {', '.join(header)})")
+        # Every training length the table has (a column of either kind) needs its reward column: otherwise
+        # the protocol would silently fall back to a shorter training.
+        fidelities = sorted(lengths(config.reward) | lengths(config.report))
+        for f in fidelities:
+            if f"{config.reward}_{f}" not in header:
+                raise DataError(f"{self.path}: missing column '{config.reward}_{f}' "
+                                f"(columns: {', '.join(header)})")
         self.fidelities = fidelities
         self.max_fidelity = fidelities[-1]
         report_col = f"{config.report}_{self.max_fidelity}"

@@ -4,6 +4,7 @@ The reward is the validation accuracy (percent, as in the tabular benchmarks); t
 reported in the metrics and never used as a reward. The proxy is set through the config: fewer
 ``epochs``, a ``fraction`` of the training images, and smaller networks through ``model_args``
 (space-specific knobs such as ``C`` channels or the number of cells; see the space's docstring).
+The run's ``fidelity`` (``--fidelity``), when set, is the number of epochs and overrides ``epochs``.
 The data are loaded and split once per evaluator; the evaluation ``seed`` seeds the weight
 initialisation, the batch order and the augmentation.
 """
@@ -55,6 +56,14 @@ class TrainEvaluatorConfig(TrainConfig, DataConfig):
         return TrainConfig(**values)
 
 
+def check_epochs(fidelity: float) -> int:
+    """A fidelity as a number of training epochs (a whole number, at least 1)."""
+    if fidelity != int(fidelity) or fidelity < 1:
+        raise ConfigError(f"fidelity: the train evaluator's fidelity is its number of epochs, a whole number "
+                          f"at least 1; got {fidelity}")
+    return int(fidelity)
+
+
 def is_trainable(space: SearchSpace) -> bool:
     """Whether the space builds image classifiers (registered with ``trainable=True``)."""
     return space.name in SPACES and bool(SPACES.get(space.name).capabilities.get("trainable"))
@@ -82,6 +91,8 @@ class TrainEvaluator(Evaluator):
             ctx = self.context
             data = load_dataset(ctx.dataset or DEFAULT_DATASET, ctx.data, ctx.cache_dir or default_cache_dir())
         self.dataset = data.name
+        fidelity = self.context.fidelity  # the run's training length, in epochs
+        self.epochs = self.config.epochs if fidelity is None else check_epochs(fidelity)
         self.splits = make_splits(data, self.config.data_config())
         self.device = resolve_device(self.context.device)
         self._check_model_args()
@@ -102,7 +113,7 @@ class TrainEvaluator(Evaluator):
 
     def _evaluate(self, arch: Architecture, fidelity: float | None, seed: int) -> Result:
         self.space.validate(arch)
-        epochs = self.config.epochs if fidelity is None else max(int(round(fidelity)), 1)
+        epochs = self.epochs if fidelity is None else check_epochs(fidelity)
         done = train_architecture(self.space, arch, self.splits, self.config.train_config(epochs),
                                   model_args=self.config.model_args, seed=seed, device=self.device)
         outcome = done.outcome
@@ -126,4 +137,4 @@ class TrainEvaluator(Evaluator):
         )
 
     def __repr__(self) -> str:
-        return f"<TrainEvaluator {self.dataset} epochs={self.config.epochs} device={self.device}>"
+        return f"<TrainEvaluator {self.dataset} epochs={self.epochs} device={self.device}>"

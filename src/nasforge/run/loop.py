@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence
 
 from ..errors import RunDirError
@@ -40,24 +40,40 @@ class SearchRecord:
     space: SearchSpace
     trials: list[Trial]
     budget: int
+    # The incumbent of trials[:_seen] (the last of which was _last), so that ``best`` reads each trial once.
+    _best: Trial | None = field(default=None, init=False, repr=False, compare=False)
+    _seen: int = field(default=0, init=False, repr=False, compare=False)
+    _last: Trial | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def n_evaluations(self) -> int:
         return len(self.trials)
 
+    @staticmethod
+    def _better(t: Trial, best: Trial | None) -> bool:
+        return not t.result.failed and math.isfinite(t.reward) and (best is None or t.reward > best.reward)
+
     def incumbents(self) -> list[Trial | None]:
         """After each evaluation, the trial with the best reward so far (failed trials never are)."""
         best, out = None, []
         for t in self.trials:
-            if not t.result.failed and math.isfinite(t.reward) and (best is None or t.reward > best.reward):
+            if self._better(t, best):
                 best = t
             out.append(best)
         return out
 
     @property
     def best(self) -> Trial | None:
-        inc = self.incumbents()
-        return inc[-1] if inc else None
+        """The incumbent, updated from the trials appended since the last call (a changed list: from scratch)."""
+        n = self._seen
+        if n and (len(self.trials) < n or self.trials[n - 1] is not self._last):
+            self._best, n = None, 0
+        for t in self.trials[n:]:
+            if self._better(t, self._best):
+                self._best = t
+        self._seen = len(self.trials)
+        self._last = self.trials[-1] if self.trials else None
+        return self._best
 
     def history(self) -> list[dict[str, Any]]:
         rows = []

@@ -15,6 +15,7 @@ from collections import deque
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from ..errors import ConfigError
 from ..result import Result
 from .executors import EXECUTORS, Done, Executor, Job, evaluate_safely
 
@@ -22,6 +23,8 @@ log = logging.getLogger(__name__)
 
 #: how long a worker may take to start (import torch, load a table or data set)
 STARTUP_GRACE_S = 600.0
+#: workers in a row that died or timed out while starting, after which the executor gives up
+MAX_START_FAILURES = 3
 
 
 def _worker_main(conn: Connection, config: Any) -> None:
@@ -71,6 +74,7 @@ class ProcessExecutor(Executor):
         self.queue: deque[Job] = deque()
         self.workers: list[_Worker] = []
         self._spawned = 0
+        self._start_failures = 0  # in a row: a worker that becomes ready resets it
 
     def _spawn(self) -> _Worker:
         self._spawned += 1
@@ -97,12 +101,18 @@ class ProcessExecutor(Executor):
         self.workers[self.workers.index(w)] = self._spawn()
 
     def _lost(self, w: _Worker, kind: str, message: str) -> Done | None:
+        if not w.ready:  # a worker that cannot start would otherwise be replaced forever
+            self._start_failures += 1
+            if self._start_failures >= MAX_START_FAILURES:
+                w.kill()
+                raise ConfigError(
+                    f"executor: the worker processes could not start ({self._start_failures} attempts in a row; "
+                    f"the last: {message}); run with --executor sequential to see the evaluator's error"
+                )
+            log.warning("%s could not start (%s); starting another", w.name, message)
         job = w.job
         self._replace(w)
         if job is None:
-            if kind == "lost" and not w.ready:
-                raise RuntimeError(f"{w.name} died while starting (exit code {w.proc.exitcode}); run with "
-                                   "--executor sequential to see the evaluator's error")
             return None
         return Done(job.trial_id, Result.failure(message), time.monotonic() - w.started, kind, w.name)
 
@@ -131,6 +141,7 @@ class ProcessExecutor(Executor):
                         msg = None
                     if msg == "ready":
                         w.ready = True
+                        self._start_failures = 0
                         continue
                     if isinstance(msg, Done):
                         out.append(Done(msg.trial_id, msg.result, msg.time_s, msg.error_kind, w.name))

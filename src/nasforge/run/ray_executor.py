@@ -87,12 +87,14 @@ class RayExecutor(Executor):
         # that the trial timeout does not count Ray's worker start-up (importing torch, loading data)
         self.running: dict[Any, list[Any]] = {}
         self.startup: dict[Any, Any] = {}  # actor -> ref that resolves once the actor is constructed
+        self.names: dict[Any, str] = {}  # actor -> its name, which tags the jobs it runs
         self._made = 0
 
     def _new_actor(self) -> Any:
         self._made += 1
         actor = self._actor_cls.remote(self.config)
         self.startup[actor] = actor.where.remote()
+        self.names[actor] = f"ray-actor-{self._made}"
         return actor
 
     def submit(self, job: Job) -> None:
@@ -106,7 +108,7 @@ class RayExecutor(Executor):
             actor, job = self.idle.pop(), self.queue.popleft()
             ref = actor.evaluate.remote(job)
             started = None if actor in self.startup else time.monotonic()
-            self.running[ref] = [actor, job, started, f"ray-actor-{self._made}"]
+            self.running[ref] = [actor, job, started, self.names[actor]]
 
     def pending(self) -> int:
         return len(self.queue) + len(self.running)
@@ -114,6 +116,7 @@ class RayExecutor(Executor):
     def _fail(self, ref: Any, kind: str, message: str) -> Done:
         actor, job, start, name = self.running.pop(ref)
         self.startup.pop(actor, None)
+        self.names.pop(actor, None)
         start = time.monotonic() if start is None else start
         try:
             self.ray.kill(actor)
@@ -173,6 +176,6 @@ class RayExecutor(Executor):
                 self.ray.kill(actor)
             except Exception:  # noqa: BLE001 - best effort on shutdown
                 pass
-        self.idle, self.running = [], {}
+        self.idle, self.running, self.names = [], {}, {}
         if self._started_ray:
             self.ray.shutdown()

@@ -107,6 +107,13 @@ class Trial:
         return self.status != "running"
 
     @property
+    def outcome(self) -> Result:
+        """The result of a finished trial (an error to ask a running one)."""
+        if self.result is None:
+            raise RuntimeError(f"trial {self.id} is still running: it has no result yet")
+        return self.result
+
+    @property
     def reward(self) -> float:
         return math.nan if self.result is None else self.result.reward
 
@@ -275,7 +282,7 @@ class RunStore:
 
     def finished(self) -> list[Trial]:
         """Finished trials in the order their results arrived."""
-        return sorted((t for t in self._trials.values() if t.finished), key=lambda t: t.seq)
+        return sorted((t for t in self._trials.values() if t.finished), key=lambda t: t.seq or 0)
 
     def n_finished(self) -> int:
         return sum(t.finished for t in self._trials.values())

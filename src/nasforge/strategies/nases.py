@@ -23,11 +23,21 @@ Where the paper is vague, we chose (and why):
   random one before any result), so the policy learns where to move from the incumbent, as the
   paper's Algorithm 1 projects an architecture to an embedding and decodes it into the next one.
 - Rewards enter REINFORCE as their quantile rank among all rewards seen, minus 1/2 (any reward scale
-  gives the same updates); a decoded architecture already proposed is re-drawn (``proposal_tries``
-  embeddings in one batch), falling back to a uniform unseen sample, which is not learnt from.
+  gives the same updates).
+- A sampled embedding is decoded into the most plausible architecture not proposed before: the
+  decoder's most likely one, else the one-decision changes of it in the order of the probability the
+  decoder gives them (:func:`unseen_decodes`); ``proposal_tries`` embeddings are drawn at once, and
+  only when all of them and their runner-ups were seen is a uniform unseen sample taken (not learnt
+  from). Decoding only the most likely architecture made the search stall next to the optimum: once
+  the policy's neighbourhood had been evaluated, the uniform fallback almost never lands next to the
+  incumbent (on the toy space, 5 of 60 searches missed the optimum in 300 evaluations, against none
+  with this decoding: ``benchmarks/nases_toy_seeds.py``).
+- The policy's initial spread (``sigma`` 0.15 per dimension) is of the order of the pre-training noise,
+  so that samples decode to the incumbent's neighbourhood rather than to unrelated architectures.
 
 Pre-training is cached in ``cache_dir`` (default ``$NASFORGE_CACHE`` or ``~/.cache/nasforge``), keyed
-by the space's name and decisions and the pre-training fields of the config, so that it runs once.
+by the space's name and decisions and the pre-training fields of the config, so that it runs once; the
+file holds plain arrays and JSON text (``.npz``, read without unpickling anything).
 """
 
 from __future__ import annotations
@@ -39,9 +49,10 @@ import logging
 import math
 import os
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -76,7 +87,7 @@ class NASESConfig:
     pretrain_lr: float = 5e-3
     pretrain_noise: float = 0.1  # std of the Gaussian noise added to embeddings while pre-training
     pretrain_seed: int = 0  # pre-training is shared by all searches, so it has its own seed
-    sigma: float = 0.3  # initial standard deviation of the Gaussian policy (embeddings lie in [-1, 1])
+    sigma: float = 0.15  # initial standard deviation of the Gaussian policy (embeddings lie in [-1, 1])
     lr: float = 0.003  # Adam learning rate of the controller: fine-tuning, as the paper says
     batch: int = 5  # results per REINFORCE update
     initial_samples: int = 10  # uniform random samples before the controller proposes
@@ -191,6 +202,51 @@ def decode(space: SearchSpace, decoder: Decoder, z: torch.Tensor) -> list[tuple[
     return [space.canonical(c) if space.is_valid(c) else tuple(c) for c in choices]
 
 
+def unseen_decodes(space: SearchSpace, decoder: Decoder,
+                   z: torch.Tensor) -> Iterator[tuple[int, tuple[int, ...]]]:
+    """The decodings of the embeddings ``z`` in the order to try them, as (row of z, choices).
+
+    For each embedding in turn: its most likely decoding, then the decodings with one decision
+    changed, in increasing order of the log-probability the decoder gives up for the change. A
+    proposal is the first of these not seen before: the most plausible new architecture at the
+    sampled embedding. Once the incumbent's neighbourhood has been evaluated, embeddings near it
+    decode to architectures seen before, and their runner-up decodings are the architectures next to
+    them (where an improvement is), where a uniform sample is almost never near the incumbent.
+    """
+    with torch.no_grad():
+        logp = torch.log_softmax(decoder(z), dim=-1)
+    top, first = logp.max(-1)
+    drop = top[..., None] - logp  # 0 at the most likely option, inf at masked ones
+    drop[first[..., None] == torch.arange(logp.shape[-1])] = math.inf
+    width = logp.shape[-1]
+    firsts, drops = first.tolist(), drop.flatten(1).tolist()
+
+    def decodings(row: int) -> Iterator[list[int]]:
+        yield firsts[row]
+        costs = drops[row]
+        for i in sorted(range(len(costs)), key=costs.__getitem__):
+            if costs[i] == math.inf:
+                return
+            decision, option = divmod(i, width)
+            yield [*firsts[row][:decision], option, *firsts[row][decision + 1:]]
+
+    done: set[tuple[int, ...]] = set()  # most likely decodings whose one-decision changes were all tried
+    raw: set[tuple[int, ...]] = set()  # candidates tried, before validation (cheap to skip)
+    tried: set[tuple[int, ...]] = set()  # canonical forms tried
+    for row in range(len(firsts)):
+        if tuple(firsts[row]) in done:
+            continue  # an earlier embedding decoded the same: nothing new here
+        done.add(tuple(firsts[row]))
+        for choices in map(tuple, decodings(row)):
+            if choices in raw:
+                continue
+            raw.add(choices)
+            key = space.canonical(choices) if space.is_valid(choices) else choices
+            if key not in tried:
+                tried.add(key)
+                yield row, key
+
+
 def reconstruction_rate(space: SearchSpace, simulator: Simulator, decoder: Decoder,
                         archs: Sequence[Architecture]) -> float:
     """Share of ``archs`` that decode(simulate(arch)) gives back exactly."""
@@ -209,23 +265,44 @@ def cache_key(space: SearchSpace, config: NASESConfig) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
 
 
+def save_autoencoder(path: Path, simulator: Simulator, decoder: Decoder, info: dict[str, float]) -> None:
+    """Write the autoencoder as plain arrays (``.npz``) with its info as JSON text, atomically."""
+    arrays = {f"{name}.{k}": v.detach().cpu().numpy()
+              for name, net in (("simulator", simulator), ("decoder", decoder))
+              for k, v in net.state_dict().items()}
+    arrays["info.json"] = np.array(json.dumps(info))
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(tmp, path)  # atomic, so that concurrent searches never read half a file
+
+
+def load_autoencoder(path: Path, space: SearchSpace,
+                     config: NASESConfig) -> tuple[Simulator, Decoder, dict[str, float]]:
+    """Read what :func:`save_autoencoder` wrote; no code from the file is ever run (no pickle)."""
+    simulator, decoder = networks(space, config)
+    with np.load(path, allow_pickle=False) as saved:
+        for name, net in (("simulator", simulator), ("decoder", decoder)):
+            net.load_state_dict({k: torch.from_numpy(saved[f"{name}.{k}"].copy()) for k in net.state_dict()})
+        info = json.loads(str(saved["info.json"]))
+    return simulator, decoder, info
+
+
 def load_or_pretrain(space: SearchSpace, config: NASESConfig) -> tuple[Simulator, Decoder, dict[str, float]]:
     """The pre-trained autoencoder from the cache, or pre-train it and store it there."""
     folder = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
-    path = folder / "nases" / f"{space.name}-{cache_key(space, config)}.pt"
+    path = folder / "nases" / f"{space.name}-{cache_key(space, config)}.npz"
     if path.exists():
-        simulator, decoder = networks(space, config)
-        saved = torch.load(path, weights_only=True)
-        simulator.load_state_dict(saved["simulator"])
-        decoder.load_state_dict(saved["decoder"])
-        return simulator, decoder, dict(saved["info"])
+        try:
+            return load_autoencoder(path, space, config)
+        # a damaged cache file costs a pre-training, never the search
+        except (OSError, ValueError, KeyError, RuntimeError, EOFError, zipfile.BadZipFile) as exc:
+            log.warning("nases: ignoring the unreadable cached autoencoder %s (%s)", path, exc)
     with one_thread():
         simulator, decoder, info = pretrain(space, config)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        torch.save({"simulator": simulator.state_dict(), "decoder": decoder.state_dict(), "info": info}, tmp)
-        os.replace(tmp, path)  # atomic, so that concurrent searches never read half a file
+        save_autoencoder(path, simulator, decoder, info)
     except OSError as exc:  # a read-only home must not stop a search; it only costs the next one
         log.warning("nases: cannot cache the pre-trained autoencoder in %s (%s)", path.parent, exc)
     return simulator, decoder, info
@@ -284,15 +361,14 @@ class NASES(Strategy):
             sigma = self.controller.log_sigma.exp().numpy()
         z = mean + sigma * self.rng.standard_normal((self.config.proposal_tries, len(mean)))
         z = z.astype(np.float32)
-        for choices, emb in zip(decode(self.space, self.decoder, torch.from_numpy(z)), z):
-            if not self.space.is_valid(choices):
-                continue
-            arch = self.space.make(choices)
-            if self.sampler.is_new(arch):
+        for row, choices in unseen_decodes(self.space, self.decoder, torch.from_numpy(z)):
+            # most candidates were seen: look them up by their (canonical) choices before building them
+            if self.space.is_valid(choices) and self.sampler.is_new(Architecture(self.space.name, choices)):
+                arch = self.space.make(choices)
                 self.sampler.mark([arch])
-                self.pending[arch] = (state, emb)
+                self.pending[arch] = (state, z[row])
                 return arch
-        return self.sampler.sample(self.rng)  # the policy's neighbourhood is exhausted: explore
+        return self.sampler.sample(self.rng)  # every decoding tried was seen: explore
 
     # ----------------------------------------------------------------- tell
     def tell(self, archs: Sequence[Architecture], results: Sequence[Result]) -> None:

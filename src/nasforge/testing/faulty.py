@@ -6,6 +6,7 @@ retried evaluation usually lands on a call that behaves.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import time
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ class FaultyConfig:
     exit_every: int = 0
     hang_seconds: float = 3600.0
     delay: float = 0.0  # seconds each well-behaved evaluation takes
+    raise_at_start: bool = False  # raise when built in a worker process: a worker that can never start
+    hang_at_start: bool = False  # hang (hang_seconds) when built in a worker process
 
 
 @EVALUATORS.register("faulty", spaces=("toy",), testing=True, trains=False)
@@ -38,6 +41,11 @@ class FaultyEvaluator(ToyEvaluator):
     def __init__(self, space, config: FaultyConfig | None = None, context: object = None) -> None:
         super().__init__(space, None, context)
         self.config = config or FaultyConfig()
+        if multiprocessing.parent_process() is not None:  # a worker process, not the search's own
+            if self.config.hang_at_start:
+                time.sleep(self.config.hang_seconds)
+            if self.config.raise_at_start:
+                raise RuntimeError(f"injected start-up failure of process {os.getpid()}")
         self.config.noise = 0.0  # the toy part stays exact
         self.calls = 0
 

@@ -12,11 +12,13 @@ instead of an exception, so that one diverging architecture does not end a searc
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, ParamSpec, TypeVar
 
 import torch
 from torch import nn
@@ -195,6 +197,36 @@ class Stepper:
         return value, logits, lr
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _seed_of(generator: torch.Generator) -> int:
+    """A seed determined by the generator's current state, which is left as it is."""
+    return int.from_bytes(hashlib.sha256(generator.get_state().numpy().tobytes()).digest()[:8], "little")
+
+
+def _seeds_global_rng(fn: Callable[P, R]) -> Callable[P, R]:
+    """Run ``fn`` with torch's global generator forked and seeded from ``fn``'s ``generator`` argument.
+
+    Dropout and drop-path draw from the global generator (modules take no generator argument), so
+    without this the same ``generator`` would give other losses after other code ran; forking leaves
+    the caller's generator as it was.
+    """
+
+    @functools.wraps(fn)
+    def seeded(*args: P.args, **kwargs: P.kwargs) -> R:
+        generator, device = kwargs["generator"], resolve_device(kwargs.get("device", "cpu"))  # type: ignore[arg-type]
+        if not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator, not {type(generator).__name__}")
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(_seed_of(generator))
+            return fn(*args, **kwargs)
+
+    return seeded
+
+
+@_seeds_global_rng
 def fit(
     model: nn.Module,
     data: TensorSet,
