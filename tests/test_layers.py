@@ -17,6 +17,7 @@ FORBIDDEN = {
     "factory.py": (*ABOVE_RUN, "nasforge.run"),
     "evaluators": (*ABOVE_RUN, "nasforge.run", "nasforge.factory"),
     "strategies": (*ABOVE_RUN, "nasforge.run", "nasforge.factory", "nasforge.evaluators"),
+    "codec.py": (*ABOVE_RUN, "nasforge.run", "nasforge.factory", "nasforge.evaluators", "nasforge.strategies"),
     "spaces": (*ABOVE_RUN, "nasforge.run", "nasforge.factory", "nasforge.evaluators", "nasforge.strategies"),
 }
 

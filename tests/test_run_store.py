@@ -18,7 +18,7 @@ import nasforge as nf
 from nasforge.errors import NasforgeError, RunDirError
 from nasforge.registry import STRATEGIES
 from nasforge.run import RunStore, run_search
-from nasforge.run.codec import CodecError, Encoded, decode, dumps, encode, loads
+from nasforge.codec import CodecError, Encoded, decode, dumps, encode, loads
 from nasforge.run.store import SCHEMA_VERSION
 from nasforge.testing import conformance
 from nasforge.testing.toy import ToyConfig, ToyEvaluator

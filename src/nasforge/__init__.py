@@ -20,14 +20,18 @@ import os as _os
 
 __version__ = "0.1.0"
 
-from . import evaluators, spaces, strategies  # noqa: F401  (register built-ins)
-from . import oneshot  # noqa: F401  (nasforge.oneshot: derive, retrain_ranked after a one-shot search)
+from . import (  # noqa: F401  (register built-ins)
+    evaluators,
+    oneshot,
+    spaces,
+    strategies,
+)
 from .api import derive, load_record, parse_arch, resume, retrain_ranked, search
-from .factory import Components, build_components, create_evaluator, create_executor, create_space, create_strategy
 from .arch import Architecture
 from .config import RunConfig, make_run_config
 from .errors import NasforgeError
 from .export import build  # noqa: F401  (nasforge.build: a model from a genotype file)
+from .factory import Components, build_components, create_evaluator, create_executor, create_space, create_strategy
 from .plugins import ENV_VAR as _PLUGINS_VAR
 from .plugins import load_plugins as _load_plugins
 from .registry import EVALUATORS, SPACES, STRATEGIES

@@ -23,12 +23,10 @@ from typing import Any, Sequence
 from .arch import Architecture
 from .config import RunConfig
 from .evaluators.base import StatefulEvaluator
-from .factory import (Components, build_components, create_evaluator, create_executor, create_space,
-                      create_strategy)
+from .factory import Components, build_components, create_evaluator, create_executor, create_space, create_strategy
 from .oneshot import derive, finish_derivation, retrain_ranked, train_command
 from .run.loop import Callback, SearchRecord, run_search
-from .run.rundir import (open_store, prepare_run_dir, read_config, read_result, result_dict, resume_config,
-                         write_result)
+from .run.rundir import open_store, prepare_run_dir, read_config, read_result, result_dict, resume_config, write_result
 from .run.store import RunStore
 from .spaces.base import SearchSpace
 

@@ -122,8 +122,8 @@ def run_genotype(run_dir: str | Path) -> dict[str, Any]:
     """The genotype of a run: a ``nasforge train`` run's architecture, a one-shot search's derived one
     (:func:`~nasforge.run.rundir.derived_pick`), a search's best one, or an interrupted search's best so far
     (:func:`~nasforge.final.run_pick`), at the size of the search's networks."""
-    from .run.rundir import read_config, read_result
     from .final import run_pick, search_model_args
+    from .run.rundir import read_config, read_result
 
     run_dir = Path(run_dir)
     result = read_result(run_dir)

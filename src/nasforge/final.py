@@ -120,7 +120,7 @@ class FinalJob:
     config: FinalConfig
     origin: dict[str, Any] = field(default_factory=dict)
 
-    def train(self, out: str | Path | None = None, *, callback: Callable[[Any], None] | None = None) -> "FinalTraining":
+    def train(self, out: str | Path | None = None, *, callback: Callable[[Any], None] | None = None) -> FinalTraining:
         """:func:`train_final` of this job."""
         return train_final(self.space, self.arch, self.config, out, callback=callback, origin=self.origin)
 

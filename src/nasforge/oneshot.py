@@ -17,8 +17,8 @@ from typing import Any, Sequence
 from .config import RunConfig, make_run_config, resolve_args
 from .errors import ConfigError, RunDirError
 from .evaluators.base import StatefulEvaluator
-from .final import FinalConfig, load_final_data, search_model_args, train_final
 from .factory import build_components, create_space, is_oneshot, resolve
+from .final import FinalConfig, load_final_data, search_model_args, train_final
 from .registry import EVALUATORS, SPACES
 from .run.rundir import derived_pick, open_store, read_config, read_result, write_result
 

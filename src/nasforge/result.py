@@ -26,7 +26,7 @@ class Result:
     error: str | None = None
 
     @classmethod
-    def failure(cls, error: str, cost: float = 0.0, **metrics: Any) -> "Result":
+    def failure(cls, error: str, cost: float = 0.0, **metrics: Any) -> Result:
         return cls(math.nan, dict(metrics), cost, True, error)
 
     @property

@@ -33,7 +33,7 @@ def _parse_seeds(text: str) -> list[int]:
     return list(range(n))
 
 
-def _resumed_spec(args: argparse.Namespace) -> "BenchSpec":
+def _resumed_spec(args: argparse.Namespace) -> BenchSpec:
     """The spec a bench directory records (``--resume DIR``): no other setting may be given."""
     import json
     from pathlib import Path

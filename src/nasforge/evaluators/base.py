@@ -11,7 +11,6 @@ from ..errors import ConfigError
 from ..result import Result
 from ..spaces.base import SearchSpace
 
-
 if TYPE_CHECKING:
     from ..strategies.base import Strategy
 
@@ -41,7 +40,7 @@ class EvalContext:
     threads: int | None = None
 
     @classmethod
-    def of(cls, run: Any) -> "EvalContext":
+    def of(cls, run: Any) -> EvalContext:
         """The context of ``run`` (a RunConfig, an EvalContext, or None for the defaults)."""
         if run is None or isinstance(run, cls):
             return run or cls()
@@ -119,7 +118,7 @@ class StatefulEvaluator(Evaluator):
         """Continue from :meth:`state_dict`'s output."""
 
     @abstractmethod
-    def derive(self, strategy: "Strategy", n_samples: int = 100, seed: int = 0) -> dict[str, Any] | None:
+    def derive(self, strategy: Strategy, n_samples: int = 100, seed: int = 0) -> dict[str, Any] | None:
         """The search's answer from the trained state and ``strategy``'s policy (None without a policy)."""
 
 

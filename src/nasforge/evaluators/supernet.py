@@ -34,8 +34,8 @@ from ..registry import EVALUATORS
 from ..result import Result
 from ..spaces.base import SearchSpace
 from ..supernet import SUPERNETS, build_supernet
-from ..train.augment import augment_batch
 from ..train import DataConfig, default_cache_dir, load_dataset, make_splits
+from ..train.augment import augment_batch
 from ..train.loop import Stepper, TrainConfig, accuracy, resolve_device
 from .base import StatefulEvaluator, refuse_fidelity
 from .train import DEFAULT_DATASET

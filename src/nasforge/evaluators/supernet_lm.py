@@ -45,8 +45,16 @@ from ..result import Result
 from ..spaces.base import SearchSpace
 from ..spaces.enas_rnn import EnasRNNSpace
 from ..train.loop import resolve_device
-from ..train.text import (Corpus, LMStepper, batchify, evaluate_perplexity, lm_loss, load_corpus, perplexity,
-                          window_lengths)
+from ..train.text import (
+    Corpus,
+    LMStepper,
+    batchify,
+    evaluate_perplexity,
+    lm_loss,
+    load_corpus,
+    perplexity,
+    window_lengths,
+)
 from .base import EvalContext, StatefulEvaluator, refuse_fidelity
 from .supernet import derive_from_policy
 

@@ -41,7 +41,6 @@ from ..result import Result
 from ..spaces.base import SearchSpace
 from .base import Evaluator
 
-
 #: the model's columns, in the order ``x_cat`` holds them
 COLUMNS: tuple[str, ...] = (
     *(f"edge_{cell}_{e}" for cell in ("normal", "reduce") for e in range(14)),
@@ -183,7 +182,7 @@ class SurrogateEvaluator(Evaluator):
         options.inter_op_num_threads = 1
         try:
             session = ort.InferenceSession(str(self.model_path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors for bad files
+        except Exception as exc:
             raise DataError(f"{self.model_path}: cannot load the ONNX model ({exc})") from None
         inputs = {i.name for i in session.get_inputs()}
         if inputs != {"x_cat", "x_cont"}:

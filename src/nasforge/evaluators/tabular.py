@@ -23,6 +23,7 @@ from ..result import Result
 from ..spaces.base import SearchSpace
 from .base import Evaluator
 
+
 @dataclass
 class TabularConfig:
     """Which columns the tabular evaluator reads."""

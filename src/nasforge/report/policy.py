@@ -21,14 +21,14 @@ from typing import Any, Sequence
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.colors import TwoSlopeNorm  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.colors import TwoSlopeNorm
 
-from ..api import load_record  # noqa: E402
-from ..errors import RunDirError  # noqa: E402
-from ..run.store import Trial  # noqa: E402
-from ..spaces.base import Decision, SearchSpace  # noqa: E402
+from ..api import load_record
+from ..errors import RunDirError
+from ..run.store import Trial
+from ..spaces.base import Decision, SearchSpace
 
 log = logging.getLogger(__name__)
 

@@ -50,7 +50,7 @@ def evaluate_safely(evaluator: Evaluator, job: Job) -> Done:
         result = evaluator.evaluate(job.arch, job.fidelity, job.seed)
     except (KeyboardInterrupt, SystemExit):
         raise
-    except Exception as exc:  # noqa: BLE001 - any evaluator error is recorded, not raised
+    except Exception as exc:
         log.warning("evaluation of %s failed: %s", job.arch, exc)
         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         return Done(job.trial_id, Result.failure(detail), time.perf_counter() - start, "exception")

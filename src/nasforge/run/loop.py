@@ -8,12 +8,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence
 
+from .. import codec
 from ..errors import RunDirError
 from ..evaluators.base import Evaluator, StatefulEvaluator
 from ..result import Result
 from ..spaces.base import SearchSpace
 from ..strategies.base import Strategy
-from . import codec
 from .executors import Done, Executor, Job, SequentialExecutor
 from .store import RunStore, Trial
 
@@ -30,7 +30,7 @@ QUICK_WAIT = 0.005
 
 
 class Callback(Protocol):
-    def __call__(self, trial: Trial, record: "SearchRecord") -> None: ...
+    def __call__(self, trial: Trial, record: SearchRecord) -> None: ...
 
 
 @dataclass
@@ -51,7 +51,7 @@ class SearchRecord:
 
     @staticmethod
     def _better(t: Trial, best: Trial | None) -> bool:
-        return not t.result.failed and math.isfinite(t.reward) and (best is None or t.reward > best.reward)
+        return not t.outcome.failed and math.isfinite(t.reward) and (best is None or t.reward > best.reward)
 
     def incumbents(self) -> list[Trial | None]:
         """After each evaluation, the trial with the best reward so far (failed trials never are)."""
@@ -81,20 +81,20 @@ class SearchRecord:
             rows.append({
                 "arch": str(t.arch),
                 "reward": None if math.isnan(t.reward) else t.reward,
-                "test_accuracy": t.result.test_accuracy,
-                "incumbent_test_accuracy": None if inc is None else inc.result.test_accuracy,
-                "cost": t.result.cost,
+                "test_accuracy": t.outcome.test_accuracy,
+                "incumbent_test_accuracy": None if inc is None else inc.outcome.test_accuracy,
+                "cost": t.outcome.cost,
                 "time_s": t.time_s,
                 "overhead_ms": 1000.0 * t.overhead_s,
                 "cached": t.cached,
-                "failed": t.result.failed,
-                **({"error": t.result.error} if t.result.failed else {}),
+                "failed": t.outcome.failed,
+                **({"error": t.outcome.error} if t.outcome.failed else {}),
             })
         return rows
 
 
 def _back_to_checkpoint(store: RunStore, space: SearchSpace, strategy: Strategy,
-                        evaluator: Evaluator) -> dict[int, Trial]:
+                        evaluator: StatefulEvaluator) -> dict[int, Trial]:
     """Restore strategy and evaluator from the last checkpoint and forget the results after it."""
     saved = store.load_checkpoint()
     n_done = 0 if saved is None else saved[0]
@@ -227,7 +227,7 @@ def run_search(
     # Evaluators with state of their own (shared weights) resume from the last joint checkpoint instead.
     checkpoint_every = evaluator.checkpoint_every if isinstance(evaluator, StatefulEvaluator) and store.persistent else 0
     saved_event = 0
-    if checkpoint_every and trials:
+    if checkpoint_every and trials and isinstance(evaluator, StatefulEvaluator):
         trials = _back_to_checkpoint(store, space, strategy, evaluator)
     elif store.persistent and trials:
         saved_event, _ = restore_strategy(store, strategy, trials)
@@ -237,19 +237,19 @@ def run_search(
     consistent = [True]
     record = SearchRecord(space, store.finished(), budget)
     known: dict[Any, Result] = {
-        space.key(t.arch): t.result for t in record.trials if reuse_results and not t.result.failed
+        space.key(t.arch): t.outcome for t in record.trials if reuse_results and not t.outcome.failed
     }
 
     def tell(batch: list[Trial]) -> None:
         consistent[0] = False
         start = time.perf_counter()
-        strategy.tell([t.arch for t in batch], [t.result for t in batch])
+        strategy.tell([t.arch for t in batch], [t.outcome for t in batch])
         store.mark_told(batch, time.perf_counter() - start)
         consistent[0] = True
         saver.after_tell()
         n = len(record.trials)
         # also at the end, so that a finished search's weights can be derived from again (`nasforge derive`)
-        if checkpoint_every and (n % checkpoint_every == 0 or n >= budget):
+        if checkpoint_every and isinstance(evaluator, StatefulEvaluator) and (n % checkpoint_every == 0 or n >= budget):
             store.save_checkpoint(n, strategy.save_state(), codec.encode(evaluator.state_dict()))
         if store.persistent and snapshot_every and (n % snapshot_every == 0 or n >= budget):
             snap = strategy.observe()

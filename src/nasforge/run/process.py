@@ -47,6 +47,7 @@ def _worker_main(conn: Connection, config: Any) -> None:
 class _Worker:
     def __init__(self, ctx: Any, config: Any, name: str) -> None:
         self.name = name
+        self.conn: Connection
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=_worker_main, args=(child, config), name=name, daemon=True)
         self.proc.start()
@@ -126,7 +127,7 @@ class ProcessExecutor(Executor):
             raise RuntimeError("wait() with nothing submitted")
         out: list[Done] = []
         while not out:
-            waits = {w.conn: w for w in self.workers}
+            waits: dict[Any, _Worker] = {w.conn: w for w in self.workers}
             waits.update({w.proc.sentinel: w for w in self.workers})
             deadline = min(self._deadline(w) for w in self.workers)
             timeout = None if deadline == float("inf") else max(deadline - time.monotonic(), 0.0)

@@ -120,7 +120,7 @@ class RayExecutor(Executor):
         start = time.monotonic() if start is None else start
         try:
             self.ray.kill(actor)
-        except Exception:  # noqa: BLE001 - the actor may already be gone with its node
+        except Exception:
             pass
         self.idle.append(self._new_actor())
         return Done(job.trial_id, Result.failure(message), time.monotonic() - start, kind, name)
@@ -174,7 +174,7 @@ class RayExecutor(Executor):
         for actor in self.idle + [a for a, _, _, _ in self.running.values()]:
             try:
                 self.ray.kill(actor)
-            except Exception:  # noqa: BLE001 - best effort on shutdown
+            except Exception:
                 pass
         self.idle, self.running, self.names = [], {}, {}
         if self._started_ray:

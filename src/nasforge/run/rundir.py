@@ -71,7 +71,7 @@ class RunLock:
             os.close(self.fd)
             self.fd = None
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -261,11 +261,11 @@ def result_dict(config: RunConfig, record: SearchRecord, optimum: Any = None) ->
         "best": None if best is None else {
             "arch": str(best.arch),
             "reward": best.reward,
-            "test_accuracy": best.result.test_accuracy,
-            "metrics": best.result.metrics,
+            "test_accuracy": best.outcome.test_accuracy,
+            "metrics": best.outcome.metrics,
         },
-        "total_cost": sum(t.result.cost for t in record.trials),
-        "n_failed": sum(t.result.failed for t in record.trials),
+        "total_cost": sum(t.outcome.cost for t in record.trials),
+        "n_failed": sum(t.outcome.failed for t in record.trials),
         "n_cached": sum(t.cached for t in record.trials),
         "n_retried_attempts": sum(t.attempts for t in record.trials),
         "nasforge_version": _version(),

@@ -2,7 +2,7 @@
 
 Every change of the search is committed in one transaction together with an event that records it
 (``ask``: the trials proposed; ``tell``: the trials the strategy learnt from, in order). The strategy's
-state is saved now and then as plain data (:mod:`nasforge.run.codec`, never pickle) with the number
+state is saved now and then as plain data (:mod:`nasforge.codec`, never pickle) with the number
 of the last event it includes; a resumed run restores it and replays the later events, checking that
 the strategy proposes again exactly what was recorded. So a run killed at any moment (``kill -9``
 included) resumes with nothing lost and nothing evaluated twice: asked-but-unfinished trials are
@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from .. import codec
 from ..arch import Architecture
 from ..errors import RunDirError
 from ..result import Result
-from . import codec
 
 #: version of the tables below; a database of another version is refused (1 was never written; databases
 #: before versions were recorded read 0 and pickled their strategy states)
@@ -370,7 +370,7 @@ class RunStore:
         del self._pending[: len(pending)]
         self._at_risk = 0.0
 
-    def _event(self, kind: str, n: int, trials: Sequence["Trial"]) -> tuple[str, Any, bool]:
+    def _event(self, kind: str, n: int, trials: Sequence[Trial]) -> tuple[str, Any, bool]:
         self._last_event += 1
         ids = f"[{trials[0].id}]" if len(trials) == 1 else f"[{','.join(str(t.id) for t in trials)}]"
         return _INSERT_EVENT, (self._last_event, kind, n, ids), False
@@ -485,7 +485,7 @@ class RunStore:
             self.db.close()
             self._release()
 
-    def __enter__(self) -> "RunStore":
+    def __enter__(self) -> RunStore:
         return self
 
     def __exit__(self, *exc: Any) -> None:

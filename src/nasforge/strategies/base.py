@@ -6,7 +6,7 @@ must be deterministic given its seed: the same seed, asks and tells give the sam
 store relies on it: it saves the state now and then and replays the asks and tells recorded since).
 
 The state contract: a strategy's attributes (but ``space`` and ``config``, given at construction, and
-what ``_not_state`` names) are its state, and they must be plain data that :mod:`nasforge.run.codec`
+what ``_not_state`` names) are its state, and they must be plain data that :mod:`nasforge.codec`
 encodes: Python and NumPy values and containers, NumPy and torch generators, tensors, modules and
 optimisers (restored into the ones the strategy built in ``__init__``), architectures, results and
 objects of nasforge's own classes. :meth:`save_state` and :meth:`restore_state` use it;
@@ -21,16 +21,14 @@ from __future__ import annotations
 import copy
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Sequence
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
 from ..arch import Architecture
+from ..codec import Encoded, decode, encode
 from ..result import Result
 from ..spaces.base import SearchSpace
-
-if TYPE_CHECKING:
-    from ..run.codec import Encoded
 
 
 @dataclass
@@ -81,9 +79,7 @@ class Strategy(ABC):
 
     def load_state_dict(self, state: dict[str, Any] | Encoded) -> None:
         """Continue from ``state``: a :meth:`state_dict`, or a saved :meth:`save_state` (see :meth:`restore_state`)."""
-        from ..run import codec  # the run layer sits above strategies: imported when used
-
-        if isinstance(state, codec.Encoded):
+        if isinstance(state, Encoded):
             self.restore_state(state)
             return
         vars(self).update(copy.deepcopy(state))
@@ -93,15 +89,11 @@ class Strategy(ABC):
 
     def save_state(self) -> Encoded:
         """The state as plain data (a JSON tree and arrays; ``.to_bytes()`` for storage), never pickle."""
-        from ..run.codec import encode
-
         return encode(self.state_to_save(), self._externals())
 
     def restore_state(self, saved: Encoded) -> None:
         """Continue from a :meth:`save_state`: modules, optimisers and generators are loaded into this
         strategy's own (built by ``__init__`` from the same space and config), so references between them hold."""
-        from ..run.codec import decode
-
         state = decode(saved, self._attributes(), self._externals())
         if type(self).load_state_dict is Strategy.load_state_dict:
             vars(self).update(state)

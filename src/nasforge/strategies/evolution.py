@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import functools
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -45,7 +46,7 @@ class RegularizedEvolution(Strategy):
                 out.append(self.sampler.sample(self.rng))
             else:
                 parent = self._tournament()
-                draw = lambda: self.space.mutate(parent, self.rng)  # noqa: E731
+                draw = functools.partial(self.space.mutate, parent, self.rng)
                 out.append(self.sampler.propose(draw) if self.config.avoid_repeats else draw())
             self.n_asked += 1
         return out

@@ -39,6 +39,7 @@ from scipy.stats import rankdata
 from sklearn.linear_model import Ridge
 
 from ..arch import Architecture
+from ..codec import Encoded
 from ..registry import STRATEGIES
 from ..result import Result
 from .base import Strategy, usable
@@ -148,7 +149,7 @@ class LaNAS(Strategy):
                 self.taken[self._index.get(key, [])] = True
         return self._table, self._archs, self.taken
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any] | Encoded) -> None:
         super().load_state_dict(state)
         self._regions = {}  # they belonged to the tree before loading
 

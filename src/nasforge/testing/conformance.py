@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..factory import create_space, create_strategy
 from ..arch import Architecture
+from ..evaluators.base import StatefulEvaluator
+from ..factory import create_space, create_strategy
 from ..registry import STRATEGIES
 from ..result import Result
 from ..run.loop import run_search
@@ -87,7 +88,7 @@ def check_state_round_trip(name: str, first: int = 40, second: int = 40) -> None
 def check_saved_state_round_trip(name: str, first: int = 40, second: int = 40) -> None:
     """The state saved as plain data (``save_state`` -> bytes -> ``restore_state``, as a run store does) into a
     strategy built with another seed continues exactly as the original."""
-    from ..run.codec import Encoded
+    from ..codec import Encoded
 
     space, evaluator = _toy()
     original = create_strategy(name, space, 7)
@@ -116,7 +117,7 @@ def check_finds_toy_optimum(name: str, seeds: tuple[int, ...] = (0, 1, 2)) -> li
     """The strategy finds the toy optimum within its budget for every seed; returns evaluations needed."""
     space, _ = _toy()
     guided = STRATEGIES.get(name).capabilities.get("guided", True)
-    budget = TOY_BUDGET if guided else space.size
+    budget = TOY_BUDGET if guided or space.size is None else space.size
     best = toy_optimum(space)
     needed = []
     for seed in seeds:
@@ -160,7 +161,7 @@ class _Killed(Exception):
     """Stands for a search killed in the middle (raised from a callback)."""
 
 
-def check_checkpoint_resume(config, out_dir: Path) -> None:  # noqa: ANN001 - a RunConfig
+def check_checkpoint_resume(config, out_dir: Path) -> None:
     """An evaluator with its own state (``checkpoint_every``): a search killed a few evaluations after its
     first checkpoint resumes from it and ends exactly as an uninterrupted search, each result recorded once."""
     import sqlite3
@@ -168,10 +169,12 @@ def check_checkpoint_resume(config, out_dir: Path) -> None:  # noqa: ANN001 - a 
     from ..api import resume, search
     from ..factory import build_components
 
-    every = build_components(config).evaluator.checkpoint_every
+    evaluator = build_components(config).evaluator
+    assert isinstance(evaluator, StatefulEvaluator), f"{evaluator!r} keeps no state of its own"
+    every = evaluator.checkpoint_every
     assert every < config.budget, f"budget {config.budget} must exceed one epoch ({every} evaluations)"
 
-    def kill(trial, record) -> None:  # noqa: ANN001
+    def kill(trial, record) -> None:
         if record.n_evaluations == every + min(3, config.budget - every - 1):
             raise _Killed
 
@@ -207,14 +210,13 @@ def _plain(value: object, where: str) -> None:
     raise AssertionError(f"{where}: {type(value).__name__} is not plain data (numbers, strings, tensors, containers)")
 
 
-def check_evaluator(evaluator, seed: int = 0) -> None:  # noqa: ANN001 - an Evaluator
+def check_evaluator(evaluator, seed: int = 0) -> None:
     """An evaluator's contract on architectures of its space: a :class:`Result` with a finite reward or a failure,
     a non-negative cost and JSON-ready metrics; the same seed gives the same result (a stateful evaluator: from
     the same :meth:`state_dict`, which holds plain data); ``optimum`` is None or a pair; ``close`` may be
     called twice."""
     import json
 
-    from ..evaluators.base import StatefulEvaluator
 
     space = evaluator.space
     arch = space.sample(np.random.default_rng(seed))
@@ -254,5 +256,5 @@ def check_executor(name: str, workers: int = 2, budget: int = 8, **settings: obj
     assert record.n_evaluations == budget, f"{name}: {record.n_evaluations} of {budget} evaluations recorded"
     assert len({t.id for t in record.trials}) == budget
     for t in record.trials:
-        assert not t.result.failed, f"{name}: trial {t.id} failed: {t.result.error}"
+        assert not t.outcome.failed, f"{name}: trial {t.id} failed: {t.outcome.error}"
         assert t.reward == toy_reward(parts.space, t.arch.choices), f"{name}: trial {t.id} has another result"

@@ -252,7 +252,7 @@ def fit(
     start = time.perf_counter()
     for epoch in range(1, config.epochs + 1):
         if hasattr(model, "drop_path_prob"):
-            model.drop_path_prob = config.drop_path_prob * (epoch - 1) / config.epochs
+            setattr(model, "drop_path_prob", config.drop_path_prob * (epoch - 1) / config.epochs)  # noqa: B010
         model.train()
         total_loss, correct, seen = 0.0, 0, 0
         for step, idx in enumerate(_batches(len(data), config.batch_size, generator), start=1):
@@ -326,11 +326,10 @@ def train_and_evaluate(
                   flip=splits.flip, callback=callback)
     if trained.failed:
         return TrainOutcome(trained, math.nan, math.nan)
-    kwargs = {"batch_size": config.eval_batch_size, "device": device}
     return TrainOutcome(
         trained,
-        accuracy(model, splits.val, splits.normalise, **kwargs),
-        accuracy(model, splits.test, splits.normalise, **kwargs),
+        accuracy(model, splits.val, splits.normalise, batch_size=config.eval_batch_size, device=device),
+        accuracy(model, splits.test, splits.normalise, batch_size=config.eval_batch_size, device=device),
     )
 
 

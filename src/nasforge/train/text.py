@@ -60,7 +60,7 @@ class Corpus:
         return len(self.words)
 
     @classmethod
-    def from_lines(cls, train: Iterable[str], valid: Iterable[str], test: Iterable[str]) -> "Corpus":
+    def from_lines(cls, train: Iterable[str], valid: Iterable[str], test: Iterable[str]) -> Corpus:
         """Tokenise three texts given as lines (an end-of-sentence token is appended to each line).
 
         Words of the validation and test text missing from the training vocabulary become ``<unk>``
@@ -244,7 +244,7 @@ class LMStepper:
         self.model, self.optimizer, self.bptt, self.clip = model, optimizer, bptt, clip
 
     @classmethod
-    def sgd(cls, model: nn.Module, *, lr: float, weight_decay: float, bptt: int, clip: float) -> "LMStepper":
+    def sgd(cls, model: nn.Module, *, lr: float, weight_decay: float, bptt: int, clip: float) -> LMStepper:
         """The AWD-LSTM / ENAS recipe: plain SGD (no momentum) with weight decay."""
         return cls(model, torch.optim.SGD(model.parameters(), lr=lr, weight_decay=weight_decay), bptt=bptt, clip=clip)
 

@@ -45,9 +45,9 @@ from typing import Any
 
 import numpy as np
 
-from ..arch import Architecture
-from ..errors import NasforgeError
-from ..result import Result
+from .arch import Architecture
+from .errors import NasforgeError
+from .result import Result
 
 #: format version of the tree; bump when an encoding changes meaning
 FORMAT = 1
@@ -88,7 +88,7 @@ class Encoded:
         return buf.getvalue()
 
     @classmethod
-    def from_bytes(cls, blob: bytes, source: str = "blob") -> "Encoded":
+    def from_bytes(cls, blob: bytes, source: str = "blob") -> Encoded:
         """Read :meth:`to_bytes` output (``allow_pickle=False``: object arrays are refused)."""
         try:
             with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
@@ -514,7 +514,7 @@ def _hashable(x: Any) -> bool:
 def _require_torch(path: Any) -> Any:
     torch = _torch()
     if torch is None:
-        import torch  # noqa: F811 - a state with tensors needs torch; importing it runs nothing from the blob
+        import torch
     return torch
 
 
