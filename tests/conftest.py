@@ -13,6 +13,7 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_DISABLE_USAGE_STATS", "1")
 
 torch.set_num_threads(1)  # tests run on 2 cores; many small models are fastest single-threaded
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # and so do the commands tests run (nasforge.threads honours it)
 
 SHARED = Path(os.environ.get("NASFORGE_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
 from ..errors import ConfigError
-from ._common import RUN_FLAGS, add_run_flags, config_from_args, progress
+from ._common import (RUN_FLAGS, ProgressDisplay, add_run_flags, apply_config_threads, config_from_args, console_for,
+                      thread_tuner)
 
 
 def _fmt(x: float | None, digits: int = 3) -> str:
@@ -32,12 +32,14 @@ def _status(trial, record, strategy) -> str:
 def run(args: argparse.Namespace) -> int:
     from .. import api
 
-    console = Console(stderr=True)
+    console = console_for(args)
     if args.resume:
-        given = [f"--{n}" for n in RUN_FLAGS if getattr(args, n, None) is not None]
+        given = [f"--{n}" for n in RUN_FLAGS if n != "threads" and getattr(args, n, None) is not None]
         if given or args.config or args.overrides or args.out:
             raise ConfigError(f"--resume takes the run directory's own config; drop {', '.join(given) or '--set/--config/--out'}")
         config = api.read_run_config(args.resume)
+        if args.threads is not None:  # how this machine runs it, not what the run is
+            config = replace(config, threads=args.threads)
         out = Path(args.resume)
     else:
         if not args.out:
@@ -45,12 +47,13 @@ def run(args: argparse.Namespace) -> int:
         config = config_from_args(args)
         out = Path(args.out)
 
+    apply_config_threads(args, config)
     parts = api.build_components(config)
-    with progress(console) as bar:
-        task = bar.add_task(f"{config.strategy} on {config.space}", total=config.budget, status="")
+    with ProgressDisplay(console, f"{config.strategy} on {config.space}", config.budget,
+                         quiet=getattr(args, "quiet", False), tick=thread_tuner(args)) as bar:
 
         def show(trial, record) -> None:
-            bar.update(task, completed=record.n_evaluations, status=_status(trial, record, parts.strategy))
+            bar.update(completed=record.n_evaluations, status=_status(trial, record, parts.strategy))
 
         record, result = api.search(config, out, callbacks=[show], components=parts)
     best = result["best"]

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..config import build as build_config
 from ..config import parse_scalar, to_dict
 from ..errors import ConfigError, RunDirError
 from ..registry import SPACES
+from ._common import ProgressDisplay, add_threads_flag, console_for, thread_tuner
 
 #: ``--set`` sections: training loop, data split, model size, search-space config
 SECTIONS = ("train", "data", "model", "space")
@@ -61,9 +61,11 @@ def _percent(x: float) -> float | None:
     return None if math.isnan(x) else 100.0 * x
 
 
-def _train_progress(console: Console, quiet: bool) -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TextColumn("{task.fields[status]}"), console=console, disable=quiet)
+def _train_progress(console: Console, args: argparse.Namespace, description: str,
+                    total: int | None = None) -> ProgressDisplay:
+    # the status shows the epoch already: the loop's epoch records only stay out of the log
+    return ProgressDisplay(console, description, total, quiet=getattr(args, "quiet", False), trials=False,
+                           epochs=False, tick=thread_tuner(args))
 
 
 def _result(args: argparse.Namespace, space: Any, arch: Any, done: Any, configs: dict[str, Any],
@@ -101,7 +103,7 @@ def _provenance() -> dict[str, str]:
     from .. import __version__
 
     return {"nasforge_version": __version__, "torch": torch.__version__, "python": platform.python_version(),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "threads": torch.get_num_threads()}
 
 
 def _write_outputs(out: Path, model: Any, genotype: dict[str, Any], result: dict[str, Any]) -> None:
@@ -121,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     from ..train.data import DataConfig, default_cache_dir, load_dataset, make_splits
     from ..train.loop import TrainConfig, resolve_device, train_architecture
 
-    console = Console(stderr=True)
+    console = console_for(args)
     sets = parse_sets(args.overrides)
     if args.epochs is not None:
         sets["train"]["epochs"] = args.epochs
@@ -142,11 +144,10 @@ def run(args: argparse.Namespace) -> int:
     splits = make_splits(data, data_cfg)
     _prepare_out(out)
 
-    with _train_progress(console, getattr(args, "quiet", False)) as bar:
-        task = bar.add_task(f"training on {data.name}", total=None, status="")
+    with _train_progress(console, args, f"training on {data.name}") as bar:
 
         def show(p: Any) -> None:
-            bar.update(task, total=p.epochs * p.steps, completed=(p.epoch - 1) * p.steps + p.step,
+            bar.update(total=p.epochs * p.steps, completed=(p.epoch - 1) * p.steps + p.step,
                        status=f"epoch {p.epoch}/{p.epochs} loss {p.loss:.3f} acc {p.accuracy:.3f} lr {p.lr:.4f}")
 
         done = train_architecture(space, arch, splits, train_cfg, model_args=sets["model"], seed=args.seed,
@@ -181,11 +182,10 @@ def _run_language_model(args: argparse.Namespace, space: Any, arch: Any, space_a
     config = build_config(LMTrainConfig, sets["train"], "train")
     corpus = load_corpus(args.data)
     _prepare_out(out)
-    with _train_progress(console, getattr(args, "quiet", False)) as bar:
-        task = bar.add_task("training on ptb", total=config.epochs, status="")
+    with _train_progress(console, args, "training on ptb", config.epochs) as bar:
 
         def show(r: dict[str, float]) -> None:
-            bar.update(task, completed=r["epoch"], status=f"loss {r['train_loss']:.3f} "
+            bar.update(completed=int(r["epoch"]), status=f"loss {r['train_loss']:.3f} "
                        f"valid ppl {r['valid_perplexity']:.1f} lr {r['lr']:g}")
 
         done = train_language_model(space, arch, corpus, config, model_args=sets["model"], seed=args.seed,
@@ -226,4 +226,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="output directory: result.json, model.pt, genotype.json")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="train.lr=0.05, train.cutout=16, data.val_size=0.1, model.C=16 ... (repeatable)")
+    add_threads_flag(p)
     p.set_defaults(func=run)

@@ -50,7 +50,8 @@ def prepare_run_dir(out: str | Path, config: RunConfig) -> RunStore:
     wanted = config.to_yaml_dict()
     if (out / CONFIG_FILE).exists():
         existing = read_config(out).to_yaml_dict()
-        diff = _first_difference(existing, wanted)
+        # threads say how this machine runs the search, not what the run is: a resume may use other ones
+        diff = _first_difference({**existing, "threads": None}, {**wanted, "threads": None})
         if diff:
             raise RunDirError(
                 f"{out}: holds a run with another configuration ({diff}); use --resume {out} or another --out"
@@ -74,6 +75,7 @@ def prepare_run_dir(out: str | Path, config: RunConfig) -> RunStore:
         import torch
 
         meta["torch"] = torch.__version__
+        meta["threads"] = torch.get_num_threads()  # per worker with a parallel executor (nasforge.threads)
     except ImportError:  # pragma: no cover - torch is a core dependency
         pass
     _write_atomic(out / META_FILE, json.dumps(meta, indent=2))
