@@ -46,11 +46,14 @@ def main() -> None:
             shutil.rmtree(out)  # commands create their own output directory
             load = os.getloadavg()[0]
             start = time.perf_counter()
-            subprocess.run([c.replace("{out}", out) for c in command], env=env, check=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            done = subprocess.run([c.replace("{out}", out) for c in command], env=env, check=True,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             times.append(time.perf_counter() - start)
             shutil.rmtree(out, ignore_errors=True)
             print(f"run {i + 1}: {times[-1]:.1f} s (load average at start {load:.2f})", flush=True)
+            for line in done.stderr.splitlines():  # what nasforge chose
+                if "CPU thread" in line:
+                    print("   ", line, flush=True)
     finally:
         for proc in busy:
             proc.kill()

@@ -20,8 +20,8 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,8 @@ import argparse
 import datetime
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Self
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -96,7 +97,7 @@ def console_for(args: argparse.Namespace) -> Console:
 def _parallel(executor: str | None) -> bool:
     from ..run import EXECUTORS
 
-    return bool(executor) and executor in EXECUTORS and bool(EXECUTORS.get(executor).capabilities.get("parallel"))
+    return executor is not None and executor in EXECUTORS and bool(EXECUTORS.get(executor).capabilities.get("parallel"))
 
 
 def _thread_request(threads: int | None, executor: str | None, cpus_per_trial: float | None) -> tuple[Any, ...]:
@@ -165,7 +166,7 @@ class ProgressDisplay:
         self._start = self._last_line = 0.0
         self._unshown = False
 
-    def __enter__(self) -> "ProgressDisplay":
+    def __enter__(self) -> Self:
         self._start = self.clock()
         self._last_line = -float("inf")
         logging.getLogger(TRAIN_LOGGER).addFilter(self._take_epoch)
@@ -178,7 +179,7 @@ class ProgressDisplay:
             self._task = self._bar.add_task(self.description, total=self.total, status="")
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         logging.getLogger(TRAIN_LOGGER).removeFilter(self._take_epoch)
         if self.quiet:
             return

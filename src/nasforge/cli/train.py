@@ -97,7 +97,7 @@ def _result(args: argparse.Namespace, space: Any, arch: Any, done: Any, configs:
     }
 
 
-def _provenance() -> dict[str, str]:
+def _provenance() -> dict[str, Any]:
     import torch
 
     from .. import __version__

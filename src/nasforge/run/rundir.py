@@ -65,7 +65,7 @@ def prepare_run_dir(out: str | Path, config: RunConfig) -> RunStore:
     except OSError as exc:
         raise RunDirError(f"{out}: cannot create run directory ({exc.strerror})") from None
     _write_atomic(out / CONFIG_FILE, yaml.safe_dump(wanted, sort_keys=False))
-    meta = {
+    meta: dict[str, object] = {
         "nasforge_version": _version(),
         "python": platform.python_version(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
