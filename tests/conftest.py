@@ -20,6 +20,7 @@ _CACHE = tempfile.mkdtemp(prefix="nasforge-test-cache-")
 os.environ["NASFORGE_CACHE"] = _CACHE
 
 torch.set_num_threads(1)  # tests run on 2 cores; many small models are fastest single-threaded
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # and so do the commands tests run (nasforge.threads honours it)
 
 # The test components (the toy space, the toy and faulty evaluators) are a plug-in, not production
 # components: registered here, and through NASFORGE_PLUGINS in every process the tests start (CLI

@@ -24,6 +24,7 @@ import numpy as np
 from .config import RunConfig, build, config_class, to_dict
 from .errors import ConfigError, RunDirError
 from .registry import STRATEGIES
+from .threads import worker_threads
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ def _init_worker(base: RunConfig) -> None:
 
     from .factory import create_evaluator, create_space
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(worker_threads(base))
     space = create_space(base.space, **base.space_args)
     _WORKER.update(space=space, evaluator=create_evaluator(base, space), base=base)
 

@@ -155,6 +155,7 @@ class RunConfig:
     ray_address: str | None = None  # Ray cluster to join ("auto", "HOST:6379"); None starts a local one
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
+    threads: int | None = None  # torch CPU threads per training process (None: chosen, see nasforge.threads)
 
     def __post_init__(self) -> None:
         if self.budget <= 0:
@@ -167,6 +168,8 @@ class RunConfig:
             raise ConfigError(f"trial_timeout: must be positive seconds, got {self.trial_timeout}")
         if self.max_retries < 0:
             raise ConfigError(f"max_retries: must be 0 or more, got {self.max_retries}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads: must be at least 1, got {self.threads}")
 
     def to_yaml_dict(self) -> dict[str, Any]:
         """Nested form: ``strategy: {name: re, population: 50}``."""

@@ -387,12 +387,12 @@ def _train_lm(space: SearchSpace, arch: Architecture, config: FinalConfig, setti
     return result, done.model, genotype
 
 
-def provenance() -> dict[str, str]:
-    """Versions and time of a result, for whoever reads it later."""
+def provenance() -> dict[str, Any]:
+    """Versions, time and torch's thread count of a result, for whoever reads it later."""
     from . import __version__
 
     return {"nasforge_version": __version__, "torch": torch.__version__, "python": platform.python_version(),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "threads": torch.get_num_threads()}
 
 
 # --------------------------------------------------------------------------- files

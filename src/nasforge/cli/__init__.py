@@ -19,6 +19,19 @@ from typing import Any, Sequence
 from ..errors import NasforgeError
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time, so that log lines go above a live progress bar
+    (which redirects stderr while it is shown) instead of through it."""
+
+    @property
+    def stream(self) -> object:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: object) -> None:
+        pass
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
@@ -40,9 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.WARNING if args.quiet else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
+        level=logging.DEBUG if args.debug else logging.WARNING if args.quiet else logging.INFO, handlers=[handler]
     )
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
     if not getattr(args, "func", None):
@@ -50,6 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     previous = _stop_on_sigterm()
     try:
+        if getattr(args, "choose_threads", False):  # commands that train: before torch does any work
+            from ._common import apply_threads
+
+            apply_threads(args)
         return int(args.func(args) or 0)
     except NasforgeError as exc:
         if args.debug:

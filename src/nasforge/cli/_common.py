@@ -1,9 +1,13 @@
-"""Pieces shared by the ``search`` and ``bench`` commands: run-config flags and the progress display."""
+"""Pieces shared by the commands: run-config flags, CPU threads, and the one progress display."""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import datetime
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -12,10 +16,18 @@ from ..config import RunConfig, load_yaml, make_run_config
 from ..errors import ConfigError
 from ..registry import EVALUATORS
 
+if TYPE_CHECKING:
+    from ..threads import ThreadChoice
+
+log = logging.getLogger("nasforge.progress")
+
+#: the logger of the one training loop, whose per-epoch records carry ``train_progress``
+TRAIN_LOGGER = "nasforge.train.loop"
+
 #: flags that map one to one onto RunConfig fields
 RUN_FLAGS = ("space", "strategy", "evaluator", "benchmark", "fidelity", "budget", "epochs", "seed", "executor", "workers",
              "trial_timeout", "max_retries", "ray_address", "cpus_per_trial", "gpus_per_trial",
-             "dataset", "data", "device", "cache_dir")
+             "dataset", "data", "device", "cache_dir", "threads")
 
 
 def add_run_flags(p: argparse.ArgumentParser, *, strategy: bool = True) -> None:
@@ -40,6 +52,7 @@ def add_run_flags(p: argparse.ArgumentParser, *, strategy: bool = True) -> None:
     p.add_argument("--ray-address", help="Ray cluster to join ('auto', 'HOST:6379'); default: start a local one")
     p.add_argument("--cpus-per-trial", type=float, help="CPUs reserved per evaluation (Ray; threads per worker)")
     p.add_argument("--gpus-per-trial", type=float, help="GPUs reserved per evaluation (Ray)")
+    add_threads_flag(p)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. strategy.population=50 or evaluator.epochs=3 (repeatable)")
 
@@ -72,13 +85,151 @@ def config_from_args(args: argparse.Namespace, extra: dict[str, Any] | None = No
     return make_run_config(data, args.overrides, source=getattr(args, "config", None) or "")
 
 
-def progress(console: Console) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[status]}"),
-        console=console,
-        transient=False,
-    )
+def add_threads_flag(p: argparse.ArgumentParser) -> None:
+    """``--threads N``; the command line applies the thread choice before such a command starts."""
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="torch CPU threads per training process (default: OMP_NUM_THREADS if set, else one per "
+                        "worker of a parallel executor, else the cores not busy with other work)")
+    p.set_defaults(choose_threads=True)
+
+
+def console_for(args: argparse.Namespace) -> Console:
+    """The console of a command's messages (stderr); silent with ``-q``."""
+    return Console(stderr=True, quiet=bool(getattr(args, "quiet", False)))
+
+
+def _parallel(executor: str | None) -> bool:
+    from ..run import EXECUTORS
+
+    return executor is not None and executor in EXECUTORS and bool(EXECUTORS.get(executor).capabilities.get("parallel"))
+
+
+def _thread_request(threads: int | None, executor: str | None, cpus_per_trial: float | None) -> tuple[Any, ...]:
+    return threads, (cpus_per_trial or 1.0) if _parallel(executor) else None
+
+
+def apply_threads(args: argparse.Namespace) -> ThreadChoice:
+    """Choose and apply torch's CPU threads from a command's flags (see :mod:`nasforge.threads`), and keep the
+    choice in ``args.thread_choice`` for :func:`thread_tuner`.
+
+    With a parallel executor this process only coordinates: it takes the workers' count (``cpus_per_trial``).
+    """
+    from ..errors import ConfigError
+    from ..threads import configure_threads
+
+    threads, per_worker = _thread_request(getattr(args, "threads", None), getattr(args, "executor", None),
+                                          getattr(args, "cpus_per_trial", None))
+    if threads is not None and threads < 1:
+        raise ConfigError(f"--threads: must be at least 1, got {threads}")
+    args.thread_choice = configure_threads(threads, worker_threads=per_worker)
+    return args.thread_choice
+
+
+def apply_config_threads(args: argparse.Namespace, config: RunConfig) -> None:
+    """Choose the threads again when the run config (a YAML file, a resumed run) asks for other ones than the
+    flags that :func:`apply_threads` saw at the start."""
+    from ..threads import configure_threads
+
+    wanted = _thread_request(config.threads, config.executor, config.cpus_per_trial)
+    if wanted != _thread_request(getattr(args, "threads", None), getattr(args, "executor", None),
+                                 getattr(args, "cpus_per_trial", None)):
+        args.thread_choice = configure_threads(wanted[0], worker_threads=wanted[1])
+
+
+def thread_tuner(args: argparse.Namespace) -> Callable[[], object] | None:
+    """What to call now and then while the command trains, if its thread count was chosen from the machine's
+    load (:class:`~nasforge.threads.ThreadTuner`); None when the count is fixed."""
+    import torch
+
+    from ..threads import ThreadTuner
+
+    choice = getattr(args, "thread_choice", None)
+    return ThreadTuner(torch.get_num_threads()).check if choice is not None and choice.automatic else None
+
+
+class ProgressDisplay:
+    """The progress of a command: a live bar on a terminal, a plain log line at most every ``every_s`` seconds
+    elsewhere (logs get no bar fragments), nothing at all with ``quiet``.
+
+    While it is shown, the training loop's per-epoch records become part of its status instead of log lines:
+    "trial k: epoch e/E loss x" (``trials=True``: k counts the evaluations, the one in progress being
+    ``completed + 1``) or "epoch e/E loss x". ``epochs=False`` only keeps them out of the log.
+    ``tick`` is called at every update and epoch (the thread tuner of :func:`thread_tuner`).
+    """
+
+    def __init__(self, console: Console, description: str, total: int | None = None, *, quiet: bool = False,
+                 live: bool | None = None, every_s: float = 10.0, trials: bool = True, epochs: bool = True,
+                 tick: Callable[[], object] | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.console, self.description, self.total = console, description, total
+        self.quiet, self.every_s, self.trials, self.epochs, self.clock = quiet, every_s, trials, epochs, clock
+        self.tick = tick
+        self.live = console.is_terminal if live is None else live
+        self.completed, self.status, self.training = 0, "", ""
+        self._bar: Progress | None = None
+        self._task: Any = None
+        self._start = self._last_line = 0.0
+        self._unshown = False
+
+    def __enter__(self) -> ProgressDisplay:
+        self._start = self.clock()
+        self._last_line = -float("inf")
+        logging.getLogger(TRAIN_LOGGER).addFilter(self._take_epoch)
+        if self.quiet:
+            return self
+        if self.live:
+            self._bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TextColumn("{task.fields[status]}"), console=self.console)
+            self._bar.start()
+            self._task = self._bar.add_task(self.description, total=self.total, status="")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        logging.getLogger(TRAIN_LOGGER).removeFilter(self._take_epoch)
+        if self.quiet:
+            return
+        if self._bar is not None:
+            self._bar.stop()
+        elif self._unshown:
+            self._line()
+
+    def update(self, *, completed: int | None = None, advance: int = 0, total: int | None = None,
+               status: str | None = None) -> None:
+        """Evaluations (or steps) done, the total if it changed, and the status text."""
+        done = (self.completed if completed is None else completed) + advance
+        if done != self.completed:
+            self.training = ""  # that evaluation's epochs are over
+        self.completed = done
+        self.total = self.total if total is None else total
+        self.status = self.status if status is None else status
+        self._show()
+
+    def status_text(self) -> str:
+        return "  ".join(part for part in (self.training, self.status) if part)
+
+    def _take_epoch(self, record: logging.LogRecord) -> bool:
+        p = getattr(record, "train_progress", None)
+        if p is None:
+            return True
+        if self.epochs:
+            where = f"trial {self.completed + 1}: " if self.trials else ""
+            self.training = f"{where}epoch {p.epoch}/{p.epochs} loss {p.loss:.3f}"
+            self._show()
+        return False  # shown here, not as a log line
+
+    def _show(self) -> None:
+        if self.tick is not None:
+            self.tick()
+        if self.quiet:
+            return
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self.completed, total=self.total, status=self.status_text())
+        elif self.clock() - self._last_line >= self.every_s:
+            self._line()
+        else:
+            self._unshown = True
+
+    def _line(self) -> None:
+        self._last_line, self._unshown = self.clock(), False
+        elapsed = datetime.timedelta(seconds=int(self._last_line - self._start))
+        count = f"{self.completed}/{self.total}" if self.total is not None else f"{self.completed}"
+        log.info("%s: %s, %s  %s", self.description, count, elapsed, self.status_text())

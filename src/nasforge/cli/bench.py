@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import ConfigError
-from ._common import RUN_FLAGS, add_run_flags, config_from_args, progress
+from ._common import RUN_FLAGS, ProgressDisplay, add_run_flags, config_from_args, console_for
 
 if TYPE_CHECKING:
     from ..bench import BenchSpec
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from ..bench import REPORT_BUDGETS, make_spec, run_bench
     from ..run.rundir import absolute_paths
 
-    console = Console(stderr=True)
+    console = console_for(args)
     if args.resume:
         spec = _resumed_spec(args)
         base, args.out = spec.base, args.resume
@@ -76,14 +76,11 @@ def run(args: argparse.Namespace) -> int:
         spec = make_spec(base, strategies, _parse_seeds(args.seeds or "10"), args.strategy_overrides)
     total = len(spec.seeds) * len(spec.strategies)
     workers = args.jobs or min(os.cpu_count() or 1, total)
-    with progress(console) as bar:
-        task = bar.add_task("bench", total=total, status="")
-        done = [0]
+    with ProgressDisplay(console, "bench", total, quiet=getattr(args, "quiet", False)) as bar:
 
         def show(res: dict) -> None:
-            done[0] += 1
             last = res["incumbent_test_accuracy"][-1]
-            bar.update(task, advance=1, status=f"{res['strategy']} seed {res['seed']}: {last}")
+            bar.update(advance=1, status=f"{res['strategy']} seed {res['seed']}: {last}")
 
         summary = run_bench(spec, args.out, workers=workers, on_done=show)
     table = Table(title=f"{base.space}, budget {base.budget}, {len(spec.seeds)} seeds: mean incumbent test accuracy")

@@ -13,37 +13,71 @@ import json
 import shutil
 from pathlib import Path
 
-from rich.console import Console
+from ..errors import RunDirError
+from ._common import add_threads_flag, console_for
+
+#: written into the output directory the demo creates: only such a directory is ever cleared
+MARKER = ".nasforge-demo"
+PARTS = ("search", "final")
+
+
+def _made_by_demo(out: Path) -> bool:
+    """Whether ``out`` holds only what a demo wrote (its marker, or, from before the marker, just its two runs)."""
+    if (out / MARKER).exists():
+        return True
+    names = {p.name for p in out.iterdir()}
+    return bool(names) and names <= set(PARTS) and (out / "search" / "config.yaml").exists()
+
+
+def _prepare(out: Path, keep: bool) -> None:
+    """Create ``out``, or clear the runs of an earlier demo in it (never anything the demo did not write)."""
+    if out.exists() and not out.is_dir():
+        raise RunDirError(f"{out}: exists and is not a directory; choose another --out")
+    if out.exists() and any(out.iterdir()):
+        if not _made_by_demo(out):
+            raise RunDirError(f"{out}: exists and was not made by `nasforge demo`; choose another --out "
+                              "(nothing was deleted)")
+        if not keep:  # the demo starts afresh each time; real runs resume instead
+            for name in PARTS:
+                shutil.rmtree(out / name, ignore_errors=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / MARKER).write_text("made by `nasforge demo`, which clears its search/ and final/ when run again\n")
+    except OSError as exc:
+        raise RunDirError(f"{out}: cannot create the output directory ({exc.strerror})") from None
 
 
 def run(args: argparse.Namespace) -> int:
     from . import build_parser
 
-    console = Console(stderr=True)
+    console = console_for(args)
     out = Path(args.out)
-    if out.exists() and not args.keep:
-        shutil.rmtree(out)  # the demo starts afresh each time; real runs resume instead
+    _prepare(out, args.keep)
     search_dir, final_dir = out / "search", out / "final"
+    # the top-level flags and the thread count reach the two commands the demo runs
+    top = ["-q"] * bool(getattr(args, "quiet", False)) + ["--debug"] * bool(getattr(args, "debug", False))
+    threads = [] if args.threads is None else ["--threads", str(args.threads)]
     console.print(f"[bold]1/2[/bold] searching NAS-Bench-201 cells on digits with {args.strategy}: "
                   f"{args.budget} networks, each trained {args.epochs} epochs")
     parser = build_parser()
     search = parser.parse_args([
-        "search", "--space", "nb201", "--evaluator", "train", "--dataset", "digits", "--strategy", args.strategy,
-        "--budget", str(args.budget), "--seed", str(args.seed), "--out", str(search_dir),
+        *top, "search", *threads, "--space", "nb201", "--evaluator", "train", "--dataset", "digits",
+        "--strategy", args.strategy, "--budget", str(args.budget), "--seed", str(args.seed), "--out", str(search_dir),
         "--set", f"evaluator.epochs={args.epochs}", "--set", "evaluator.model_args={C: 8, N: 1}",
     ])
+    search.thread_choice = getattr(args, "thread_choice", None)  # chosen at the start
     code = search.func(search)
     if code:
         return code
     console.print(f"[bold]2/2[/bold] training the best cell from scratch (C=16, N=3, {args.final_epochs} epochs)")
     if (final_dir / "result.json").exists():
         shutil.rmtree(final_dir)
-    from ..final import prepare_final
-    from .train import train_with_progress
-
-    job = prepare_final(from_run=search_dir, dataset="digits", seed=args.seed,
-                        overrides=[f"train.epochs={args.final_epochs}", "model.C=16", "model.N=3"])
-    code = train_with_progress(job, final_dir, console, quiet=getattr(args, "quiet", False))
+    final = parser.parse_args([
+        *top, "train", "--from", str(search_dir), "--dataset", "digits", "--epochs", str(args.final_epochs),
+        "--seed", str(args.seed), "--out", str(final_dir), "--set", "model.C=16", "--set", "model.N=3",
+    ])
+    final.thread_choice = search.thread_choice
+    code = final.func(final)
     if code:
         return code
     found = json.loads((search_dir / "result.json").read_text())["best"]
@@ -66,4 +100,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--final-epochs", type=int, default=30, help="epochs of the final training")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--keep", action="store_true", help="continue an existing demo run instead of starting afresh")
+    add_threads_flag(p)
     p.set_defaults(func=run)

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import argparse
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
 from ..errors import ConfigError
-from ._common import RUN_FLAGS, add_run_flags, config_from_args, progress
+from ._common import (
+    RUN_FLAGS,
+    ProgressDisplay,
+    add_run_flags,
+    apply_config_threads,
+    config_from_args,
+    console_for,
+    thread_tuner,
+)
 
 
 def _fmt(x: float | None, digits: int = 3) -> str:
@@ -33,14 +40,17 @@ def run(args: argparse.Namespace) -> int:
     from .. import api
     from ..run.rundir import check_out, resume_config
 
-    console = Console(stderr=True)
+    console = console_for(args)
     if args.resume:
-        given = [f"--{n.replace('_', '-')}" for n in RUN_FLAGS if n != "budget" and getattr(args, n, None) is not None]
+        given = [f"--{n.replace('_', '-')}" for n in RUN_FLAGS
+                 if n not in ("budget", "threads") and getattr(args, n, None) is not None]
         if given or args.config or args.overrides or args.out:
             raise ConfigError(f"--resume takes the run directory's own config (only --budget may change); "
                               f"drop {', '.join(given) or '--set/--config/--out'}")
         out = Path(args.resume)
         config, done = resume_config(out, args.budget)
+        if args.threads is not None:  # how this machine runs it, not what the run is
+            config = replace(config, threads=args.threads)
         if done >= config.budget:
             console.print(f"{out}: finished ({done} of {config.budget} evaluations), nothing to do; results in "
                           f"{out / 'result.json'} (continue it with --resume {out} --budget N)",
@@ -54,13 +64,14 @@ def run(args: argparse.Namespace) -> int:
         out = Path(args.out)
         check_out(out)
 
+    apply_config_threads(args, config)
     parts = api.build_components(config)
     config = parts.config  # resolved: a length in --epochs is a budget of child steps now
-    with progress(console) as bar:
-        task = bar.add_task(f"{config.strategy} on {config.space}", total=config.budget, status="")
+    with ProgressDisplay(console, f"{config.strategy} on {config.space}", config.budget,
+                         quiet=getattr(args, "quiet", False), tick=thread_tuner(args)) as bar:
 
         def show(trial, record) -> None:
-            bar.update(task, completed=record.n_evaluations, status=_status(trial, record, parts.strategy))
+            bar.update(completed=record.n_evaluations, status=_status(trial, record, parts.strategy))
 
         record, result = api.search(config, out, callbacks=[show], components=parts)
     best = result["best"]

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ._common import ProgressDisplay, add_threads_flag, console_for, thread_tuner
 
 
 def run(args: argparse.Namespace) -> int:
@@ -22,26 +23,28 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"train.epochs={args.epochs}")
     job = prepare_final(args.space, args.arch, from_run=args.from_run, overrides=overrides, dataset=args.dataset,
                         data=args.data, seed=args.seed, device=args.device, cache_dir=args.cache_dir)
-    return train_with_progress(job, Path(args.out), Console(stderr=True), quiet=getattr(args, "quiet", False))
+    return train_with_progress(job, Path(args.out), console_for(args), quiet=getattr(args, "quiet", False),
+                               tick=thread_tuner(args))
 
 
-def train_with_progress(job: Any, out: Path, console: Console, quiet: bool = False) -> int:
+def train_with_progress(job: Any, out: Path, console: Console, quiet: bool = False,
+                        tick: Callable[[], object] | None = None) -> int:
     """Train a :class:`~nasforge.final.FinalJob` into ``out`` with a progress bar and a summary line;
     returns the exit code (1 when the training diverged). Used by ``nasforge train`` and ``nasforge demo``."""
     from ..final import describe_model_args, is_language_model, train_config
 
     lm = is_language_model(job.space)
     epochs = train_config(job.space, job.config).epochs
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("{task.fields[status]}"), console=console, disable=quiet) as bar:
-        task = bar.add_task("training on ptb" if lm else "training", total=epochs if lm else None, status="")
+    # the status shows the epoch already: the loop's epoch records only stay out of the log
+    with ProgressDisplay(console, "training on ptb" if lm else "training", epochs if lm else None, quiet=quiet,
+                         trials=False, epochs=False, tick=tick) as bar:
 
         def show(p: Any) -> None:
             if isinstance(p, dict):  # a language model's epoch record
-                bar.update(task, completed=p["epoch"], status=f"loss {p['train_loss']:.3f} "
+                bar.update(completed=int(p["epoch"]), status=f"loss {p['train_loss']:.3f} "
                            f"valid ppl {p['valid_perplexity']:.1f} lr {p['lr']:g}")
             else:
-                bar.update(task, total=p.epochs * p.steps, completed=(p.epoch - 1) * p.steps + p.step,
+                bar.update(total=p.epochs * p.steps, completed=(p.epoch - 1) * p.steps + p.step,
                            status=f"epoch {p.epoch}/{p.epochs} loss {p.loss:.3f} acc {p.accuracy:.3f} "
                                   f"lr {p.lr:.4f}")
 
@@ -79,4 +82,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="train.lr=0.05, train.cutout=16, data.val_size=0.1, model.C=16, "
                         "model_args={C: 16, N: 3} (replaces a run's model size) ... (repeatable)")
+    add_threads_flag(p)
     p.set_defaults(func=run)

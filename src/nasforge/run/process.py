@@ -17,6 +17,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..result import Result
+from ..threads import worker_threads
 from .executors import EXECUTORS, Done, Executor, Job, evaluate_safely
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ def _worker_main(conn: Connection, config: Any) -> None:
 
     from ..factory import create_evaluator, create_space
 
-    torch.set_num_threads(max(1, int(config.cpus_per_trial)))
+    torch.set_num_threads(worker_threads(config))
     space = create_space(config.space, **config.space_args)
     evaluator = create_evaluator(config, space)
     conn.send("ready")

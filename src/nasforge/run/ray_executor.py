@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..result import Result
+from ..threads import worker_threads
 from .executors import EXECUTORS, Done, Executor, Job, evaluate_safely
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ class EvaluationActor:
 
         from ..factory import create_evaluator, create_space
 
-        torch.set_num_threads(max(1, int(config.cpus_per_trial)))
+        torch.set_num_threads(worker_threads(config))
         self.evaluator = create_evaluator(config, create_space(config.space, **config.space_args))
 
     def evaluate(self, job: Job) -> Done:

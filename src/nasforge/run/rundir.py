@@ -134,7 +134,8 @@ def prepare_run_dir(out: str | Path, config: RunConfig) -> RunStore:
     wanted = absolute_paths(config).to_yaml_dict()
     if (out / CONFIG_FILE).exists():
         existing = read_config(out).to_yaml_dict()
-        diff = _first_difference(existing, wanted)
+        # threads say how this machine runs the search, not what the run is: a resume may use other ones
+        diff = _first_difference({**existing, "threads": None}, {**wanted, "threads": None})
         if diff:
             raise RunDirError(
                 f"{out}: holds a run with another configuration ({diff}); use --resume {out} or another --out"
@@ -152,7 +153,7 @@ def prepare_run_dir(out: str | Path, config: RunConfig) -> RunStore:
         if (out / CONFIG_FILE).exists():  # another process created it meanwhile
             raise RunDirError(f"{out}: another process has just started a run in it; choose another --out")
         _write_atomic(out / CONFIG_FILE, yaml.safe_dump(wanted, sort_keys=False))
-        meta = {
+        meta: dict[str, object] = {
             "nasforge_version": _version(),
             "python": platform.python_version(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -162,6 +163,7 @@ def prepare_run_dir(out: str | Path, config: RunConfig) -> RunStore:
             import torch
 
             meta["torch"] = torch.__version__
+            meta["threads"] = torch.get_num_threads()  # per worker with a parallel executor (nasforge.threads)
         except ImportError:  # pragma: no cover - torch is a core dependency
             pass
         _write_atomic(out / META_FILE, json.dumps(meta, indent=2))

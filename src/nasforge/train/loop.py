@@ -274,8 +274,10 @@ def fit(
         result.epochs, result.train_loss, result.train_accuracy = epoch, total_loss / seen, correct / seen
         result.history.append({"epoch": epoch, "loss": result.train_loss, "accuracy": result.train_accuracy,
                                "lr": lr})
-        log.debug("epoch %d/%d: loss %.4f accuracy %.4f", epoch, config.epochs, result.train_loss,
-                  result.train_accuracy)
+        # INFO with the numbers attached: the command line shows them in its progress display
+        log.info("epoch %d/%d: loss %.4f accuracy %.4f", epoch, config.epochs, result.train_loss, result.train_accuracy,
+                 extra={"train_progress": Progress(epoch, config.epochs, steps, steps, result.train_loss,
+                                                   result.train_accuracy, lr, True)})
     result.time_s = time.perf_counter() - start
     return result
 
