@@ -31,7 +31,7 @@ class _Clock:
 
 
 def test_fit_reports_each_epoch_to_the_log_with_its_numbers(caplog: pytest.LogCaptureFixture) -> None:
-    from nasforge.train.data import Normalise, TensorSet
+    from nasforge.train import Normalise, TensorSet
     from nasforge.train.loop import TrainConfig, fit
 
     caplog.set_level(logging.INFO, logger=TRAIN_LOGGER)
