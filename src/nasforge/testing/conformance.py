@@ -16,13 +16,14 @@ from pathlib import Path
 import numpy as np
 
 from ..arch import Architecture
-from ..evaluators.base import StatefulEvaluator
+from ..evaluators.base import Evaluator, StatefulEvaluator
 from ..factory import create_space, create_strategy
 from ..registry import STRATEGIES
 from ..result import Result
 from ..run.loop import run_search
 from ..run.store import RunStore
 from ..spaces.base import SearchSpace
+from ..strategies.base import Strategy
 from .toy import ToyEvaluator, toy_optimum
 
 #: evaluations within which a guided strategy must find the toy optimum (random search gets the whole space)
@@ -77,9 +78,15 @@ def check_state_round_trip(name: str, first: int = 40, second: int = 40) -> None
     run_search(space, original, evaluator, first, seed=7)
     copy = create_strategy(name, space, 12345)
     copy.load_state_dict(original.state_dict())
-    for step in range(second):
-        x, y = original.ask(1), copy.ask(1)
-        assert x == y, f"{name}: restored strategy diverged {step} asks after the round trip"
+    _continue_alike(name, original, copy, evaluator, second, batch=1, how="after the round trip")
+
+
+def _continue_alike(name: str, original: Strategy, copy: Strategy, evaluator: Evaluator, steps: int, batch: int,
+                    how: str) -> None:
+    """Ask both strategies, tell both the same results: they must propose the same architectures throughout."""
+    for step in range(steps):
+        x, y = original.ask(batch), copy.ask(batch)
+        assert x == y, f"{name}: restored strategy diverged {step} asks {how}"
         results = [evaluator.evaluate(a) for a in x]
         original.tell(x, results)
         copy.tell(y, results)
@@ -95,12 +102,7 @@ def check_saved_state_round_trip(name: str, first: int = 40, second: int = 40) -
     run_search(space, original, evaluator, first, seed=7)
     copy = create_strategy(name, space, 12345)
     copy.restore_state(Encoded.from_bytes(original.save_state().to_bytes()))
-    for step in range(second):
-        x, y = original.ask(2), copy.ask(2)
-        assert x == y, f"{name}: strategy restored from its saved state diverged {step} asks after"
-        results = [evaluator.evaluate(a) for a in x]
-        original.tell(x, results)
-        copy.tell(y, results)
+    _continue_alike(name, original, copy, evaluator, second, batch=2, how="after restoring its saved state")
 
 
 def check_resume(name: str, first: int = 30, total: int = 70) -> None:
