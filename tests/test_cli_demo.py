@@ -41,14 +41,18 @@ def test_out_naming_a_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFix
 
 
 def test_what_makes_a_directory_a_demo_s(tmp_path: Path) -> None:
-    (tmp_path / "old" / "search").mkdir(parents=True)
-    (tmp_path / "old" / "search" / "config.yaml").write_text("space: nb201\n")
-    (tmp_path / "old" / "final").mkdir()
-    assert _made_by_demo(tmp_path / "old")  # written before the marker existed: just the two runs
-    (tmp_path / "old" / "notes.txt").write_text("mine")
-    assert not _made_by_demo(tmp_path / "old")
-    (tmp_path / "old" / MARKER).write_text("")
-    assert _made_by_demo(tmp_path / "old")
+    old = tmp_path / "old"
+    (old / "search").mkdir(parents=True)
+    (old / "final").mkdir()
+    meta = old / "search" / "meta.json"
+    meta.write_text(json.dumps({"command": "__main__.py search --space nb201 --out old/search"}))
+    assert not _made_by_demo(old)  # a search of the user's own, laid out like a demo's
+    meta.write_text(json.dumps({"command": "__main__.py demo --out old"}))
+    assert _made_by_demo(old)  # written before the marker existed: just the two runs of a demo
+    (old / "notes.txt").write_text("mine")
+    assert not _made_by_demo(old)
+    (old / MARKER).write_text("")
+    assert _made_by_demo(old)
 
 
 def test_a_second_demo_starts_afresh_and_keeps_the_user_s_files(tmp_path: Path) -> None:

@@ -22,11 +22,17 @@ PARTS = ("search", "final")
 
 
 def _made_by_demo(out: Path) -> bool:
-    """Whether ``out`` holds only what a demo wrote (its marker, or, from before the marker, just its two runs)."""
+    """Whether ``out`` holds only what a demo wrote: its marker, or (demos from before the marker) nothing but its
+    two runs, the search's ``meta.json`` naming the ``demo`` command."""
     if (out / MARKER).exists():
         return True
-    names = {p.name for p in out.iterdir()}
-    return bool(names) and names <= set(PARTS) and (out / "search" / "config.yaml").exists()
+    if not {p.name for p in out.iterdir()} <= set(PARTS):
+        return False
+    try:
+        command = json.loads((out / "search" / "meta.json").read_text())["command"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return "demo" in str(command).split()[1:4]
 
 
 def _prepare(out: Path, keep: bool) -> None:
