@@ -5,13 +5,14 @@ Usage:
 
 ``--busy K`` starts K busy-loop processes (``python -c 'while True: pass'``) ``--settle`` seconds before the
 runs and stops them afterwards. ``{out}`` in the command becomes a fresh temporary directory for each run.
-Prints one line per run (wall time, 1-minute load average at the start) and the median.
+Prints one line per run (wall time, CPU time of the command, 1-minute load average at the start) and the median.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -45,12 +46,15 @@ def main() -> None:
             out = tempfile.mkdtemp(prefix="nasforge-threads-")
             shutil.rmtree(out)  # commands create their own output directory
             load = os.getloadavg()[0]
+            cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
             start = time.perf_counter()
             done = subprocess.run([c.replace("{out}", out) for c in command], env=env, check=True,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             times.append(time.perf_counter() - start)
+            cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime)
             shutil.rmtree(out, ignore_errors=True)
-            print(f"run {i + 1}: {times[-1]:.1f} s (load average at start {load:.2f})", flush=True)
+            print(f"run {i + 1}: {times[-1]:.1f} s, CPU {cpu:.1f} s (load average at start {load:.2f})", flush=True)
             for line in done.stderr.splitlines():  # what nasforge chose
                 if "CPU thread" in line:
                     print("   ", line, flush=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._common import add_threads_flag
+
 
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
@@ -43,4 +45,5 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="epochs of each retraining (default 5)")
     p.add_argument("--retrain-only", action="store_true",
                    help="retrain the current derivation's candidates without deriving again")
+    add_threads_flag(p)
     p.set_defaults(func=run)
