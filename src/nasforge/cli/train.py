@@ -13,6 +13,7 @@ from typing import Any, Callable
 from rich.console import Console
 
 from ._common import ProgressDisplay, add_threads_flag, console_for, thread_tuner
+from ._examples import with_examples
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,7 +65,7 @@ def train_with_progress(job: Any, out: Path, console: Console, quiet: bool = Fal
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train one architecture to the end (final training)")
+    p = sub.add_parser("train", help="train one architecture to the end (final training)", **with_examples("train"))
     p.add_argument("--space", help="search space of the architecture")
     p.add_argument("--arch", help="architecture string in that space")
     p.add_argument("--from", dest="from_run", metavar="RUN_DIR",

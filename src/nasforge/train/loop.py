@@ -45,24 +45,24 @@ class TrainConfig:
     ``drop_path_prob`` (the final value, reached linearly) only to models with ``drop_path_prob``.
     """
 
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 0.025
-    lr_min: float = 0.001
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 3e-4
-    restart_period: int = 0
-    restart_mult: int = 1
-    grad_clip: float = 5.0
-    auxiliary_weight: float = 0.4
-    drop_path_prob: float = 0.0
-    label_smoothing: float = 0.0
-    crop_padding: int | None = None
-    flip: bool | None = None
-    cutout: int = 0
-    amp: bool = True
-    eval_batch_size: int = 512
+    epochs: int = 10  # passes over the training images
+    batch_size: int = 64  # training images per step
+    lr: float = 0.025  # initial SGD learning rate
+    lr_min: float = 0.001  # learning rate at the end of the cosine schedule
+    momentum: float = 0.9  # SGD momentum
+    nesterov: bool = False  # Nesterov momentum
+    weight_decay: float = 3e-4  # L2 weight decay
+    restart_period: int = 0  # epochs of the first cosine cycle with warm restarts (0: one cosine to the end)
+    restart_mult: int = 1  # each restart cycle is this many times longer than the last
+    grad_clip: float = 5.0  # clip the gradient norm to this (0: no clipping)
+    auxiliary_weight: float = 0.4  # weight of an auxiliary head's loss (models that return two outputs)
+    drop_path_prob: float = 0.0  # final drop-path probability, reached linearly (models that support it)
+    label_smoothing: float = 0.0  # label smoothing of the cross-entropy
+    crop_padding: int | None = None  # random-crop padding in pixels (None: the data set's own, side / 8)
+    flip: bool | None = None  # random horizontal flips (None: where they keep the label)
+    cutout: int = 0  # side of the cutout square in pixels (0: none)
+    amp: bool = True  # mixed precision on CUDA (ignored on the CPU)
+    eval_batch_size: int = 512  # images per batch when scoring
 
     def __post_init__(self) -> None:
         if self.epochs < 1:

@@ -27,10 +27,10 @@ class DataConfig:
     proxy, about ``(H / resolution)^2`` times cheaper for convolutional networks.
     """
 
-    val_size: float = 0.1
-    split_seed: int = 0
-    fraction: float = 1.0
-    resolution: int = 0
+    val_size: float = 0.1  # validation split: a fraction of the training images below 1, a count from 1, 0 for none
+    split_seed: int = 0  # seed of the train/validation split (the same split for every architecture)
+    fraction: float = 1.0  # part of the remaining training images used (a cheaper proxy)
+    resolution: int = 0  # shrink images to this side in pixels by area averaging (0: the data set's own)
 
     def __post_init__(self) -> None:
         if self.val_size < 0:
