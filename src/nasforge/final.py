@@ -353,7 +353,8 @@ def _train_image(space: SearchSpace, arch: Architecture, config: FinalConfig, se
                               device=device, callback=callback)
     outcome, trained = done.outcome, done.outcome.train
     genotype = make_genotype(space.name, arch, space_args=config.space_args, model_args=config.model_args,
-                             input_shape=splits.shape, num_classes=splits.num_classes, dataset=data.name)
+                             input_shape=splits.shape, num_classes=splits.num_classes, dataset=data.name,
+                             normalisation=splits.normalise.describe())
     result = {
         "kind": "train", "space": space.name, "arch": str(arch), "dataset": data.name, "data": config.data,
         "seed": config.seed, "device": str(device),

@@ -7,6 +7,7 @@ tensors one batch at a time by :class:`Normalise`, so that CIFAR-10 takes 180 MB
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -67,6 +68,13 @@ class Normalise:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x = x.float() / self.max_value
         return (x - self.mean.to(x.device)) / self.std.to(x.device)
+
+    def describe(self) -> dict[str, Any]:
+        """What a deployed model's input must go through, as plain data (saved with exported models)."""
+        return {"mean": [round(float(v), 6) for v in self.mean.flatten()],
+                "std": [round(float(v), 6) for v in self.std.flatten()],
+                "pixel_scale": self.max_value,
+                "formula": "(pixels / pixel_scale - mean) / std, per channel, NCHW"}
 
 
 @dataclass
