@@ -197,3 +197,20 @@ def test_derive_retrains_the_best_scored_candidates(tmp_path: Path, capsys: pyte
     from nasforge.export import run_genotype
 
     assert run_genotype(run)["arch"] == best["arch"]
+
+
+def test_export_history_csv_has_every_evaluation_with_its_metrics(fake_table: Path, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture) -> None:
+    import csv
+
+    out = tmp_path / "run"
+    assert main(_search(fake_table, out, "--strategy", "rs", "--budget", "12")) == 0
+    assert main(["export-history", str(out), "--csv"]) == 0
+    rows = list(csv.DictReader((out / "history.csv").open()))
+    result = json.loads((out / "result.json").read_text())
+    assert len(rows) == 12 and [r["arch"] for r in rows] == [h["arch"] for h in result["history"]]
+    assert list(rows[0])[:4] == ["n", "arch", "reward", "test_accuracy"]
+    assert float(rows[3]["reward"]) == pytest.approx(result["history"][3]["reward"])
+    capsys.readouterr()
+    assert main(["export-history", str(out), "--out", "-"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].startswith("n,arch,reward")

@@ -39,6 +39,13 @@ def test_train_writes_result_weights_and_genotype(trained_run):
     genotype = json.loads((trained_run / "genotype.json").read_text())
     assert genotype["input_shape"] == [1, 8, 8] and genotype["model_args"] == {"C": 4, "N": 1}
     assert (trained_run / "model.npz").exists()
+    splits = make_splits(load_dataset("digits"), DataConfig(val_size=0))
+    norm = genotype["normalisation"]  # what a deployed model's input must go through
+    assert norm["pixel_scale"] == 16.0 and norm["mean"] == pytest.approx(splits.normalise.mean.flatten().tolist(), abs=1e-5)
+    raw = torch.randint(0, 17, (2, 1, 8, 8))
+    by_hand = (raw / norm["pixel_scale"] - torch.tensor(norm["mean"]).view(1, -1, 1, 1)) \
+        / torch.tensor(norm["std"]).view(1, -1, 1, 1)
+    assert torch.allclose(by_hand, splits.normalise(raw), atol=1e-4)
 
 
 def test_build_from_the_genotype_with_the_weights_reproduces_the_test_accuracy(trained_run):
@@ -70,8 +77,12 @@ def test_onnx_export_or_a_clear_error(trained_run, capsys):
         assert code == 2 and "pip install nasforge[onnx]" in capsys.readouterr().err
         return
     assert code == 0 and (trained_run / "model.onnx").stat().st_size > 0
+    assert "onstant" not in capsys.readouterr().err  # torch's constant-folding warnings are not shown
     ort = pytest.importorskip("onnxruntime")
     session = ort.InferenceSession(str(trained_run / "model.onnx"), providers=["CPUExecutionProvider"])
+    meta = session.get_modelmeta().custom_metadata_map
+    assert meta["nasforge.arch"] == ARCH and json.loads(meta["nasforge.input_shape"]) == [1, 8, 8]
+    assert json.loads(meta["nasforge.normalisation"])["pixel_scale"] == 16.0
     x = torch.randn(3, 1, 8, 8)  # exported with batch 1: the batch axis is free
     reference = nf.build(trained_run / "genotype.json", weights=trained_run / "model.npz").eval()
     with torch.no_grad():
@@ -85,10 +96,12 @@ def test_export_a_search_run_and_train_its_best(tmp_path):
         ["evaluator.epochs=1", "evaluator.model_args={C: 4, N: 1}"],
     )
     _, result = nf.search(config, tmp_path / "search")
+    assert all(row["params"] > 0 and row["flops"] > 0 for row in result["history"])  # sizes beside the rewards
     assert main(["-q", "export", str(tmp_path / "search")]) == 0
     genotype = json.loads((tmp_path / "search" / "genotype.json").read_text())
     assert genotype["arch"] == result["best"]["arch"] and genotype["model_args"] == {"C": 4, "N": 1}
     assert genotype["input_shape"] == [1, 8, 8] and genotype["num_classes"] == 10
+    assert genotype["normalisation"]["pixel_scale"] == 16.0 and len(genotype["normalisation"]["std"]) == 1
     model = nf.build(tmp_path / "search" / "genotype.json")
     assert model(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
     out = tmp_path / "final"

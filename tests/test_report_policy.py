@@ -77,3 +77,30 @@ def test_heatmap_panels_are_chosen_evenly(tmp_path) -> None:
     assert [p.name for p in paths] == ["policy_structure.png", "policy_operation.png"]
     assert all(_is_picture(p) for p in paths)
 
+
+
+def test_heatmap_colours_and_numbers_are_the_same_probabilities(tmp_path) -> None:
+    import matplotlib.pyplot as plt
+
+    from nasforge.report.policy import Normalize, _heat_panel
+
+    space = ConditionalSpace()
+    decisions = list(space.decisions[:2])
+    values = np.array([[0.7, 0.3, np.nan], [0.2, 0.5, 0.3]])[:, : max(d.n_choices for d in decisions)]
+    fig, ax = plt.subplots()
+    image = _heat_panel(ax, decisions, values, None, Normalize(0.0, 0.7), "t")
+    shown = np.ma.filled(image.get_array(), np.nan)
+    assert np.allclose(shown, values, equal_nan=True)  # the colour is the printed probability, not a ratio
+    texts = [t.get_text() for t in ax.texts]
+    assert any(t.endswith("0.70") for t in texts)
+    assert all("uniform" in label.get_text() for label in ax.get_yticklabels())
+    plt.close(fig)
+
+
+def test_lanas_tree_names_every_node() -> None:
+    from nasforge.report.lanas import node_name
+
+    nodes = [{"id": 0, "parent": None, "leaf": False, "side": "root"},
+             {"id": 1, "parent": 0, "leaf": True, "side": "good"},
+             {"id": 2, "parent": 0, "leaf": False, "side": "bad"}]
+    assert [node_name(n) for n in nodes] == ["root", "leaf 1 (good of 0)", "split 2 (bad of 0)"]

@@ -276,3 +276,13 @@ def test_real_cifar10_jpeg_tarball(request):
     assert np.array_equal(np.bincount(data.train_y), [5000] * 10)
     mean, _ = channel_stats(data.train_x, 255.0)
     assert np.allclose(mean, [0.4913, 0.4821, 0.4465], atol=0.002)
+
+
+def test_decoding_says_how_far_it_is(tmp_path, monkeypatch, caplog):
+    _write_folder(tmp_path / "imgs", ("a", "b"), {"train": 3, "test": 1}, size=4)
+    monkeypatch.setattr(R, "DECODE_LOG_EVERY", 3)
+    with caplog.at_level("INFO", logger=R.log.name):
+        R.read_image_data(tmp_path / "imgs", None, name="folder")
+    progress = [r.getMessage() for r in caplog.records if "images," in r.getMessage()]
+    assert progress[:2] == [m for m in progress[:2] if m.startswith("decoding folder: ")] and len(progress) == 2
+    assert "decoding folder: 6 images" in progress[1]

@@ -256,3 +256,74 @@ def resolve_args(entry_factory: Any, args: dict[str, Any], where: str) -> Any:
 
 def replace(obj: Any, **changes: Any) -> Any:
     return dataclasses.replace(obj, **changes)
+
+
+@dataclass(frozen=True)
+class FieldDoc:
+    """One setting of a config dataclass: name, type, default and the one-line help its source comment gives."""
+
+    name: str
+    type: str
+    default: Any
+    help: str
+
+
+def _source_comments(cls: type) -> dict[str, str]:
+    """``field -> comment`` from the class source: the comment on a field's line and the comment-only lines
+    right below it (how the config dataclasses document their settings)."""
+    import inspect
+    import io
+    import tokenize
+
+    try:
+        source = inspect.getsource(cls)
+        tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
+    except (OSError, TypeError, tokenize.TokenError, IndentationError):
+        return {}
+    lines = source.splitlines()
+    body_indent = None
+    field_rows: dict[int, str] = {}
+    for prev, tok in zip(tokens, tokens[1:]):
+        if tok.type == tokenize.OP and tok.string == ":" and prev.type == tokenize.NAME:
+            line = lines[prev.start[0] - 1]
+            indent = len(line) - len(line.lstrip())
+            if prev.start[1] == indent and indent > 0:
+                body_indent = indent if body_indent is None else body_indent
+                if indent == body_indent:
+                    field_rows[prev.start[0]] = prev.string
+    comments: dict[str, list[str]] = {}
+    current, last_row = None, -1
+    for tok in tokens:
+        if tok.type != tokenize.COMMENT:
+            continue
+        row, text = tok.start[0], tok.string.lstrip("#").strip()
+        if row in field_rows:
+            current, last_row = field_rows[row], row
+            comments[current] = [text]
+        elif current is not None and row == last_row + 1 and lines[row - 1].lstrip().startswith("#"):
+            comments[current].append(text)
+            last_row = row
+    return {name: " ".join(parts) for name, parts in comments.items()}
+
+
+def field_docs(cls: type) -> list[FieldDoc]:
+    """The settings of a config dataclass with their defaults and one-line help (from source comments)."""
+    if not is_dataclass(cls):
+        return []
+    helps: dict[str, str] = {}
+    for base in reversed(cls.__mro__):  # inherited settings keep their comments; subclasses may override them
+        if is_dataclass(base):
+            helps.update(_source_comments(base))
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in fields(cls):
+        if f.default is not dataclasses.MISSING:
+            default: Any = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = None
+        kind = hints.get(f.name, f.type)
+        name = getattr(kind, "__name__", None) if isinstance(kind, type) else None
+        out.append(FieldDoc(f.name, name or str(kind).replace("typing.", ""), default, helps.get(f.name, "")))
+    return out

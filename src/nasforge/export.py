@@ -44,8 +44,10 @@ def make_genotype(
     input_shape: tuple[int, int, int] = DEFAULT_INPUT,
     num_classes: int = DEFAULT_CLASSES,
     dataset: str | None = None,
+    normalisation: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The JSON-ready genotype of ``arch``."""
+    """The JSON-ready genotype of ``arch``; ``normalisation`` (:meth:`~nasforge.train.splits.Normalise.describe`)
+    says how raw pixels become the network's input, so that a deployed model can be fed."""
     from . import __version__
 
     return {
@@ -57,6 +59,7 @@ def make_genotype(
         "num_classes": int(num_classes),
         "input_shape": [int(s) for s in input_shape],
         "dataset": dataset,
+        "normalisation": normalisation,
         "nasforge_version": __version__,
     }
 
@@ -134,22 +137,37 @@ def run_genotype(run_dir: str | Path) -> dict[str, Any]:
         raise RunDirError(f"{run_dir}: the search has no successful evaluation to export")
     from .evaluators.train import DEFAULT_DATASET
     from .registry import EVALUATORS, SPACES
-    from .train import dataset_shape, default_cache_dir, load_dataset
+    from .train import dataset_shape, default_cache_dir, load_dataset, make_splits
 
     config = read_config(run_dir)
     model_args = search_model_args(config)
     trains = config.evaluator in EVALUATORS and EVALUATORS.get(config.evaluator).capabilities.get("trains")
     # Evaluators that train default to digits; a table lookup says nothing of the data (CIFAR-10 assumed).
     dataset = config.dataset or (DEFAULT_DATASET if trains else None)
-    shape, classes = DEFAULT_INPUT, DEFAULT_CLASSES
+    shape, classes, normalisation = DEFAULT_INPUT, DEFAULT_CLASSES, None
     if dataset and not SPACES.get(config.space).capabilities.get("language_model"):
-        known = dataset_shape(dataset)
-        if known is None:  # a data set of any size (an image folder): look at it (cached after a search)
+        # the search's own split of the data set: its training images give the normalisation
+        try:
             data = load_dataset(dataset, config.data, config.cache_dir or default_cache_dir())
-            known = data.shape, data.num_classes
-        shape, classes = known
+        except NasforgeError as exc:  # the data is elsewhere: the shape is still known for fixed data sets
+            known = dataset_shape(dataset)
+            if known is None:
+                raise
+            log.warning("%s: no input normalisation in the export (%s)", run_dir, exc)
+            shape, classes = known
+        else:
+            splits = make_splits(data, _data_config(config.evaluator_args))
+            shape, classes, normalisation = splits.shape, splits.num_classes, splits.normalise.describe()
     return make_genotype(config.space, best["arch"], space_args=config.space_args, model_args=model_args,
-                         input_shape=shape, num_classes=classes, dataset=dataset)
+                         input_shape=shape, num_classes=classes, dataset=dataset, normalisation=normalisation)
+
+
+def _data_config(evaluator_args: dict[str, Any]) -> Any:
+    """The :class:`~nasforge.train.splits.DataConfig` fields among an evaluator's settings."""
+    from .train.splits import DataConfig
+
+    fields = DataConfig.__dataclass_fields__
+    return DataConfig(**{k: v for k, v in evaluator_args.items() if k in fields})
 
 
 def _load_run_model(run_dir: Path, genotype: dict[str, Any]) -> nn.Module:
@@ -178,28 +196,55 @@ def _quiet_tracing() -> Iterator[None]:
         yield
 
 
-def export_torchscript(model: nn.Module, input_shape: tuple[int, ...], path: Path) -> Path:
+def export_metadata(genotype: dict[str, Any] | None) -> dict[str, str]:
+    """What an exported model carries beside its weights: the architecture and how to prepare its input."""
+    if not genotype:
+        return {}
+    meta = {"nasforge.space": str(genotype.get("space")), "nasforge.arch": str(genotype.get("arch")),
+            "nasforge.input_shape": json.dumps(genotype.get("input_shape")),
+            "nasforge.version": str(genotype.get("nasforge_version"))}
+    if genotype.get("normalisation"):
+        meta["nasforge.normalisation"] = json.dumps(genotype["normalisation"])
+    return meta
+
+
+def export_torchscript(model: nn.Module, input_shape: tuple[int, ...], path: Path,
+                       metadata: dict[str, str] | None = None) -> Path:
     """Trace ``model`` (eval mode) on a zero input of ``input_shape``; loads with ``torch.jit.load`` alone.
 
     The traced module takes any batch size; channels and image size are fixed to ``input_shape``.
+    ``metadata`` is saved as the extra file ``nasforge.json`` (``torch.jit.load(path, _extra_files=...)``).
     """
     example = torch.zeros(1, *input_shape)
     with torch.no_grad(), _quiet_tracing():
         traced = torch.jit.trace(model.eval(), example)
-    traced.save(str(path))
+    traced.save(str(path), _extra_files={"nasforge.json": json.dumps(metadata or {})})
     return path
 
 
-def export_onnx(model: nn.Module, input_shape: tuple[int, ...], path: Path) -> Path:
-    """ONNX export with a variable batch size; needs the ``onnx`` package."""
+def export_onnx(model: nn.Module, input_shape: tuple[int, ...], path: Path,
+                metadata: dict[str, str] | None = None) -> Path:
+    """ONNX export with a variable batch size; needs the ``onnx`` package. ``metadata`` goes into the model's
+    ``metadata_props`` (onnxruntime: ``session.get_modelmeta().custom_metadata_map``)."""
     if importlib.util.find_spec("onnx") is None:
         raise ConfigError("ONNX export needs the onnx package: pip install nasforge[onnx]")
+    import onnx
+
     example = torch.zeros(1, *input_shape)
-    with _quiet_tracing():  # the TorchScript-based exporter: no onnxscript needed
+    with _quiet_tracing(), warnings.catch_warnings():  # the TorchScript-based exporter: no onnxscript needed
+        # constant folding warns about every training-only branch it drops; nothing a user can act on
+        warnings.filterwarnings("ignore", message=".*[Cc]onstant[- ][Ff]olding.*")
+        warnings.simplefilter("ignore", UserWarning)
         torch.onnx.export(
             model.eval(), (example,), str(path), input_names=["input"], output_names=["logits"],
             dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False,
         )
+    if metadata:
+        proto = onnx.load(str(path))
+        for key, value in metadata.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
+        onnx.save(proto, str(path))
     return path
 
 
@@ -217,4 +262,4 @@ def export_run(run_dir: str | Path, fmt: str = "json", out: str | Path | None = 
     model = _load_run_model(run_dir, genotype)
     shape = tuple(genotype.get("input_shape", DEFAULT_INPUT))
     exporter = export_torchscript if fmt == "torchscript" else export_onnx
-    return exporter(model, shape, path)
+    return exporter(model, shape, path, export_metadata(genotype))

@@ -339,6 +339,14 @@ def _check_out(out: Path) -> Path:
     return out
 
 
+def _replica_count() -> int:
+    """How many data-parallel processes trained (1 without torch.distributed)."""
+    from .train.distributed import Replicas
+
+    replicas = Replicas.current()
+    return 1 if replicas is None else replicas.world
+
+
 def _percent(x: float) -> float | None:
     return None if x != x else 100.0 * x  # nan (no such split) is None in JSON
 
@@ -353,13 +361,16 @@ def _train_image(space: SearchSpace, arch: Architecture, config: FinalConfig, se
                               device=device, callback=callback)
     outcome, trained = done.outcome, done.outcome.train
     genotype = make_genotype(space.name, arch, space_args=config.space_args, model_args=config.model_args,
-                             input_shape=splits.shape, num_classes=splits.num_classes, dataset=data.name)
+                             input_shape=splits.shape, num_classes=splits.num_classes, dataset=data.name,
+                             normalisation=splits.normalise.describe())
     result = {
         "kind": "train", "space": space.name, "arch": str(arch), "dataset": data.name, "data": config.data,
         "seed": config.seed, "device": str(device),
         "test_accuracy": _percent(outcome.test_accuracy), "val_accuracy": _percent(outcome.val_accuracy),
         "train_accuracy": _percent(trained.train_accuracy), "train_loss": trained.train_loss,
         "params": done.params, "flops": done.flops, "epochs": trained.epochs, "train_time_s": trained.time_s,
+        "train_images_per_s": None if trained.images_per_s != trained.images_per_s else trained.images_per_s,
+        "replicas": _replica_count(),
         "failed": trained.failed, "error": trained.error, "history": trained.history,
         "config": {"train": to_dict(settings), "data": to_dict(data_config), "model": dict(config.model_args),
                    "space": dict(config.space_args)},

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
 import signal
 import sys
@@ -62,8 +63,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if int(os.environ.get("RANK", "0")) > 0:  # a data-parallel replica other than the first: rank 0 reports
+        logging.getLogger().setLevel(logging.WARNING)
     previous = _stop_on_sigterm()
     try:
+        nproc = getattr(args, "nproc", 1) or 1
+        if nproc != 1 and int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+            from ._launch import launch
+
+            return launch(list(argv) if argv is not None else sys.argv[1:], nproc, getattr(args, "threads", None))
         if getattr(args, "choose_threads", False):  # commands that train: before torch does any work
             from ._common import apply_threads
 

@@ -55,6 +55,19 @@ def add_run_flags(p: argparse.ArgumentParser, *, strategy: bool = True) -> None:
     add_threads_flag(p)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. strategy.population=50 or evaluator.epochs=3 (repeatable)")
+    _show_defaults(p)
+
+
+def _show_defaults(p: argparse.ArgumentParser) -> None:
+    """Append RunConfig's default to the help of each run flag that has one (the flags themselves default to
+    None so that a config file's values are not overridden)."""
+    import dataclasses
+
+    defaults = {f.name: f.default for f in dataclasses.fields(RunConfig) if f.default is not dataclasses.MISSING}
+    for action in p._actions:
+        value = defaults.get(action.dest)
+        if action.dest in RUN_FLAGS and value is not None and action.help and "default" not in action.help:
+            action.help = f"{action.help} (default {value})"
 
 
 def default_evaluator(space: str, benchmark: str | None) -> str | None:

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from ..errors import ConfigError
 from ._common import RUN_FLAGS, ProgressDisplay, add_run_flags, config_from_args, console_for
+from ._examples import with_examples
 
 if TYPE_CHECKING:
     from ..bench import BenchSpec
@@ -102,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="compare strategies over many seeds")
+    p = sub.add_parser("bench", help="compare strategies over many seeds", **with_examples("bench"))
     add_run_flags(p, strategy=False)
     p.add_argument("--strategies", help="comma-separated strategy names")
     p.add_argument("--seeds", help="number of seeds (0..N-1), a list, or a range a-b (default 10)")

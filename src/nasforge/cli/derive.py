@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from ._common import add_threads_flag
+from ._examples import with_examples
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("derive", help="derive a one-shot search's architecture again from its last checkpoint")
+    p = sub.add_parser("derive", help="derive a one-shot search's architecture again from its last checkpoint", **with_examples("derive"))
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory of a weight-sharing (supernet) search")
     p.add_argument("--samples", type=int, default=100, help="architectures sampled from the policy (default 100)")
     p.add_argument("--seed", type=int, help="seed of the sampling (default: the run's seed)")

@@ -6,6 +6,8 @@ import argparse
 
 from rich.console import Console
 
+from ._examples import with_examples
+
 
 def run(args: argparse.Namespace) -> int:
     from ..export import export_run
@@ -18,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     from ..export import FORMATS
 
-    p = sub.add_parser("export", help="export a run's architecture (genotype json, torchscript, onnx)")
+    p = sub.add_parser("export", help="export a run's architecture (genotype json, torchscript, onnx)", **with_examples("export"))
     p.add_argument("run_dir", metavar="RUN_DIR", help="a search run (its best architecture) or a `nasforge train` run")
     p.add_argument("--format", choices=FORMATS, default="json",
                    help="json: genotype for nasforge.build; torchscript/onnx: a model loadable without nasforge")

@@ -18,6 +18,7 @@ from ._common import (
     console_for,
     thread_tuner,
 )
+from ._examples import with_examples
 
 
 def _fmt(x: float | None, digits: int = 3) -> str:
@@ -93,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("search", help="run a search (or continue one with --resume DIR)")
+    p = sub.add_parser("search", help="run a search (or continue one with --resume DIR)", **with_examples("search"))
     add_run_flags(p)
     p.add_argument("--out", metavar="DIR", help="run directory (config, record, result.json)")
     p.add_argument("--resume", metavar="DIR",

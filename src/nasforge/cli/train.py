@@ -13,18 +13,29 @@ from typing import Any, Callable
 from rich.console import Console
 
 from ._common import ProgressDisplay, add_threads_flag, console_for, thread_tuner
+from ._examples import with_examples
+from ._launch import add_nproc_flag
 
 
 def run(args: argparse.Namespace) -> int:
     from ..final import prepare_final
+    from ..train.distributed import init_from_env, shutdown
+    from ..train.loop import resolve_device
 
     overrides = list(args.overrides)
     if args.epochs is not None:
         overrides.append(f"train.epochs={args.epochs}")
     job = prepare_final(args.space, args.arch, from_run=args.from_run, overrides=overrides, dataset=args.dataset,
                         data=args.data, seed=args.seed, device=args.device, cache_dir=args.cache_dir)
-    return train_with_progress(job, Path(args.out), console_for(args), quiet=getattr(args, "quiet", False),
-                               tick=thread_tuner(args))
+    replicas = init_from_env(resolve_device(job.config.device))
+    try:
+        if replicas is not None and not replicas.main:  # trains alike; rank 0 writes the files and reports
+            job.train(None)
+            return 0
+        return train_with_progress(job, Path(args.out), console_for(args), quiet=getattr(args, "quiet", False),
+                                   tick=thread_tuner(args))
+    finally:
+        shutdown()
 
 
 def train_with_progress(job: Any, out: Path, console: Console, quiet: bool = False,
@@ -64,7 +75,7 @@ def train_with_progress(job: Any, out: Path, console: Console, quiet: bool = Fal
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train one architecture to the end (final training)")
+    p = sub.add_parser("train", help="train one architecture to the end (final training)", **with_examples("train"))
     p.add_argument("--space", help="search space of the architecture")
     p.add_argument("--arch", help="architecture string in that space")
     p.add_argument("--from", dest="from_run", metavar="RUN_DIR",
@@ -83,4 +94,5 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="train.lr=0.05, train.cutout=16, data.val_size=0.1, model.C=16, "
                         "model_args={C: 16, N: 3} (replaces a run's model size) ... (repeatable)")
     add_threads_flag(p)
+    add_nproc_flag(p)
     p.set_defaults(func=run)

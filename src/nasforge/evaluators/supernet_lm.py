@@ -77,17 +77,17 @@ class SupernetLMConfig:
     ``report_test`` adds the shared weights' perplexity on the whole test text to every result (slow).
     """
 
-    batch_size: int = 64
-    bptt: int = 35
-    vary_length: bool = True
-    lr: float = 20.0
-    clip: float = 0.25
-    weight_decay: float = 8e-7
-    train_steps: int = 1
-    reward_c: float = 80.0
-    valid_batch_size: int = 64
-    report_test: bool = False
-    model_args: dict[str, Any] = field(default_factory=dict)
+    batch_size: int = 64  # training text columns (sequences in a batch)
+    bptt: int = 35  # words per truncated back-propagation step
+    vary_length: bool = True  # vary bptt around its mean per step (AWD-LSTM)
+    lr: float = 20.0  # SGD learning rate of the shared weights
+    clip: float = 0.25  # gradient norm clipping
+    weight_decay: float = 8e-7  # L2 weight decay of the shared weights
+    train_steps: int = 1  # shared-weight steps per evaluated child
+    reward_c: float = 80.0  # reward c / validation perplexity (ENAS: c = 80)
+    valid_batch_size: int = 64  # columns of the validation text a reward reads
+    report_test: bool = False  # also score test perplexity (the strategy never sees it)
+    model_args: dict[str, Any] = field(default_factory=dict)  # arguments of the language model (nasforge show space enas-rnn lists them)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.valid_batch_size < 1 or self.bptt < 1:

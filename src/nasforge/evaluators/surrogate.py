@@ -58,8 +58,8 @@ VAL_ACCURACY, VAL_CROSS_ENTROPY, RUNTIME = 0, 1, 2
 class SurrogateConfig:
     """File names inside the benchmark folder (the defaults are the YAHPO Gym v2 release)."""
 
-    model: str = "model_v2.onnx"
-    encoding: str = "encoding_v2.json"
+    model: str = "model_v2.onnx"  # ONNX model file inside the benchmark folder
+    encoding: str = "encoding_v2.json"  # decision-to-input encoding file inside the benchmark folder
 
 
 class SurrogateEncoding:

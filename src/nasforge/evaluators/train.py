@@ -41,7 +41,7 @@ class TrainEvaluatorConfig(TrainConfig, DataConfig):
     """
 
     epochs: int = 3
-    model_args: dict[str, Any] = field(default_factory=dict)
+    model_args: dict[str, Any] = field(default_factory=dict)  # arguments of the space's network (nasforge show space S lists them)
 
     def __post_init__(self) -> None:
         TrainConfig.__post_init__(self)

@@ -13,10 +13,17 @@ from typing import Any
 from rich.tree import Tree
 
 
+def node_name(node: dict[str, Any]) -> str:
+    """``root``, ``split 3`` or ``leaf 5`` with its side: what the tree figure and text call a node."""
+    if node["parent"] is None:
+        return "root" if not node["leaf"] else "root (leaf)"
+    kind = "leaf" if node["leaf"] else "split"
+    return f"{kind} {node['id']} ({node['side']} of {node['parent']})"
+
+
 def _label(node: dict[str, Any]) -> str:
     mean = "-" if node["mean_reward"] is None else f"{node['mean_reward']:.3f}"
-    kind = "leaf" if node["leaf"] else "split"
-    return f"{node['side']} #{node['id']} ({kind}): n={node['count']} mean reward={mean}"
+    return f"{node_name(node)}: n={node['count']} mean reward={mean}"
 
 
 def _children(node: dict[str, Any]) -> list[int]:
@@ -76,19 +83,23 @@ def plot_tree(description: dict[str, Any], path: str | Path) -> Path:
     width = max(x for x, _ in pos.values()) + 1
     fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * width), 1.0 + 1.3 * (1 + max(n["depth"] for n in nodes))))
     for node in nodes:
-        for child in _children(node):
+        for side, child in zip(("good", "bad"), _children(node)):
             (x0, y0), (x1, y1) = pos[node["id"]], pos[child]
             ax.plot([x0, x1], [y0, y1], color="0.6", zorder=1)
+            ax.text((x0 + x1) / 2, (y0 + y1) / 2, side, fontsize=7, color="0.35", ha="center", va="center",
+                    zorder=1, bbox={"boxstyle": "round,pad=0.1", "facecolor": "white", "edgecolor": "none"})
     for node in nodes:
         x, y = pos[node["id"]]
         shade = None if node["mean_reward"] is None else float(norm(node["mean_reward"]))
         colour = "0.85" if shade is None else cm.viridis(shade)
         mean = "-" if node["mean_reward"] is None else f"{node['mean_reward']:.2f}"
-        ax.text(x, y, f"n={node['count']}\n{mean}", ha="center", va="center", fontsize=8, zorder=2,
+        name = "root" if node["parent"] is None else f"{'leaf' if node['leaf'] else 'split'} {node['id']}"
+        ax.text(x, y, f"{name}\nn={node['count']}\n{mean}", ha="center", va="center", fontsize=8, zorder=2,
                 color="white" if shade is not None and shade < 0.4 else "black",  # readable on dark viridis
                 bbox={"boxstyle": "round", "facecolor": colour, "edgecolor": "0.3"})
     fig.colorbar(cm.ScalarMappable(norm=norm, cmap="viridis"), ax=ax, label="mean reward")
-    ax.set_title(f"LaNAS tree after {description['n_samples']} samples (left: good, right: bad)")
+    ax.set_title(f"LaNAS tree after {description['n_samples']} samples: each split's regressor sends the better "
+                 "predicted architectures to its good (left) child; node text: name, samples n, mean reward")
     ax.set_xlim(-0.7, width - 0.3)
     ax.set_ylim(min(y for _, y in pos.values()) - 0.6, 0.6)
     ax.axis("off")

@@ -1,9 +1,9 @@
 """Policy plots in the style of EDNAS (Lee, Kim & Han) Figures 4 and 5.
 
 * Heatmaps (Figure 4): one per decision group, one panel per snapshot time; rows are decisions,
-  columns their options, each cell the softmax probability. The colour is the probability relative
-  to uniform (``p * n_options``, red above, blue below), so that decisions with different option
-  counts read alike (EDNAS normalises colours within a destination node for the same reason).
+  columns their options, each cell the softmax probability, coloured on one scale with the number it
+  shows; each row's label says the uniform probability of that decision (1 / its option count), since
+  decisions with different option counts start from different values.
 * Cumulative sampling histograms (Figure 5): for each decision, how often each option was chosen
   by the run's evaluations, stacked by period so that each bar top is the running total.
 
@@ -23,7 +23,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.colors import TwoSlopeNorm
+from matplotlib.colors import Normalize
 
 from ..api import load_record
 from ..errors import RunDirError
@@ -62,19 +62,21 @@ def _matrix(decisions: Sequence[Decision], probs: dict[str, Sequence[float]]) ->
 
 
 def _heat_panel(ax: plt.Axes, decisions: Sequence[Decision], values: np.ndarray, shared: tuple[str, ...] | None,
-                norm: TwoSlopeNorm, title: str) -> Any:
-    ratio = values * np.array([d.n_choices for d in decisions])[:, None]
-    image = ax.imshow(np.ma.masked_invalid(ratio), cmap="coolwarm", norm=norm, aspect="auto")
+                norm: Normalize, title: str) -> Any:
+    """Cells coloured and labelled by the same number, the option's probability."""
+    image = ax.imshow(np.ma.masked_invalid(values), cmap="viridis", norm=norm, aspect="auto")
     ax.set_facecolor("#eeeeee")
     small = 7 if shared else 6
     for r, d in enumerate(decisions):
         for c in range(d.n_choices):
             text = f"{values[r, c]:.2f}" if shared else f"{d.label(c)}\n{values[r, c]:.2f}"
-            dark = ratio[r, c] > 1.0 + 0.6 * ((norm.vmax or 1.0) - 1.0) or ratio[r, c] < 0.3  # white text on deep colours
+            dark = norm(values[r, c]) < 0.55  # white text on viridis' dark half
             ax.text(c, r, text, ha="center", va="center", fontsize=small, color="white" if dark else "black")
-    ax.set_yticks(range(len(decisions)), [d.name for d in decisions], fontsize=8)
+    ax.set_yticks(range(len(decisions)), [f"{d.name} (uniform {1 / d.n_choices:.2f})" for d in decisions],
+                  fontsize=8)
     if shared:
         ax.set_xticks(range(len(shared)), shared, rotation=35, ha="right", fontsize=8)
+        ax.set_xlabel("option", fontsize=8)
     else:
         ax.set_xticks(range(values.shape[1]), [f"option {c}" for c in range(values.shape[1])], fontsize=8)
     ax.set_title(title, fontsize=10)
@@ -83,7 +85,10 @@ def _heat_panel(ax: plt.Axes, decisions: Sequence[Decision], values: np.ndarray,
 
 def plot_policy_heatmaps(space: SearchSpace, snapshots: Sequence[Snapshot], out_dir: str | Path,
                          max_panels: int = 4) -> list[Path]:
-    """One heatmap figure per non-empty decision group, a panel per chosen snapshot; returns the files."""
+    """One heatmap figure per non-empty decision group, a panel per chosen snapshot; returns the files.
+
+    Colour and number of a cell are both the option's probability, on one scale from 0 to the largest shown; the
+    row labels say what uniform sampling would give."""
     out_dir = Path(out_dir)
     shown = pick_evenly(list(snapshots), max_panels)
     written = []
@@ -94,18 +99,17 @@ def plot_policy_heatmaps(space: SearchSpace, snapshots: Sequence[Snapshot], out_
             continue
         shared = _shared_labels(decisions)
         mats = [_matrix(decisions, snap.get(group, {})) for _, snap in shown]
-        top = max(2.0, max(float(np.nanmax(m * np.array([d.n_choices for d in decisions])[:, None])) for m in mats))
-        norm = TwoSlopeNorm(vmin=0.0, vcenter=1.0, vmax=top)
+        norm = Normalize(vmin=0.0, vmax=max(max(float(np.nanmax(m)) for m in mats), 1e-6))
         width = max(d.n_choices for d in decisions)
         fig, axes = plt.subplots(1, len(shown), squeeze=False, sharey=True, layout="constrained",
-                                 figsize=(1.5 + len(shown) * (0.8 * width + 0.6), 1.6 + 0.38 * len(decisions)))
+                                 figsize=(3.0 + len(shown) * (0.8 * width + 0.6), 1.6 + 0.38 * len(decisions)))
         image = None
         for ax, (n_done, _), mat in zip(axes[0], shown, mats):
             image = _heat_panel(ax, decisions, mat, shared, norm, f"after {n_done} evaluations")
         assert image is not None  # at least one snapshot is shown
         bar = fig.colorbar(image, ax=axes[0].tolist(), fraction=0.03, pad=0.01)
-        bar.set_label("probability / uniform", fontsize=8)
-        fig.suptitle(f"{space.name}: {group} policy (softmax values)", fontsize=11)
+        bar.set_label("probability", fontsize=8)
+        fig.suptitle(f"{space.name}: {group} policy (probability of each option)", fontsize=11)
         path = out_dir / f"policy_{group}.png"
         fig.savefig(path, dpi=120)
         plt.close(fig)
@@ -138,6 +142,8 @@ def _stacked_bars(ax: plt.Axes, d: Decision, counts: np.ndarray, periods: Sequen
     long = max(len(s) for s in labels) > 3
     ax.set_xticks(range(d.n_choices), labels, rotation=40 if long else 0, ha="right" if long else "center", fontsize=7)
     ax.tick_params(axis="y", labelsize=7)
+    ax.set_xlabel("option", fontsize=7)
+    ax.set_ylabel("times sampled", fontsize=7)
 
 
 def plot_sampling_histograms(space: SearchSpace, trials: Sequence[Trial], out_dir: str | Path,

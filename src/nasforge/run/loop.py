@@ -88,9 +88,14 @@ class SearchRecord:
                 "overhead_ms": 1000.0 * t.overhead_s,
                 "cached": t.cached,
                 "failed": t.outcome.failed,
+                **{k: t.outcome.metrics[k] for k in SIZE_METRICS if t.outcome.metrics.get(k) is not None},
                 **({"error": t.outcome.error} if t.outcome.failed else {}),
             })
         return rows
+
+
+#: metrics of an evaluation that result.json's history carries beside the reward (the store keeps them all)
+SIZE_METRICS = ("params", "flops", "latency_ms")
 
 
 def _back_to_checkpoint(store: RunStore, space: SearchSpace, strategy: Strategy,

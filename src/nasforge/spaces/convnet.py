@@ -37,9 +37,9 @@ from .base import OPERATION, STRUCTURE, Decision, SearchSpace
 class ConvNetConfig:
     """Options of the ConvNet space (defaults: LaNAS' 1,364-network motivating example)."""
 
-    max_depth: int = 5
-    channels: tuple[int, ...] = (32, 64)
-    kernels: tuple[int, ...] = (3, 5)
+    max_depth: int = 5  # most convolutional layers (the depth is searched from 1)
+    channels: tuple[int, ...] = (32, 64)  # filter counts a layer can have
+    kernels: tuple[int, ...] = (3, 5)  # kernel sizes a layer can have (odd, for same padding)
 
     def __post_init__(self) -> None:
         self.channels = tuple(self.channels)

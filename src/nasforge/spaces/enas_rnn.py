@@ -61,8 +61,8 @@ class EnasRNNModelArgs:
     0.75 on the output during its search).
     """
 
-    emb_size: int = 300
-    hidden_size: int = 300
+    emb_size: int = 300  # word embedding size
+    hidden_size: int = 300  # recurrent cell width
     dropout_embedding: float = 0.1  # whole words of the embedding
     dropout_input: float = 0.4  # variational, on the cell input
     dropout_hidden: float = 0.25  # variational, on h_{t-1} before the recurrent weights

@@ -83,8 +83,8 @@ class NASESConfig:
     hidden: int = 64  # LSTM width of simulator, decoder and controller
     pretrain_archs: int = 4096  # uniformly sampled architectures the autoencoder learns from
     pretrain_steps: int = 1000  # Adam steps of pre-training
-    pretrain_batch: int = 128
-    pretrain_lr: float = 5e-3
+    pretrain_batch: int = 128  # architectures per pre-training step of the autoencoder
+    pretrain_lr: float = 5e-3  # Adam learning rate of pre-training
     pretrain_noise: float = 0.1  # std of the Gaussian noise added to embeddings while pre-training
     pretrain_seed: int = 0  # pre-training is shared by all searches, so it has its own seed
     sigma: float = 0.15  # initial standard deviation of the Gaussian policy (embeddings lie in [-1, 1])

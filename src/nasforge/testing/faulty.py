@@ -21,10 +21,10 @@ from .toy import ToyEvaluator
 class FaultyConfig:
     """Every k-th call of a process raises / hangs / exits (0 = never)."""
 
-    raise_every: int = 0
-    hang_every: int = 0
-    exit_every: int = 0
-    hang_seconds: float = 3600.0
+    raise_every: int = 0  # raise an error at every k-th evaluation (0: never)
+    hang_every: int = 0  # hang at every k-th evaluation (0: never)
+    exit_every: int = 0  # end the worker process at every k-th evaluation (0: never)
+    hang_seconds: float = 3600.0  # how long a hang lasts
     delay: float = 0.0  # seconds each well-behaved evaluation takes
     raise_at_start: bool = False  # raise when built in a worker process: a worker that can never start
     hang_at_start: bool = False  # hang (hang_seconds) when built in a worker process

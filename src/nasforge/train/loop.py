@@ -27,6 +27,7 @@ from ..arch import Architecture
 from ..errors import ConfigError
 from ..spaces.base import SearchSpace
 from .augment import augment_batch
+from .distributed import Replicas, broadcast_state
 from .splits import Normalise, Splits, TensorSet
 
 log = logging.getLogger(__name__)
@@ -45,24 +46,24 @@ class TrainConfig:
     ``drop_path_prob`` (the final value, reached linearly) only to models with ``drop_path_prob``.
     """
 
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 0.025
-    lr_min: float = 0.001
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 3e-4
-    restart_period: int = 0
-    restart_mult: int = 1
-    grad_clip: float = 5.0
-    auxiliary_weight: float = 0.4
-    drop_path_prob: float = 0.0
-    label_smoothing: float = 0.0
-    crop_padding: int | None = None
-    flip: bool | None = None
-    cutout: int = 0
-    amp: bool = True
-    eval_batch_size: int = 512
+    epochs: int = 10  # passes over the training images
+    batch_size: int = 64  # training images per step
+    lr: float = 0.025  # initial SGD learning rate
+    lr_min: float = 0.001  # learning rate at the end of the cosine schedule
+    momentum: float = 0.9  # SGD momentum
+    nesterov: bool = False  # Nesterov momentum
+    weight_decay: float = 3e-4  # L2 weight decay
+    restart_period: int = 0  # epochs of the first cosine cycle with warm restarts (0: one cosine to the end)
+    restart_mult: int = 1  # each restart cycle is this many times longer than the last
+    grad_clip: float = 5.0  # clip the gradient norm to this (0: no clipping)
+    auxiliary_weight: float = 0.4  # weight of an auxiliary head's loss (models that return two outputs)
+    drop_path_prob: float = 0.0  # final drop-path probability, reached linearly (models that support it)
+    label_smoothing: float = 0.0  # label smoothing of the cross-entropy
+    crop_padding: int | None = None  # random-crop padding in pixels (None: the data set's own, side / 8)
+    flip: bool | None = None  # random horizontal flips (None: where they keep the label)
+    cutout: int = 0  # side of the cutout square in pixels (0: none)
+    amp: bool = True  # mixed precision on CUDA (ignored on the CPU)
+    eval_batch_size: int = 512  # images per batch when scoring
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -105,6 +106,7 @@ class TrainResult:
     failed: bool = False
     error: str | None = None
     history: list[dict[str, float]] = field(default_factory=list)
+    images_per_s: float = math.nan  # training images per second after the first epoch (all replicas together)
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -165,10 +167,15 @@ def _loss(output: Any, y: torch.Tensor, criterion: nn.Module, aux_weight: float)
 
 
 class Stepper:
-    """Optimiser, schedule, loss and mixed-precision scaler of one training run."""
+    """Optimiser, schedule, loss and mixed-precision scaler of one training run.
 
-    def __init__(self, model: nn.Module, config: TrainConfig, steps_per_epoch: int, device: torch.device) -> None:
-        self.model, self.config, self.device = model, config, device
+    With ``replicas`` (data-parallel training, :mod:`nasforge.train.distributed`) each step's gradients are
+    averaged over the processes before the update, and the model starts from rank 0's weights.
+    """
+
+    def __init__(self, model: nn.Module, config: TrainConfig, steps_per_epoch: int, device: torch.device,
+                 replicas: Replicas | None = None) -> None:
+        self.model, self.config, self.device, self.replicas = model, config, device, replicas
         self.use_amp = config.amp and device.type == "cuda"
         self.optimizer = torch.optim.SGD(
             model.parameters(), lr=config.lr, momentum=config.momentum,
@@ -177,17 +184,26 @@ class Stepper:
         self.scheduler = make_scheduler(self.optimizer, config, steps_per_epoch)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        if replicas is not None:
+            broadcast_state(model)
 
-    def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, torch.Tensor, float]:
-        """One update; returns the loss (not finite: no update was made), the logits and the rate used."""
+    def step(self, x: torch.Tensor, y: torch.Tensor, share: float = 1.0) -> tuple[float, torch.Tensor, float]:
+        """One update; returns the loss (not finite: no update was made), the logits and the rate used.
+
+        Data-parallel, ``x`` and ``y`` are this replica's part of the batch, ``share`` its fraction of the batch,
+        and the loss returned is the whole batch's."""
         with torch.autocast(device_type=self.device.type, enabled=self.use_amp):
             loss, logits = _loss(self.model(x), y, self.criterion, self.config.auxiliary_weight)
         value = float(loss.detach())
         lr = self.optimizer.param_groups[0]["lr"]
+        self.optimizer.zero_grad(set_to_none=True)
+        if math.isfinite(value):
+            self.scaler.scale(loss).backward()
+        if self.replicas is not None:  # every replica joins the reduction, a diverged one too
+            value = self.replicas.reduce_step(self.params, value, share)
         if not math.isfinite(value):
             return value, logits, lr
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
         if self.config.grad_clip > 0:
             self.scaler.unscale_(self.optimizer)
             nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
@@ -247,31 +263,45 @@ def fit(
     padding = config.crop_padding if config.crop_padding is not None else data.x.shape[-1] // 8
     do_flip = flip if config.flip is None else config.flip
     steps = len(_batches(len(data), config.batch_size, torch.Generator().manual_seed(0)))
-    stepper = Stepper(model, config, steps, device)
+    replicas = Replicas.current()
+    stepper = Stepper(model, config, steps, device, replicas)
     result = TrainResult(0, math.nan, math.nan, 0.0)
     start = time.perf_counter()
+    timed_images, timed_s = 0, 0.0
     for epoch in range(1, config.epochs + 1):
         if hasattr(model, "drop_path_prob"):
             setattr(model, "drop_path_prob", config.drop_path_prob * (epoch - 1) / config.epochs)  # noqa: B010
         model.train()
-        total_loss, correct, seen = 0.0, 0, 0
+        total_loss, correct, seen, images = 0.0, 0, 0, 0
+        epoch_start = time.perf_counter()
         for step, idx in enumerate(_batches(len(data), config.batch_size, generator), start=1):
+            # the whole batch is augmented on every replica, so that all draw the same numbers from generator
             x = normalise(data.x[idx].to(device, non_blocking=True))
             x = augment_batch(x, generator, padding=padding, flip=do_flip, cutout_size=config.cutout)
             y = data.y[idx].to(device, non_blocking=True)
-            loss, logits, lr = stepper.step(x, y)
+            share = 1.0
+            if replicas is not None:
+                part = replicas.share(len(y))
+                x, y, share = x[part], y[part], (part.stop - part.start) / len(idx)
+            loss, logits, lr = stepper.step(x, y, share)
             if not math.isfinite(loss):
                 result.failed, result.error = True, f"training loss became {loss} in epoch {epoch}, step {step}"
                 log.warning("%s", result.error)
                 result.time_s = time.perf_counter() - start
                 return result
-            total_loss += loss * len(y)
+            total_loss += loss * len(idx)
+            images += len(idx)
             correct += int((logits.argmax(1) == y).sum())
             seen += len(y)
             if callback is not None:
-                callback(Progress(epoch, config.epochs, step, steps, total_loss / seen, correct / seen, lr,
+                callback(Progress(epoch, config.epochs, step, steps, total_loss / images, correct / seen, lr,
                                   step == steps))
-        result.epochs, result.train_loss, result.train_accuracy = epoch, total_loss / seen, correct / seen
+        if epoch > 1 or config.epochs == 1:  # the first epoch pays for warm-up (allocations, caches)
+            timed_images, timed_s = timed_images + images, timed_s + time.perf_counter() - epoch_start
+        if replicas is not None:
+            correct, seen = (int(v) for v in replicas.sum([correct, seen]))
+        result.epochs, result.train_loss, result.train_accuracy = epoch, total_loss / images, correct / seen
+        result.images_per_s = timed_images / timed_s if timed_s > 0 else math.nan
         result.history.append({"epoch": epoch, "loss": result.train_loss, "accuracy": result.train_accuracy,
                                "lr": lr})
         # INFO with the numbers attached: the command line shows them in its progress display
@@ -279,6 +309,8 @@ def fit(
                  extra={"train_progress": Progress(epoch, config.epochs, steps, steps, result.train_loss,
                                                    result.train_accuracy, lr, True)})
     result.time_s = time.perf_counter() - start
+    if replicas is not None:
+        broadcast_state(model)  # batch-norm statistics differ per replica: all keep rank 0's
     return result
 
 

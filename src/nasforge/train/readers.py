@@ -22,6 +22,7 @@ import os
 import pickle
 import re
 import tarfile
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -400,11 +401,18 @@ def _decode(blob: bytes, where: str) -> np.ndarray:
         raise DataError(f"{where}: not a readable image ({exc})") from None
 
 
+#: images between two progress lines while a data set is decoded
+DECODE_LOG_EVERY = 10_000
+
+
 def _assemble(items: Iterable[tuple[str, str, str, bytes]], where: str, name: str) -> ImageData:
     """ImageData from ``(split, class, file name, encoded bytes)`` items of an image folder."""
     images: dict[str, list[tuple[str, str, np.ndarray]]] = {"train": [], "test": []}
-    for split, cls, fname, blob in items:
+    start = time.monotonic()
+    for n, (split, cls, fname, blob) in enumerate(items, start=1):
         images[split].append((cls, fname, _decode(blob, f"{where}:{split}/{cls}/{fname}")))
+        if n % DECODE_LOG_EVERY == 0:  # a first decode of CIFAR-10 takes a while: say how far it is
+            log.info("decoding %s: %d images, %.0f s", name, n, time.monotonic() - start)
     if not images["train"] or not images["test"]:
         empty = "train" if not images["train"] else "test"
         raise DataError(f"{where}: no images in {empty}/<class>/ ({EXPECTED_LAYOUTS})")

@@ -7,6 +7,7 @@ tensors one batch at a time by :class:`Normalise`, so that CIFAR-10 takes 180 MB
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,10 +28,10 @@ class DataConfig:
     proxy, about ``(H / resolution)^2`` times cheaper for convolutional networks.
     """
 
-    val_size: float = 0.1
-    split_seed: int = 0
-    fraction: float = 1.0
-    resolution: int = 0
+    val_size: float = 0.1  # validation split: a fraction of the training images below 1, a count from 1, 0 for none
+    split_seed: int = 0  # seed of the train/validation split (the same split for every architecture)
+    fraction: float = 1.0  # part of the remaining training images used (a cheaper proxy)
+    resolution: int = 0  # shrink images to this side in pixels by area averaging (0: the data set's own)
 
     def __post_init__(self) -> None:
         if self.val_size < 0:
@@ -67,6 +68,13 @@ class Normalise:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x = x.float() / self.max_value
         return (x - self.mean.to(x.device)) / self.std.to(x.device)
+
+    def describe(self) -> dict[str, Any]:
+        """What a deployed model's input must go through, as plain data (saved with exported models)."""
+        return {"mean": [round(float(v), 6) for v in self.mean.flatten()],
+                "std": [round(float(v), 6) for v in self.std.flatten()],
+                "pixel_scale": self.max_value,
+                "formula": "(pixels / pixel_scale - mean) / std, per channel, NCHW"}
 
 
 @dataclass

@@ -1,0 +1,124 @@
+"""Data-parallel training with ``torch.distributed``: one training split across processes.
+
+Every process (a *replica*) holds the same model and draws the same batch order and augmentation from the same
+seeded generator; each runs forward and backward on its own contiguous share of every batch, and the gradients are
+averaged (weighted by share size) before the one optimiser step all replicas take alike. The result is, up to
+batch normalisation's per-replica statistics and float summation order, the step one process takes on the whole
+batch. The loss travels with the gradients, so that a diverged loss on one replica stops them all at the same step.
+
+Processes are started by ``torchrun`` (one machine or several, with its rendezvous) or by ``nasforge ... --nproc N``
+on one machine; both set ``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` and ``MASTER_PORT``, and :func:`init_from_env`
+joins the group (gloo on the CPU, NCCL on CUDA). Ray, by contrast, spreads independent evaluations (README).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import torch
+import torch.distributed as dist
+
+log = logging.getLogger(__name__)
+
+#: environment variables torchrun sets; present with WORLD_SIZE > 1, the process is one of several replicas
+ENV_VARS = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+@dataclass(frozen=True)
+class Replicas:
+    """This process' place among the data-parallel replicas (``world`` processes, this one ``rank``)."""
+
+    rank: int
+    world: int
+
+    @classmethod
+    def current(cls) -> Replicas | None:
+        """The replicas of the initialised process group, or None when training runs in one process."""
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            return cls(dist.get_rank(), dist.get_world_size())
+        return None
+
+    @property
+    def main(self) -> bool:
+        """Rank 0: the replica that writes files and logs."""
+        return self.rank == 0
+
+    def share(self, n: int) -> slice:
+        """This replica's contiguous share of a batch of ``n`` (sizes differ by at most one)."""
+        base, extra = divmod(n, self.world)
+        start = self.rank * base + min(self.rank, extra)
+        return slice(start, start + base + (1 if self.rank < extra else 0))
+
+    def reduce_step(self, params: Sequence[torch.nn.Parameter], loss: float, weight: float) -> float:
+        """Average the gradients of ``params`` over the replicas, each weighted by its share ``weight`` of the
+        batch (their sum is 1), and return the batch's loss (non-finite when any replica's is).
+
+        One all-reduce of one flat buffer: gradients and the weighted loss together."""
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        finite = torch.isfinite(torch.tensor(loss))
+        flat = torch.cat([g.reshape(-1) for g in grads] + [torch.zeros(1, device=grads[0].device if grads else "cpu")])
+        flat.mul_(weight)
+        flat[-1] = loss * weight if finite else float("nan")
+        dist.all_reduce(flat)
+        offset = 0
+        for p, g in zip(params, grads):
+            n = g.numel()
+            if p.grad is None:
+                p.grad = flat[offset:offset + n].view_as(p).clone()
+            else:
+                p.grad.copy_(flat[offset:offset + n].view_as(p))
+            offset += n
+        return float(flat[-1])
+
+    def sum(self, values: Iterable[float]) -> list[float]:
+        """Element-wise sums over the replicas (counts, losses for the logs)."""
+        t = torch.tensor(list(values), dtype=torch.float64)
+        dist.all_reduce(t)
+        return [float(v) for v in t]
+
+
+def init_from_env(device: torch.device | str = "cpu") -> Replicas | None:
+    """Join the process group described by torchrun's environment variables (gloo on the CPU, NCCL on CUDA);
+    None when this process trains alone (no ``WORLD_SIZE`` above 1)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    if not dist.is_initialized():
+        backend = "nccl" if torch.device(device).type == "cuda" else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend=backend)
+        log.info("data-parallel replica %d of %d (%s)", dist.get_rank(), dist.get_world_size(), backend)
+    return Replicas.current()
+
+
+def shutdown() -> None:
+    """Leave the process group (end of a data-parallel command)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def broadcast_state(model: torch.nn.Module, src: int = 0) -> None:
+    """Give every replica rank ``src``'s parameters and buffers (start of training; batch-norm statistics at the
+    end). Nothing happens outside a process group."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    for tensor in model.state_dict().values():
+        if tensor.is_floating_point() or tensor.dtype in (torch.int64, torch.int32):
+            dist.broadcast(tensor, src)
+
+
+def free_port() -> int:
+    """A TCP port on localhost that nothing listens on now (the rendezvous of replicas on one machine)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def replica_env(rank: int, world: int, port: int) -> dict[str, str]:
+    """The environment torchrun gives replica ``rank`` of ``world`` on this machine."""
+    return {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_WORLD_SIZE": str(world),
+            "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
