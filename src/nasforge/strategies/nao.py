@@ -19,10 +19,13 @@ Choices where the paper leaves room (all independent of any data set):
   is repaired by changing one decision to its next most likely option, in the order of the
   probability the decoder gives up, the first valid change winning (``repairs`` tries); one that is
   still invalid is dropped. Decodings seen before are never proposed again: the step grows instead.
+- Each start keeps the first ``per_start`` new decodings along its walk (NAO keeps the first), and all
+  candidates of a refit are queued in the order of the score the predictor gives their re-encoding,
+  so that the predictor also chooses among the walks (the LaNAS paper's NAO baseline ranks the whole
+  remaining table by the predictor instead).
 - The networks are refit, warm-started, every ``retrain_every`` results (or ``retrain_fraction`` of
-  the results, if more), and each refit yields up to ``retrain_every`` candidates; if the gradient
-  walks find fewer, uniform samples not seen before fill in. Before ``initial`` results, and whenever no
-  candidate is left, queries are uniform unseen samples.
+  the results, if more). Before ``initial`` results, and whenever no candidate is left, queries are
+  uniform unseen samples.
 """
 
 from __future__ import annotations
@@ -62,10 +65,12 @@ class NAOConfig:
     top: int = 30  # best architectures the gradient walks start from
     step: float = 0.05  # first step, in units of the embeddings' spread
     step_tries: int = 8  # doublings of the step before a start is given up
+    per_start: int = 3  # new decodings kept per start (the smallest steps that give new ones)
     repairs: int = 20  # one-decision changes tried to repair an invalid decoding
 
     def __post_init__(self) -> None:
-        if min(self.hidden, self.embedding_dim, self.initial, self.retrain_every, self.top, self.step_tries) < 1:
+        if min(self.hidden, self.embedding_dim, self.initial, self.retrain_every, self.top, self.step_tries,
+               self.per_start) < 1:
             raise ValueError("sizes and counts must be positive")
         if not 0.0 <= self.lam <= 1.0:
             raise ValueError("lam must be in [0, 1]")
@@ -171,6 +176,7 @@ class NAO(Strategy):
         found: list[Architecture] = []
         keys: set[Hashable] = set()
         for i in range(len(starts)):
+            new = 0
             for t in range(len(etas)):
                 arch = self._decoded(logp[i, t])
                 if arch is None:
@@ -180,9 +186,9 @@ class NAO(Strategy):
                     continue
                 keys.add(key)
                 found.append(arch)
-                break
-            if len(found) >= self.config.retrain_every:
-                break
+                new += 1
+                if new == self.config.per_start:
+                    break
         self.made += len(found)
         if not found:
             return []
