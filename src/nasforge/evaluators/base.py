@@ -82,6 +82,13 @@ class Evaluator(ABC):
         """The architecture with the best reward, for evaluators that know it (tables)."""
         return None
 
+    @property
+    def fidelities(self) -> tuple[float, ...] | None:
+        """The fidelities an evaluation may ask for, ascending (a table's training lengths, a training's
+        epochs), or None for an evaluator without fidelities (super-networks): multi-fidelity strategies
+        learn them from the run loop (:meth:`Strategy.use_fidelities`)."""
+        return None
+
     def close(self) -> None:
         """Release files, processes or devices."""
 

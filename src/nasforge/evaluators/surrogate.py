@@ -225,5 +225,10 @@ class SurrogateEvaluator(Evaluator):
         }
         return Result(reward, metrics, cost=float(seen[RUNTIME]))
 
+    @property
+    def fidelities(self) -> tuple[float, ...]:
+        """Whole epochs up to the run's (98 by default)."""
+        return tuple(float(e) for e in range(1, int(self.epoch) + 1))
+
     def __repr__(self) -> str:
         return f"<SurrogateEvaluator {self.folder} epoch={self.epoch:g}>"

@@ -159,6 +159,10 @@ class TabularEvaluator(Evaluator):
         test = self.table.value(arch, self.table.report_column)
         return Result(reward, {"test_accuracy": test, "fidelity": fid}, cost=float(fid))
 
+    @property
+    def fidelities(self) -> tuple[float, ...]:
+        return tuple(float(f) for f in self.table.fidelities)
+
     def optimum(self) -> tuple[Architecture, Result]:
         rewards = self.table.column(self.table.reward_columns[self.fidelity])
         best = int(np.nanargmax(rewards))

@@ -136,5 +136,10 @@ class TrainEvaluator(Evaluator):
             cost=cost,
         )
 
+    @property
+    def fidelities(self) -> tuple[float, ...]:
+        """Any whole number of epochs up to the run's (``epochs``, or ``--fidelity``)."""
+        return tuple(float(e) for e in range(1, self.epochs + 1))
+
     def __repr__(self) -> str:
         return f"<TrainEvaluator {self.dataset} epochs={self.epochs} device={self.device}>"
