@@ -130,6 +130,7 @@ class SurrogateEvaluator(Evaluator):
     """NAS-Bench-301 ONNX surrogate for the darts space: reward predicted validation accuracy (%)."""
 
     Config = SurrogateConfig
+    cost_unit = "seconds"
 
     def __init__(self, space: SearchSpace, config: SurrogateConfig | None = None, context: object = None) -> None:
         super().__init__(space, config, context)

@@ -127,6 +127,7 @@ class TabularEvaluator(Evaluator):
     """Look-up in a NAS-Bench-201-format CSV: reward val_acc_F, reported test_acc at the longest F."""
 
     Config = TabularConfig
+    cost_unit = "epochs"
 
     def __init__(self, space: SearchSpace, config: TabularConfig | None = None, context: object = None,
                  *, table: Table | None = None) -> None:

@@ -74,6 +74,7 @@ class TrainEvaluator(Evaluator):
     """Train from scratch on a proxy budget: reward validation accuracy (%), test accuracy reported."""
 
     Config = TrainEvaluatorConfig
+    cost_unit = "epochs"
 
     def __init__(
         self,

@@ -95,6 +95,7 @@ class ToyEvaluator(Evaluator):
     """Exact toy objective (reward in 50..100, test accuracy = reward - 0.5)."""
 
     Config: ClassVar[type] = ToyConfig
+    cost_unit = "full trainings"
 
     def __init__(self, space: SearchSpace, config: ToyConfig | None = None, context: object = None) -> None:
         super().__init__(space, config, context)
