@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nasforge.bench import cost_to_reach, incumbent_at_cost
+from nasforge.bench import _band, cost_to_reach, incumbent_at_cost
 
 
 def main() -> None:
@@ -33,10 +33,7 @@ def main() -> None:
     reached = {s: cost_to_reach(r, args.target) for s, r in runs.items()}
     ref = reached.get(args.reference)
     for s, r in runs.items():
-        with np.errstate(all="ignore"):
-            mat = incumbent_at_cost(r, at)
-            means = np.nanmean(mat, axis=0)
-            q25, q75 = np.nanquantile(mat, 0.25, axis=0), np.nanquantile(mat, 0.75, axis=0)
+        means, q25, q75 = _band(incumbent_at_cost(r, at))
         cost = reached[s]
         ratio = "" if cost is None or not ref else f" ({cost / ref:.2f}x {args.reference}'s)"
         shown = ", ".join(f"@{c:g}: {m:.2f} [{a:.2f}, {b:.2f}]" for c, m, a, b in zip(at, means, q25, q75))

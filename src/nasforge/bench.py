@@ -18,6 +18,7 @@ import logging
 import multiprocessing
 import os
 import time
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -231,6 +232,13 @@ def _run_on_ray(base: RunConfig, jobs: list[RunConfig], workers: int,
             ray.shutdown()
 
 
+def _band(mat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean and quartiles over seeds (rows) of each column, nan where no seed has a value yet."""
+    with warnings.catch_warnings():  # all-nan columns (before any seed's first incumbent) are expected
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return (np.nanmean(mat, axis=0), np.nanquantile(mat, 0.25, axis=0), np.nanquantile(mat, 0.75, axis=0))
+
+
 def _stats(values: np.ndarray) -> dict[str, float]:
     return {"mean": float(np.mean(values)), "q25": float(np.quantile(values, 0.25)),
             "q75": float(np.quantile(values, 0.75))}
@@ -281,8 +289,7 @@ def cost_to_reach(runs: list[dict[str, Any]], target: float) -> float | None:
     if not runs or any(not r.get("cumulative_cost") for r in runs):
         return None
     points = np.unique(np.concatenate([np.asarray(r["cumulative_cost"], dtype=float) for r in runs]))
-    with np.errstate(all="ignore"):
-        mean = np.nanmean(incumbent_at_cost(runs, points), axis=0)
+    mean, _, _ = _band(incumbent_at_cost(runs, points))
     hit = np.flatnonzero(mean >= target)
     return None if len(hit) == 0 else float(points[hit[0]])
 
@@ -366,9 +373,7 @@ def _plot_bands(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Pa
     for name, (x, mat) in curves.items():
         if not len(x):
             continue
-        with np.errstate(all="ignore"):
-            mean = np.nanmean(mat, axis=0)
-            q25, q75 = np.nanquantile(mat, 0.25, axis=0), np.nanquantile(mat, 0.75, axis=0)
+        mean, q25, q75 = _band(mat)
         ax.plot(x, mean, label=name, lw=1.6, drawstyle="steps-post")
         ax.fill_between(x, q25, q75, alpha=0.15, step="post")
         shown += [mean, q25, q75]
