@@ -59,8 +59,8 @@ class Evaluator(ABC):
     Config: ClassVar[type] = NoConfig
     #: the metric reported for a search's best architecture (never shown to strategies)
     reported_metric: ClassVar[str] = "test_accuracy"
-    #: what ``Result.cost`` counts (benchmarks plot the incumbent against its cumulative sum)
-    cost_unit: ClassVar[str] = "cost"
+    #: what ``Result.cost`` counts (benchmarks plot the incumbent against its cumulative sum; may be set per instance)
+    cost_unit: str = "cost"
 
     def __init__(self, space: SearchSpace, config: Any = None, context: Any = None) -> None:
         self.space = space
