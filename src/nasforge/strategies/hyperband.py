@@ -135,10 +135,11 @@ class Hyperband(Strategy):
 
     def _advance(self, b: dict[str, Any]) -> None:
         """Promote a complete rung's best to the next rung; close the bracket after its last rung."""
-        while b in self.brackets and len(b["archs"]) >= b["target"] and all(r is not None for r in b["rewards"]):
+        while any(x is b for x in self.brackets) and len(b["archs"]) >= b["target"] \
+                and all(r is not None for r in b["rewards"]):
             finite = [i for i, r in enumerate(b["rewards"]) if math.isfinite(r)]
             if b["rung"] + 1 >= len(self.rungs) or not finite:
-                self.brackets.remove(b)
+                self.brackets = [x for x in self.brackets if x is not b]
                 return
             here, there = self.rungs[b["rung"]], self.rungs[b["rung"] + 1]
             keep = max(1, math.floor(len(b["archs"]) * here / there + 1e-9)) if here and there else 1
