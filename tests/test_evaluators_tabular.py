@@ -36,6 +36,16 @@ def test_protocol_reward_is_validation_report_is_test(tmp_path: Path) -> None:
     assert ev.queries == 1 and ev.total_cost == 200
 
 
+def test_a_table_with_training_times_costs_seconds(tmp_path: Path) -> None:
+    header = ",".join(COLUMNS) + ",train_time_12,train_time_200"
+    path = _small_table(tmp_path, [f"{BEST},91.6,94.37,80.1,85.2,94.1,85.0,850.5,14000.0"], header)
+    ev = _evaluator(path)
+    arch = nf.create_space("nb201").parse(BEST)
+    assert ev.cost_unit == "seconds" and ev.fidelities == (12.0, 200.0)
+    assert ev.evaluate(arch).cost == 14000.0 and ev.evaluate(arch, 12).cost == 850.5
+    assert _evaluator(_small_table(tmp_path, [f"{BEST},91.6,94.37,80.1,85.2,94.1,85.0"])).cost_unit == "epochs"
+
+
 def test_missing_architecture_is_a_failed_result(tmp_path: Path) -> None:
     path = _small_table(tmp_path, [f"{BEST},91.6,94.37,80.1,85.2,94.1,85.0"])
     other = nf.create_space("nb201").make([0] * 6)

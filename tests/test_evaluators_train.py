@@ -87,6 +87,8 @@ def test_the_runs_fidelity_is_the_number_of_epochs(digits):
     assert r.metrics["epochs"] == 2 and r.cost == 2 and len(r.metrics) > 0
     with pytest.raises(ConfigError, match="fidelity: .*at least 1"):
         T.TrainEvaluator(nf.create_space("nb201"), cfg, nf.RunConfig(evaluator="train", fidelity=0), data=digits)
+    # a multi-fidelity strategy may ask for any whole number of epochs up to the run's
+    assert ev.fidelities == (1.0, 2.0) and ev.cost_unit == "epochs"
 
 
 def test_data_is_loaded_once_per_evaluator(monkeypatch, digits):

@@ -1,10 +1,13 @@
 """Fair comparison of strategies: every strategy over many seeds on the same space and evaluator.
 
-Each (strategy, seed) pair is one search with an in-memory record; its incumbent curve, the
-evaluation at which it first held the benchmark's optimum, and its overhead (strategy time only)
-are saved as ``runs/<strategy>/seed_<k>.json`` in the output directory, so a killed bench continues
-where it stopped. :func:`summarise` turns those into ``summary.json`` and :func:`plot_curves` into
-``curves.png``.
+Each (strategy, seed) pair is one search with an in-memory record; its incumbent curve, the cumulative
+cost of its evaluations (the evaluator's ``cost_unit``: epochs trained, or a surrogate's seconds), the
+evaluation at which it first held the benchmark's optimum (at the highest fidelity), and its overhead
+(strategy time only) are saved as ``runs/<strategy>/seed_<k>.json`` in the output directory, so a killed
+bench continues where it stopped. :func:`summarise` turns those into ``summary.json`` (incumbent test
+accuracy over evaluations and over cumulative cost, with quartiles) and ``summary.md``;
+:func:`plot_curves`, :func:`plot_cost_curves` and :func:`plot_samples_to_optimum` draw ``curves.png``,
+``curves_by_cost.png`` and ``samples_to_optimum.png``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import logging
 import multiprocessing
 import os
 import time
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -30,6 +34,17 @@ log = logging.getLogger(__name__)
 
 #: budgets at which summary.json reports the incumbent test accuracy
 REPORT_BUDGETS = (25, 50, 100, 200, 300, 500)
+#: points of the cumulative-cost grid of ``incumbent_test_accuracy_by_cost`` (log-spaced)
+COST_POINTS = 40
+#: why a mean incumbent test curve may go down (written beside the figures)
+DIP_NOTE = (
+    "A mean incumbent test curve can dip: the incumbent is chosen by the search's reward (validation accuracy), "
+    "never by test accuracy, so a new incumbent with a better validation accuracy can have a worse test accuracy; "
+    "a multi-fidelity search's incumbent is the best result at the highest fidelity reached, so it changes to the "
+    "first result at a higher fidelity even when that one is worse; and over evaluations, a seed joins the mean "
+    "only after its first successful evaluation. Over cumulative cost the curves stop where the cheapest seed "
+    "of the strategy stopped, so every point is a mean over all seeds."
+)
 
 
 @dataclass
@@ -100,7 +115,13 @@ def run_job(config: RunConfig) -> dict[str, Any]:
     optimum = evaluator.optimum()
     best_key = None if optimum is None else space.key(optimum[0])
     incumbents = record.incumbents()
-    found = next((i + 1 for i, inc in enumerate(incumbents) if inc is not None and space.key(inc.arch) == best_key), None)
+    top = max(evaluator.fidelities or (0.0,))  # the optimum counts as found when held at the highest fidelity
+
+    def holds_optimum(inc: Any) -> bool:
+        return space.key(inc.arch) == best_key and (inc.fidelity is None or inc.fidelity >= top)
+
+    found = next((i + 1 for i, inc in enumerate(incumbents) if inc is not None and holds_optimum(inc)), None)
+    costs = np.cumsum([t.outcome.cost for t in record.trials])
     return {
         "strategy": config.strategy,
         "seed": config.seed,
@@ -109,6 +130,7 @@ def run_job(config: RunConfig) -> dict[str, Any]:
                                     for inc in incumbents],
         "incumbent_reward": [None if inc is None else inc.reward for inc in incumbents],
         "samples_to_optimum": found,
+        "cumulative_cost": [round(float(c), 6) for c in costs],
         "overhead_ms": [round(1000 * t.overhead_s, 4) for t in record.trials],
         "n_repeats": sum(t.cached for t in record.trials),
         "n_failed": sum(t.result is not None and t.result.failed for t in record.trials),
@@ -161,12 +183,23 @@ def run_bench(spec: BenchSpec, out: str | Path, workers: int = 1,
                 save(fut.result())
 
     results = {s: [json.loads(_job_path(out, s, seed).read_text()) for seed in spec.seeds] for s in spec.strategies}
-    optimum = _WORKER["evaluator"].optimum()
-    summary = summarise(results, spec, optimum)
+    evaluator = _WORKER["evaluator"]
+    summary = summarise(results, spec, evaluator.optimum(), cost_unit=evaluator.cost_unit)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    plot_curves(results, out / "curves.png", title=f"{spec.base.space}: {len(spec.seeds)} seeds",
-                optimum=summary.get("optimum", {}).get("test_accuracy"))
+    (out / "summary.md").write_text(summary_markdown(summary))
+    title = bench_title(spec)
+    best = summary.get("optimum", {}).get("test_accuracy")
+    plot_curves(results, out / "curves.png", title=title, optimum=best)
+    plot_cost_curves(results, out / "curves_by_cost.png", title=title, optimum=best, cost_unit=evaluator.cost_unit)
+    if "optimum" in summary:
+        plot_samples_to_optimum(results, out / "samples_to_optimum.png", title=title, budget=spec.base.budget)
     return summary
+
+
+def bench_title(spec: BenchSpec) -> str:
+    """What a figure shows: the space, the benchmark (its file name) or evaluator, the budget and the seeds."""
+    where = Path(spec.base.benchmark).name if spec.base.benchmark else spec.base.evaluator
+    return f"{spec.base.space} on {where}: budget {spec.base.budget}, {len(spec.seeds)} seeds"
 
 
 class _BenchActor:
@@ -199,6 +232,13 @@ def _run_on_ray(base: RunConfig, jobs: list[RunConfig], workers: int,
             ray.shutdown()
 
 
+def _band(mat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean and quartiles over seeds (rows) of each column, nan where no seed has a value yet."""
+    with warnings.catch_warnings():  # all-nan columns (before any seed's first incumbent) are expected
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return (np.nanmean(mat, axis=0), np.nanquantile(mat, 0.25, axis=0), np.nanquantile(mat, 0.75, axis=0))
+
+
 def _stats(values: np.ndarray) -> dict[str, float]:
     return {"mean": float(np.mean(values)), "q25": float(np.quantile(values, 0.25)),
             "q75": float(np.quantile(values, 0.75))}
@@ -214,7 +254,48 @@ def incumbent_matrix(runs: list[dict[str, Any]]) -> np.ndarray:
     return mat
 
 
-def summarise(results: dict[str, list[dict[str, Any]]], spec: BenchSpec, optimum: Any) -> dict[str, Any]:
+def cost_grid(results: dict[str, list[dict[str, Any]]], points: int = COST_POINTS) -> np.ndarray:
+    """Log-spaced cumulative costs from the cheapest first evaluation to the costliest seed's total (3 digits)."""
+    costs = [np.asarray(r["cumulative_cost"], dtype=float) for runs in results.values() for r in runs
+             if r.get("cumulative_cost")]
+    positive = [c[c > 0] for c in costs]
+    if not positive or not any(len(c) for c in positive):
+        return np.zeros(0)
+    lo = min(float(c[0]) for c in positive if len(c))
+    hi = max(float(c[-1]) for c in positive if len(c))
+    grid = np.geomspace(lo, hi, points) if hi > lo else np.array([lo])
+    return np.unique([float(f"{g:.3g}") for g in grid])
+
+
+def incumbent_at_cost(runs: list[dict[str, Any]], grid: np.ndarray) -> np.ndarray:
+    """Seeds x grid matrix: each seed's incumbent test accuracy once it has spent that much (nan before its
+    first incumbent, and past the cheapest seed's total, so that every point averages all seeds)."""
+    mat = np.full((len(runs), len(grid)), np.nan)
+    if not runs or any(not r.get("cumulative_cost") for r in runs):
+        return mat
+    limit = min(r["cumulative_cost"][-1] for r in runs)
+    for i, r in enumerate(runs):
+        cost = np.asarray(r["cumulative_cost"], dtype=float)
+        acc = np.array([np.nan if v is None else v for v in r["incumbent_test_accuracy"]], dtype=float)
+        k = np.searchsorted(cost, grid * (1 + 1e-9), side="right") - 1  # the last evaluation within the cost
+        ok = (k >= 0) & (grid <= limit * (1 + 1e-9))
+        mat[i, ok] = acc[k[ok]]
+    return mat
+
+
+def cost_to_reach(runs: list[dict[str, Any]], target: float) -> float | None:
+    """The cumulative cost at which the strategy's mean incumbent test accuracy (over all its seeds) first
+    reaches ``target``, exactly (at one of the seeds' evaluations), or None if it never does."""
+    if not runs or any(not r.get("cumulative_cost") for r in runs):
+        return None
+    points = np.unique(np.concatenate([np.asarray(r["cumulative_cost"], dtype=float) for r in runs]))
+    mean, _, _ = _band(incumbent_at_cost(runs, points))
+    hit = np.flatnonzero(mean >= target)
+    return None if len(hit) == 0 else float(points[hit[0]])
+
+
+def summarise(results: dict[str, list[dict[str, Any]]], spec: BenchSpec, optimum: Any,
+              cost_unit: str = "cost") -> dict[str, Any]:
     budget = spec.base.budget
     summary: dict[str, Any] = {
         "space": spec.base.space,
@@ -223,8 +304,12 @@ def summarise(results: dict[str, list[dict[str, Any]]], spec: BenchSpec, optimum
         "fidelity": spec.base.fidelity,
         "budget": budget,
         "n_seeds": len(spec.seeds),
+        "cost_unit": cost_unit,
         "strategies": {},
+        "incumbent_test_accuracy_by_cost": {},
+        "notes": [DIP_NOTE],
     }
+    grid = cost_grid(results)
     if optimum is not None:
         arch, res = optimum
         summary["optimum"] = {"arch": str(arch), "reward": res.reward, "test_accuracy": res.test_accuracy}
@@ -237,10 +322,19 @@ def summarise(results: dict[str, list[dict[str, Any]]], spec: BenchSpec, optimum
         }
         if optimum is not None:
             steps = np.array([budget if r["samples_to_optimum"] is None else r["samples_to_optimum"] for r in runs])
+            found = [r["samples_to_optimum"] for r in runs if r["samples_to_optimum"] is not None]
             entry["samples_to_optimum"] = {
-                "mean": float(steps.mean()),
+                "mean": float(steps.mean()),  # a seed that did not find it counts as the budget
                 "median": float(np.median(steps)),
                 "found_fraction": float(np.mean([r["samples_to_optimum"] is not None for r in runs])),
+                "n_found": len(found),
+                "mean_found": float(np.mean(found)) if found else None,  # over the seeds that found it
+            }
+        if all(r.get("cumulative_cost") for r in runs):
+            entry["cost_per_seed"] = float(np.mean([r["cumulative_cost"][-1] for r in runs]))
+            by_cost = incumbent_at_cost(runs, grid)
+            summary["incumbent_test_accuracy_by_cost"][name] = {
+                f"{c:g}": _stats(by_cost[:, j]) for j, c in enumerate(grid) if not np.isnan(by_cost[:, j]).any()
             }
         overhead = np.concatenate([np.asarray(r["overhead_ms"], dtype=float) for r in runs])
         per_run_median = [float(np.median(r["overhead_ms"])) for r in runs]
@@ -259,27 +353,40 @@ def summarise(results: dict[str, list[dict[str, Any]]], spec: BenchSpec, optimum
 def plot_curves(results: dict[str, list[dict[str, Any]]], path: str | Path, title: str = "",
                 optimum: float | None = None) -> Path:
     """Mean incumbent test accuracy against evaluations, with the interquartile band, one line per strategy."""
+    curves = {}
+    for name, runs in results.items():
+        mat = incumbent_matrix(runs)
+        curves[name] = (np.arange(1, mat.shape[1] + 1), mat)
+    return _plot_bands(curves, path, title, optimum, "evaluations")
+
+
+def _plot_bands(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path, title: str,
+                optimum: float | None, xlabel: str) -> Path:
+    """Mean and interquartile band of each strategy's seeds x points matrix, the whole of every curve shown."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 5))
-    lows = []
-    for name, runs in results.items():
-        mat = incumbent_matrix(runs)
-        x = np.arange(1, mat.shape[1] + 1)
-        with np.errstate(all="ignore"):
-            mean = np.nanmean(mat, axis=0)
-            q25, q75 = np.nanquantile(mat, 0.25, axis=0), np.nanquantile(mat, 0.75, axis=0)
-        ax.plot(x, mean, label=name, lw=1.6)
-        ax.fill_between(x, q25, q75, alpha=0.15)
-        lows.append(np.nanmean(mat[:, min(9, mat.shape[1] - 1)]))
+    shown: list[np.ndarray] = []
+    for name, (x, mat) in curves.items():
+        if not len(x):
+            continue
+        mean, q25, q75 = _band(mat)
+        ax.plot(x, mean, label=name, lw=1.6, drawstyle="steps-post")
+        ax.fill_between(x, q25, q75, alpha=0.15, step="post")
+        shown += [mean, q25, q75]
+    values = np.concatenate([v[np.isfinite(v)] for v in shown]) if shown else np.zeros(0)
     if optimum is not None:
         ax.axhline(optimum, color="k", ls="--", lw=0.8, label="optimum")
-        ax.set_ylim(max(min(lows) - 0.5, optimum - 10), optimum + 0.3)
+        values = np.append(values, optimum)
+    if len(values):  # the whole of every curve and band, from its first point on
+        lo, hi = float(values.min()), float(values.max())
+        pad = max(0.05 * (hi - lo), 0.05)
+        ax.set_ylim(lo - pad, hi + pad)
     ax.set_xscale("log")
-    ax.set_xlabel("evaluations")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("incumbent test accuracy (mean, IQR band)")
     ax.set_title(title)
     ax.grid(alpha=0.3, which="both")
@@ -288,3 +395,79 @@ def plot_curves(results: dict[str, list[dict[str, Any]]], path: str | Path, titl
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return Path(path)
+
+
+def plot_cost_curves(results: dict[str, list[dict[str, Any]]], path: str | Path, title: str = "",
+                     optimum: float | None = None, cost_unit: str = "cost") -> Path:
+    """Mean incumbent test accuracy against cumulative cost, with the interquartile band, per strategy."""
+    grid = cost_grid(results, points=200)
+    curves = {name: (grid, incumbent_at_cost(runs, grid)) for name, runs in results.items()}
+    curves = {name: (x[~np.isnan(m).any(axis=0)], m[:, ~np.isnan(m).any(axis=0)]) for name, (x, m) in curves.items()}
+    return _plot_bands(curves, path, title, optimum, f"cumulative cost ({cost_unit})")
+
+
+def plot_samples_to_optimum(results: dict[str, list[dict[str, Any]]], path: str | Path, title: str = "",
+                            budget: int | None = None) -> Path:
+    """Evaluations each seed needed to hold the optimum, one box per strategy (as the LaNAS paper's Fig. 5,
+    bottom row); seeds that never found it are drawn at the budget as crosses and counted in the label."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(results)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(names) + 2), 5))
+    rng = np.random.default_rng(0)  # jitter of the points only
+    for i, name in enumerate(names):
+        found = [r["samples_to_optimum"] for r in results[name] if r["samples_to_optimum"] is not None]
+        missed = len(results[name]) - len(found)
+        if found:
+            ax.boxplot([found], positions=[i], widths=0.5, showfliers=False, showmeans=True)
+            ax.scatter(i + rng.uniform(-0.15, 0.15, len(found)), found, s=8, alpha=0.5, color="C0")
+        if missed and budget is not None:
+            ax.scatter(i + rng.uniform(-0.15, 0.15, missed), [budget] * missed, s=14, marker="x", color="C3")
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels([f"{n}\n{sum(r['samples_to_optimum'] is not None for r in results[n])}/{len(results[n])} found"
+                        for n in names])
+    ax.set_yscale("log")
+    ax.set_ylabel("evaluations to the optimum (x: not found within the budget)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3, axis="y", which="both")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+def to_optimum_text(entry: dict[str, Any], n_seeds: int) -> str:
+    """The "to optimum" cell of a bench table: mean evaluations over the seeds that found it, and how many did."""
+    sto = entry.get("samples_to_optimum")
+    if sto is None:
+        return "-"
+    n_found = sto.get("n_found", round(sto["found_fraction"] * n_seeds))
+    if not n_found:
+        return f"— (0/{n_seeds} found)"
+    mean = sto.get("mean_found")
+    return f"{mean:.0f} ({n_found}/{n_seeds} found)" if mean is not None else f"({n_found}/{n_seeds} found)"
+
+
+def summary_markdown(summary: dict[str, Any]) -> str:
+    """The bench as Markdown: mean incumbent test accuracy at each budget, evaluations to the optimum, mean
+    cost per seed and median overhead per query, then the notes."""
+    budgets = [b for b in map(str, REPORT_BUDGETS) if int(b) <= summary["budget"]]
+    where = summary.get("benchmark") or summary.get("evaluator")
+    lines = [f"# {summary['space']} on {where}: budget {summary['budget']}, {summary['n_seeds']} seeds", "",
+             "Mean incumbent test accuracy after N evaluations; evaluations to the optimum (mean over the seeds "
+             f"that found it); mean cost per seed ({summary.get('cost_unit', 'cost')}); median strategy overhead "
+             "per query.", "",
+             "| strategy | " + " | ".join(f"@{b}" for b in budgets) + " | to optimum | cost/seed | ms/query |",
+             "|---" * (len(budgets) + 4) + "|"]
+    for name, entry in summary["strategies"].items():
+        inc = entry["incumbent_test_accuracy"]
+        cost = entry.get("cost_per_seed")
+        cells = [f"{inc[b]['mean']:.2f}" if b in inc else "-" for b in budgets]
+        cells += [to_optimum_text(entry, summary["n_seeds"]), "-" if cost is None else f"{cost:,.0f}",
+                  f"{entry['overhead_ms_per_query']['median']:.2f}"]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", *summary.get("notes", []), ""]
+    return "\n".join(lines)

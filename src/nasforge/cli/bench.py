@@ -1,9 +1,10 @@
-"""``nasforge bench``: many strategies over many seeds on one benchmark; summary.json and curves.png."""
+"""``nasforge bench``: many strategies over many seeds on one benchmark; summary.json / .md and the figures."""
 
 from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -60,7 +61,7 @@ def _resumed_spec(args: argparse.Namespace) -> BenchSpec:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bench import REPORT_BUDGETS, make_spec, run_bench
+    from ..bench import REPORT_BUDGETS, make_spec, run_bench, to_optimum_text
     from ..run.rundir import absolute_paths
 
     console = console_for(args)
@@ -84,21 +85,25 @@ def run(args: argparse.Namespace) -> int:
             bar.update(advance=1, status=f"{res['strategy']} seed {res['seed']}: {last}")
 
         summary = run_bench(spec, args.out, workers=workers, on_done=show)
-    table = Table(title=f"{base.space}, budget {base.budget}, {len(spec.seeds)} seeds: mean incumbent test accuracy")
+    table = Table(title=f"{base.space}, budget {base.budget}, {len(spec.seeds)} seeds: mean incumbent test accuracy",
+                  caption=f"to optimum: mean evaluations of the seeds that found it; cost in {summary['cost_unit']}")
     budgets = [str(b) for b in REPORT_BUDGETS if b <= base.budget]
     table.add_column("strategy")
     for b in budgets:
         table.add_column(f"@{b}", justify="right")
     table.add_column("to optimum", justify="right")
+    table.add_column("cost/seed", justify="right")
     table.add_column("ms/query", justify="right")
     for name, entry in summary["strategies"].items():
         inc = entry["incumbent_test_accuracy"]
-        sto = entry.get("samples_to_optimum")
+        cost = entry.get("cost_per_seed")
         table.add_row(name, *[f"{inc[b]['mean']:.2f}" if b in inc else "-" for b in budgets],
-                      "-" if sto is None else f"{sto['mean']:.0f} ({100 * sto['found_fraction']:.0f}%)",
+                      to_optimum_text(entry, len(spec.seeds)), "-" if cost is None else f"{cost:,.0f}",
                       f"{entry['overhead_ms_per_query']['median']:.2f}")
     Console(width=max(Console().width, 120)).print(table)
-    console.print(f"written: {args.out}/summary.json, {args.out}/curves.png")
+    figures = ", ".join(f"{args.out}/{f}" for f in ("curves.png", "curves_by_cost.png", "samples_to_optimum.png")
+                        if (Path(args.out) / f).exists())
+    console.print(f"written: {args.out}/summary.json, {args.out}/summary.md, {figures}")
     return 0
 
 

@@ -59,6 +59,8 @@ class Evaluator(ABC):
     Config: ClassVar[type] = NoConfig
     #: the metric reported for a search's best architecture (never shown to strategies)
     reported_metric: ClassVar[str] = "test_accuracy"
+    #: what ``Result.cost`` counts (benchmarks plot the incumbent against its cumulative sum; may be set per instance)
+    cost_unit: str = "cost"
 
     def __init__(self, space: SearchSpace, config: Any = None, context: Any = None) -> None:
         self.space = space
@@ -80,6 +82,13 @@ class Evaluator(ABC):
 
     def optimum(self) -> tuple[Architecture, Result] | None:
         """The architecture with the best reward, for evaluators that know it (tables)."""
+        return None
+
+    @property
+    def fidelities(self) -> tuple[float, ...] | None:
+        """The fidelities an evaluation may ask for, ascending (a table's training lengths, a training's
+        epochs), or None for an evaluator without fidelities (super-networks): multi-fidelity strategies
+        learn them from the run loop (:meth:`Strategy.use_fidelities`)."""
         return None
 
     def close(self) -> None:

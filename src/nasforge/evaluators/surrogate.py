@@ -130,6 +130,7 @@ class SurrogateEvaluator(Evaluator):
     """NAS-Bench-301 ONNX surrogate for the darts space: reward predicted validation accuracy (%)."""
 
     Config = SurrogateConfig
+    cost_unit = "seconds"
 
     def __init__(self, space: SearchSpace, config: SurrogateConfig | None = None, context: object = None) -> None:
         super().__init__(space, config, context)
@@ -224,6 +225,11 @@ class SurrogateEvaluator(Evaluator):
             "epoch": epoch,
         }
         return Result(reward, metrics, cost=float(seen[RUNTIME]))
+
+    @property
+    def fidelities(self) -> tuple[float, ...]:
+        """Whole epochs up to the run's (98 by default)."""
+        return tuple(float(e) for e in range(1, int(self.epoch) + 1))
 
     def __repr__(self) -> str:
         return f"<SurrogateEvaluator {self.folder} epoch={self.epoch:g}>"

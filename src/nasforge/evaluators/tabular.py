@@ -3,8 +3,9 @@
 The table is a CSV with an ``arch`` column holding the space's string form and, for each training
 length F available, ``val_acc_F`` and ``test_acc_F`` columns (percentages). The strategy sees
 ``val_acc_F`` at the chosen fidelity F (default: the longest); the reported metric is ``test_acc`` at
-the longest training, whatever the fidelity, as in the NAS-Bench-201 protocol. Nothing assumes a
-particular data set.
+the longest training, whatever the fidelity, as in the NAS-Bench-201 protocol. An evaluation costs its
+fidelity in epochs, or, where the table has a ``train_time_F`` column for every fidelity, that training
+time in seconds. Nothing assumes a particular data set.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class TabularConfig:
 
     reward: str = "val_acc"  # prefix of the column the strategy sees, suffixed with _<fidelity>
     report: str = "test_acc"  # prefix of the reported column, at the longest fidelity
+    time: str = "train_time"  # prefix of training-time columns (seconds at each fidelity): the cost where present
 
 
 class Table:
@@ -62,6 +64,8 @@ class Table:
         if report_col not in header:
             raise DataError(f"{self.path}: missing column {report_col!r} (columns: {', '.join(header)})")
         self.reward_columns = {f: f"{config.reward}_{f}" for f in fidelities}
+        times = {f: f"{config.time}_{f}" for f in fidelities}
+        self.time_columns = times if all(c in header for c in times.values()) else None
         self.report_column = report_col
         numeric = [c for c in header if c != "arch"]
         self.data = np.empty((len(rows), len(numeric)), dtype=np.float64)
@@ -127,6 +131,7 @@ class TabularEvaluator(Evaluator):
     """Look-up in a NAS-Bench-201-format CSV: reward val_acc_F, reported test_acc at the longest F."""
 
     Config = TabularConfig
+    cost_unit = "epochs"
 
     def __init__(self, space: SearchSpace, config: TabularConfig | None = None, context: object = None,
                  *, table: Table | None = None) -> None:
@@ -141,6 +146,8 @@ class TabularEvaluator(Evaluator):
             table = Table(path, space, self.config)
         self.table = table
         self.fidelity = self._check_fidelity(self.context.fidelity)
+        if self.table.time_columns is not None:
+            self.cost_unit = "seconds"  # of training, from the table
 
     def _check_fidelity(self, fidelity: float | None) -> int:
         if fidelity is None:
@@ -157,7 +164,13 @@ class TabularEvaluator(Evaluator):
         if reward is None:
             return Result.failure(f"{arch} is not in {self.table.path}")
         test = self.table.value(arch, self.table.report_column)
-        return Result(reward, {"test_accuracy": test, "fidelity": fid}, cost=float(fid))
+        times = self.table.time_columns
+        cost = float(fid) if times is None else self.table.value(arch, times[fid])
+        return Result(reward, {"test_accuracy": test, "fidelity": fid}, cost=float(cost or 0.0))
+
+    @property
+    def fidelities(self) -> tuple[float, ...]:
+        return tuple(float(f) for f in self.table.fidelities)
 
     def optimum(self) -> tuple[Architecture, Result]:
         rewards = self.table.column(self.table.reward_columns[self.fidelity])

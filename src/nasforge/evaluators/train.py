@@ -74,6 +74,7 @@ class TrainEvaluator(Evaluator):
     """Train from scratch on a proxy budget: reward validation accuracy (%), test accuracy reported."""
 
     Config = TrainEvaluatorConfig
+    cost_unit = "epochs"
 
     def __init__(
         self,
@@ -135,6 +136,11 @@ class TrainEvaluator(Evaluator):
             },
             cost=cost,
         )
+
+    @property
+    def fidelities(self) -> tuple[float, ...]:
+        """Any whole number of epochs up to the run's (``epochs``, or ``--fidelity``)."""
+        return tuple(float(e) for e in range(1, self.epochs + 1))
 
     def __repr__(self) -> str:
         return f"<TrainEvaluator {self.dataset} epochs={self.epochs} device={self.device}>"

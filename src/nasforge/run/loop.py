@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence
 
 from .. import codec
-from ..errors import RunDirError
+from ..errors import ConfigError, RunDirError
 from ..evaluators.base import Evaluator, StatefulEvaluator
 from ..result import Result
 from ..spaces.base import SearchSpace
-from ..strategies.base import Strategy
+from ..strategies.base import Proposal, Strategy
 from .executors import Done, Executor, Job, SequentialExecutor
 from .store import RunStore, Trial
 
@@ -33,9 +33,20 @@ class Callback(Protocol):
     def __call__(self, trial: Trial, record: SearchRecord) -> None: ...
 
 
+def fidelity_rank(fidelity: float | None) -> float:
+    """A recorded fidelity, for comparing fidelities: None (the evaluator's default, its full one) ranks highest."""
+    return math.inf if fidelity is None else float(fidelity)
+
+
 @dataclass
 class SearchRecord:
-    """What a search did: finished trials in arrival order, and the incumbent after each."""
+    """What a search did: finished trials in arrival order, and the incumbent after each.
+
+    The incumbent is the trial with the best reward among those at the highest fidelity reached so far
+    (rewards at different fidelities are never compared: a 12-epoch accuracy is no rival of a 200-epoch one),
+    so it may get worse when the first result at a higher fidelity arrives; with one fidelity it is simply
+    the best reward so far.
+    """
 
     space: SearchSpace
     trials: list[Trial]
@@ -51,10 +62,16 @@ class SearchRecord:
 
     @staticmethod
     def _better(t: Trial, best: Trial | None) -> bool:
-        return not t.outcome.failed and math.isfinite(t.reward) and (best is None or t.reward > best.reward)
+        if t.outcome.failed or not math.isfinite(t.reward):
+            return False
+        if best is None:
+            return True
+        f, g = fidelity_rank(t.fidelity), fidelity_rank(best.fidelity)
+        return f > g or (f == g and t.reward > best.reward)
 
     def incumbents(self) -> list[Trial | None]:
-        """After each evaluation, the trial with the best reward so far (failed trials never are)."""
+        """After each evaluation, the trial with the best reward so far at the highest fidelity reached
+        (failed trials never are)."""
         best, out = None, []
         for t in self.trials:
             if self._better(t, best):
@@ -84,6 +101,7 @@ class SearchRecord:
                 "test_accuracy": t.outcome.test_accuracy,
                 "incumbent_test_accuracy": None if inc is None else inc.outcome.test_accuracy,
                 "cost": t.outcome.cost,
+                "fidelity": t.fidelity,
                 "time_s": t.time_s,
                 "overhead_ms": 1000.0 * t.overhead_s,
                 "cached": t.cached,
@@ -132,13 +150,16 @@ def restore_strategy(store: RunStore, strategy: Strategy, trials: dict[int, Tria
                               "has no record of (an edited or damaged run database)")
         batch = [trials[i] for i in event.trials]
         if event.kind == "ask":
-            proposed = strategy.ask(event.n)
-            recorded = [t.arch for t in batch]
+            proposals = strategy.ask_proposals(event.n)
+            # a proposal without a fidelity was recorded at the run's: only a chosen fidelity is compared
+            proposed = [(p.arch, p.fidelity) for p in proposals]
+            recorded = [(t.arch, t.fidelity if p.fidelity is not None else None) for t, p in zip(batch, proposals)]
+            recorded += [(t.arch, t.fidelity) for t in batch[len(proposals):]]
             if proposed != recorded:
                 k = next((i for i, (a, b) in enumerate(zip(proposed, recorded)) if a != b),
                          min(len(proposed), len(recorded)))
-                now = proposed[k] if k < len(proposed) else "nothing"
-                was = f"{recorded[k]} (trial {batch[k].id})" if k < len(recorded) else "nothing"
+                now = _shown(*proposed[k]) if k < len(proposed) else "nothing"
+                was = f"{_shown(*recorded[k])} (trial {batch[k].id})" if k < len(recorded) else "nothing"
                 raise RunDirError(f"{store.path}: replaying the recorded search diverged at event {event.seq}: the "
                                   f"strategy now proposes {now} where the run recorded {was}; it cannot be continued "
                                   "(a nasforge version or strategy setting that differs from the one that wrote it?)")
@@ -152,6 +173,10 @@ def restore_strategy(store: RunStore, strategy: Strategy, trials: dict[int, Tria
         log.info("restored the strategy state after event %d and replayed the %d events recorded since",
                  after, len(events))
     return after, len(events)
+
+
+def _shown(arch: Any, fidelity: float | None) -> str:
+    return str(arch) if fidelity is None else f"{arch} at fidelity {fidelity:g}"
 
 
 class _StateSaver:
@@ -229,6 +254,8 @@ def run_search(
     store = store if store is not None else RunStore(None)
     executor = executor if executor is not None else SequentialExecutor(evaluator)
     trials = {t.id: t for t in store.load(space.from_dict)}
+    offered = evaluator.fidelities
+    strategy.use_fidelities(offered)  # before a restored state, which holds what the strategy learnt of them
     # Evaluators with state of their own (shared weights) resume from the last joint checkpoint instead.
     checkpoint_every = evaluator.checkpoint_every if isinstance(evaluator, StatefulEvaluator) and store.persistent else 0
     saved_event = 0
@@ -241,8 +268,9 @@ def run_search(
     # until its event is committed): only then may its state be saved when the search stops
     consistent = [True]
     record = SearchRecord(space, store.finished(), budget)
+    # results to reuse, by network and fidelity (a result at 12 epochs is no answer for 200)
     known: dict[Any, Result] = {
-        space.key(t.arch): t.outcome for t in record.trials if reuse_results and not t.outcome.failed
+        (space.key(t.arch), t.fidelity): t.outcome for t in record.trials if reuse_results and not t.outcome.failed
     }
 
     def tell(batch: list[Trial]) -> None:
@@ -274,13 +302,23 @@ def run_search(
     last_wait = math.inf
 
     def start_trial(t: Trial) -> None:
-        cached = known.get(space.key(t.arch)) if reuse_results else None
+        cached = known.get((space.key(t.arch), t.fidelity)) if reuse_results else None
         if cached is not None:
             ready.append(Done(t.id, Result(cached.reward, dict(cached.metrics), 0.0), 0.0))
             t.cached = True
         else:
-            executor.submit(Job(t.id, t.arch, fidelity, _seed_for(seed, t.id)))
+            executor.submit(Job(t.id, t.arch, t.fidelity, _seed_for(seed, t.id)))
         inflight[t.id] = t
+
+    def fidelities_of(proposals: list[Proposal]) -> list[float | None]:
+        out = []
+        for p in proposals:
+            if p.fidelity is not None and (offered is None or float(p.fidelity) not in offered):
+                have = "none" if offered is None else ", ".join(f"{f:g}" for f in offered)
+                raise ConfigError(f"strategy {type(strategy).__name__} asked for fidelity {p.fidelity:g}, which the "
+                                  f"evaluator does not offer (its fidelities: {have})")
+            out.append(fidelity if p.fidelity is None else float(p.fidelity))
+        return out
 
     for t in trials.values():
         if not t.finished:
@@ -295,9 +333,9 @@ def run_search(
             if n_ask > 0 and not ready:
                 consistent[0] = False
                 start = time.perf_counter()
-                archs = strategy.ask(n_ask)
-                per = (time.perf_counter() - start) / max(len(archs), 1)
-                new = store.add_trials(archs, per, n_ask)
+                proposals = strategy.ask_proposals(n_ask)
+                per = (time.perf_counter() - start) / max(len(proposals), 1)
+                new = store.add_trials([p.arch for p in proposals], per, n_ask, fidelities_of(proposals))
                 consistent[0] = True
                 for t in new:
                     start_trial(t)
@@ -318,13 +356,13 @@ def run_search(
                     log.warning("trial %d: %s (%s); retrying (attempt %d of %d)", t.id, d.error_kind,
                                 d.result.error, t.attempts + 2, max_retries + 1)
                     store.record_attempt(t, d.error_kind, d.result.error, d.worker, d.time_s)
-                    executor.submit(Job(t.id, t.arch, fidelity, _seed_for(seed, t.id)))
+                    executor.submit(Job(t.id, t.arch, t.fidelity, _seed_for(seed, t.id)))
                     continue
                 del inflight[d.trial_id]
                 store.record_result(t, d.result, d.time_s, cached=t.cached)
                 record.trials.append(t)
                 if reuse_results and not d.result.failed:
-                    known.setdefault(space.key(t.arch), d.result)
+                    known.setdefault((space.key(t.arch), t.fidelity), d.result)
                 tell([t])
                 for cb in callbacks:
                     cb(t, record)

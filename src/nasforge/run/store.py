@@ -10,7 +10,9 @@ evaluated again, results recorded but not yet told are told from the record.
 ``RunStore(None)`` keeps trials in memory only and records neither events nor states (benchmarks).
 
 The database carries its schema version (``PRAGMA user_version``); a database of another version, a
-damaged one or a file that is not one is a :class:`~nasforge.errors.RunDirError` naming the file.
+damaged one or a file that is not one is a :class:`~nasforge.errors.RunDirError` naming the file, except
+version 2, which lacks only the trials' fidelity (added in 3): opened for writing it is migrated (its
+trials were all evaluated at the run's fidelity, recorded as NULL), opened read-only it is read as such.
 ``readonly=True`` opens it for reading only (``mode=ro``), so that a read-only copy of a run can be read.
 """
 
@@ -31,8 +33,10 @@ from ..errors import RunDirError
 from ..result import Result
 
 #: version of the tables below; a database of another version is refused (1 was never written; databases
-#: before versions were recorded read 0 and pickled their strategy states)
-SCHEMA_VERSION = 2
+#: before versions were recorded read 0 and pickled their strategy states), but for 2 (see MIGRATIONS)
+SCHEMA_VERSION = 3
+#: from an older version to this one: the statements that migrate it (2 lacks the trials' fidelity)
+MIGRATIONS = {2: "ALTER TABLE trials ADD COLUMN fidelity REAL;"}
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS trials (
@@ -43,14 +47,15 @@ CREATE TABLE IF NOT EXISTS trials (
     seq INTEGER,                      -- order in which results arrived
     reward REAL,
     metrics TEXT,
-    cost REAL,
+    cost REAL,                        -- the evaluator's cost unit (epochs, seconds of a table's training)
     time_s REAL,                      -- evaluation wall time
     overhead_s REAL DEFAULT 0,        -- strategy time (ask + tell) spent on this trial
     error TEXT,
     cached INTEGER DEFAULT 0,         -- result reused from an earlier trial of the same architecture
     told INTEGER DEFAULT 0,
     asked_at REAL,
-    finished_at REAL
+    finished_at REAL,
+    fidelity REAL                     -- the fidelity the strategy asked for (NULL: the run's, the evaluator's default)
 );
 CREATE TABLE IF NOT EXISTS attempts (      -- failed attempts that were retried (worker raised, timed out, was lost)
     trial_id INTEGER NOT NULL,
@@ -101,6 +106,7 @@ class Trial:
     cached: bool = False
     told: bool = False
     attempts: int = 0  # failed attempts retried before this trial's result
+    fidelity: float | None = None  # asked by the strategy, or the run's (None: the evaluator's default)
 
     @property
     def finished(self) -> bool:
@@ -118,9 +124,9 @@ class Trial:
         return math.nan if self.result is None else self.result.reward
 
 
-#: queued as (id, arch, choices, overhead_s, asked_at), inserted as a whole row (see RunStore.flush)
+#: queued as (id, arch, choices, overhead_s, asked_at, fidelity), inserted as a whole row (see RunStore.flush)
 _INSERT_TRIAL = ("INSERT INTO trials (id, arch, choices, status, seq, reward, metrics, cost, time_s, error, cached,"
-                 " finished_at, told, overhead_s, asked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+                 " finished_at, told, overhead_s, asked_at, fidelity) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 _RECORD_RESULT = ("UPDATE trials SET status=?, seq=?, reward=?, metrics=?, cost=?, time_s=?, error=?, cached=?,"
                   " finished_at=? WHERE id=?")
 _MARK_TOLD = "UPDATE trials SET told=1, overhead_s=overhead_s+? WHERE id=?"
@@ -173,6 +179,7 @@ class RunStore:
         self._last_id = 0
         self._last_seq = 0
         self._last_event = 0
+        self._has_fidelity = True  # False: a version-2 database read without migrating it
         if self.path is None:
             self.db = sqlite3.connect(":memory:", isolation_level=None)
             self.db.executescript(SCHEMA)
@@ -225,6 +232,16 @@ class RunStore:
             raise RunDirError(f"{path}: damaged run database ({check[0]})")
         if "trials" not in tables:
             raise RunDirError(f"{path}: not a nasforge run database (no trials table)")
+        if version in MIGRATIONS:
+            if self.readonly:
+                self._has_fidelity = False
+                return
+            try:
+                db.executescript(f"BEGIN; {MIGRATIONS[version]} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+            except sqlite3.Error as exc:
+                raise RunDirError(f"{path}: cannot migrate the run database from schema version {version} "
+                                  f"to {SCHEMA_VERSION} ({exc})") from None
+            return
         if version != SCHEMA_VERSION:
             old = " (before versions were recorded, with pickled strategy states, which are no longer read)" \
                 if version == 0 else ""
@@ -237,16 +254,18 @@ class RunStore:
         """All recorded trials, by id; ``parse`` turns ``{"arch", "choices"}`` back into an Architecture."""
         self.flush()
         try:
+            fidelity = "fidelity" if self._has_fidelity else "NULL"
             rows = self.db.execute(
-                "SELECT id, arch, choices, status, seq, reward, metrics, cost, time_s, overhead_s, error, cached, told"
-                " FROM trials ORDER BY id"
+                "SELECT id, arch, choices, status, seq, reward, metrics, cost, time_s, overhead_s, error, cached, told,"
+                f" {fidelity} FROM trials ORDER BY id"
             ).fetchall()
             attempts = self.db.execute("SELECT trial_id, COUNT(*) FROM attempts GROUP BY trial_id").fetchall()
             last_event = self.db.execute("SELECT MAX(seq) FROM events").fetchone()[0]
         except sqlite3.DatabaseError as exc:
             raise RunDirError(f"{self.path}: unreadable run database ({exc})") from None
         self._trials = {}
-        for (tid, text, choices, status, seq, reward, metrics, cost, time_s, overhead, error, cached, told) in rows:
+        for (tid, text, choices, status, seq, reward, metrics, cost, time_s, overhead, error, cached, told,
+             fid) in rows:
             arch = parse({"arch": text, "choices": json.loads(choices)})
             result = None
             if status != "running":
@@ -258,7 +277,7 @@ class RunStore:
                     error,
                 )
             self._trials[tid] = Trial(tid, arch, status, seq, result, time_s or 0.0, overhead or 0.0,
-                                      bool(cached), bool(told))
+                                      bool(cached), bool(told), fidelity=fid)
         for tid, n in attempts:
             if tid in self._trials:
                 self._trials[tid].attempts = n
@@ -354,7 +373,7 @@ class RunStore:
                 for p in (params if many else (params,)):
                     if sql == _INSERT_TRIAL:
                         row = new[p[0]] = [p[0], p[1], p[2], "running", None, None, None, None, None, None, 0, None,
-                                           0, p[3], p[4]]
+                                           0, p[3], p[4], p[5]]
                         batches[sql].append(row)
                     elif sql == _RECORD_RESULT and p[9] in new:
                         new[p[9]][3:12] = p[:9]
@@ -376,14 +395,16 @@ class RunStore:
         return _INSERT_EVENT, (self._last_event, kind, n, ids), False
 
     def add_trials(self, archs: Sequence[Architecture], overhead_s: float = 0.0,
-                   n_asked: int | None = None) -> list[Trial]:
-        """Record asked architectures (status running) and the ask that proposed them (``n_asked`` requested)."""
+                   n_asked: int | None = None, fidelities: Sequence[float | None] | None = None) -> list[Trial]:
+        """Record asked architectures (status running) at their ``fidelities`` (default: None each) and the ask
+        that proposed them (``n_asked`` requested)."""
         now = time.time()
         start = self._last_id + 1
-        new = [Trial(start + i, a, overhead_s=overhead_s) for i, a in enumerate(archs)]
+        fids = [None] * len(archs) if fidelities is None else list(fidelities)
+        new = [Trial(start + i, a, overhead_s=overhead_s, fidelity=f) for i, (a, f) in enumerate(zip(archs, fids))]
         if self.persistent:
             # tuples of plain values only, so that the garbage collector stops tracking what waits to be committed
-            rows = tuple((t.id, str(t.arch), str(list(t.arch.choices)), overhead_s, now) for t in new)
+            rows = tuple((t.id, str(t.arch), str(list(t.arch.choices)), overhead_s, now, t.fidelity) for t in new)
             self._write((_INSERT_TRIAL, rows, True),
                         self._event("ask", len(new) if n_asked is None else n_asked, new))
         self._trials.update((t.id, t) for t in new)

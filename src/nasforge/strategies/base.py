@@ -14,6 +14,18 @@ objects of nasforge's own classes. :meth:`save_state` and :meth:`restore_state` 
 
 Failed results (``result.failed``) are told too; a strategy decides how to treat them, most simply by
 ignoring them for learning (:func:`usable`).
+
+Fidelities (multi-fidelity search): the run loop asks through :meth:`Strategy.ask_proposals`, which returns
+:class:`Proposal` objects, an architecture and an optional fidelity (a table's epochs, the ``train``
+evaluator's epochs). The default ``ask_proposals`` wraps :meth:`ask` with no fidelity, so a strategy that
+only implements ``ask`` is evaluated at the run's fidelity (the evaluator's default) as always. A
+strategy that chooses fidelities overrides ``ask_proposals`` (and keeps ``ask`` as the architectures of
+``ask_proposals``); the run loop tells it, before the first ask, the fidelities the evaluator offers
+(:meth:`use_fidelities`, ascending, or None for an evaluator without fidelities: super-networks), and
+refuses a fidelity the evaluator does not have. ``tell`` is unchanged: results come back in the order
+they arrived, each for one proposal (a strategy matches them to its proposals by architecture). The
+run store records the fidelity and cost of every evaluation, and the search's incumbent is the best
+reward among the results at the highest fidelity reached so far, never a comparison across fidelities.
 """
 
 from __future__ import annotations
@@ -29,6 +41,14 @@ from ..arch import Architecture
 from ..codec import Encoded, decode, encode
 from ..result import Result
 from ..spaces.base import SearchSpace
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """An architecture to evaluate, at ``fidelity`` (None: the run's fidelity, the evaluator's default)."""
+
+    arch: Architecture
+    fidelity: float | None = None
 
 
 @dataclass
@@ -56,6 +76,15 @@ class Strategy(ABC):
     @abstractmethod
     def ask(self, n: int = 1) -> list[Architecture]:
         """Propose ``n`` architectures to evaluate (all may be evaluated in parallel)."""
+
+    def ask_proposals(self, n: int = 1) -> list[Proposal]:
+        """Propose ``n`` evaluations: architectures with an optional fidelity each (by default :meth:`ask`'s
+        architectures at the run's fidelity); multi-fidelity strategies override it."""
+        return [Proposal(a) for a in self.ask(n)]
+
+    def use_fidelities(self, fidelities: Sequence[float] | None) -> None:
+        """Learn the fidelities the evaluator offers (ascending; None: it has none). Called by the run loop
+        before the first ask; strategies that do not choose fidelities ignore it."""
 
     @abstractmethod
     def tell(self, archs: Sequence[Architecture], results: Sequence[Result]) -> None:

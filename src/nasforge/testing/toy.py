@@ -4,18 +4,22 @@ The toy space has two structure decisions and four operation decisions (3 x 4 x 
 architectures). Its reward is a fixed, separable score per decision plus a monotone interaction, so
 the unique optimum is the best option of every decision, and a strategy that learns anything about
 the decisions finds it far sooner than random search.
+
+The toy evaluator has fidelities (1, 3 and 9 "epochs" by default, 9 being its default and full one) for
+multi-fidelity strategies: a shorter training scores lower and ranks architectures only roughly (it
+underrates the second structure decision), costs ``fidelity / 9``, and reports the full test accuracy.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Sequence
 
 import numpy as np
 
 from ..arch import Architecture
-from ..errors import InvalidArchitecture
+from ..errors import ConfigError, InvalidArchitecture
 from ..evaluators.base import Evaluator
 from ..registry import EVALUATORS, SPACES
 from ..result import Result
@@ -79,6 +83,11 @@ class ToyConfig:
 
     noise: float = 0.0  # standard deviation of Gaussian noise added to the reward
     delay: float = 0.0  # seconds each evaluation sleeps (to test interruption, timeouts, parallelism)
+    fidelities: list[int] = field(default_factory=lambda: [1, 3, 9])  # the last is the full (default) one
+
+    def __post_init__(self) -> None:
+        if not self.fidelities or sorted(set(self.fidelities)) != list(self.fidelities) or self.fidelities[0] < 1:
+            raise ValueError(f"fidelities must be increasing positive integers, got {self.fidelities}")
 
 
 @EVALUATORS.register("toy", spaces=("toy",), tabular=True, trains=False)
@@ -86,21 +95,34 @@ class ToyEvaluator(Evaluator):
     """Exact toy objective (reward in 50..100, test accuracy = reward - 0.5)."""
 
     Config: ClassVar[type] = ToyConfig
+    cost_unit = "full trainings"
 
     def __init__(self, space: SearchSpace, config: ToyConfig | None = None, context: object = None) -> None:
         super().__init__(space, config, context)
         self._scores = toy_scores(space)
+        self._fidelities = list(self.config.fidelities)  # kept: a subclass may replace the config
+
+    @property
+    def fidelities(self) -> tuple[float, ...]:
+        return tuple(float(f) for f in self._fidelities)
 
     def _evaluate(self, arch: Architecture, fidelity: float | None, seed: int) -> Result:
         if self.config.delay > 0:
             time.sleep(self.config.delay)
+        full = self._fidelities[-1]
+        if fidelity is None:
+            fidelity = full
+        elif fidelity not in self._fidelities:
+            raise ConfigError(f"fidelity: the toy evaluator has fidelities {self._fidelities}, got {fidelity}")
         reward = toy_reward(self.space, arch.choices)
-        noisy = reward
+        seen = reward
+        if fidelity < full:  # shorter training: lower, and blind to part of the second decision's merit
+            seen -= (1.0 - fidelity / full) * (10.0 + 4.0 * float(self._scores[1][arch.choices[1]]))
         if self.config.noise > 0:
-            noisy += float(np.random.default_rng(seed).normal(0.0, self.config.noise))
-        return Result(noisy, {"test_accuracy": reward - 0.5}, cost=1.0)
+            seen += float(np.random.default_rng(seed).normal(0.0, self.config.noise))
+        return Result(seen, {"test_accuracy": reward - 0.5, "fidelity": fidelity}, cost=fidelity / full)
 
     def optimum(self) -> tuple[Architecture, Result]:
         best = toy_optimum(self.space)
         reward = toy_reward(self.space, best.choices)
-        return best, Result(reward, {"test_accuracy": reward - 0.5}, cost=1.0)
+        return best, Result(reward, {"test_accuracy": reward - 0.5, "fidelity": self._fidelities[-1]}, cost=1.0)
