@@ -64,11 +64,11 @@ class SupernetConfig(TrainConfig, DataConfig):
     super-network (the space's model arguments plus ``shared_affine`` and ``running_stats``).
     """
 
-    train_steps: int = 1
-    reward_batch: int = 128
-    derive_batch: int = 4096
-    report_test: bool = False
-    model_args: dict[str, Any] = field(default_factory=dict)
+    train_steps: int = 1  # shared-weight SGD steps per evaluated child
+    reward_batch: int = 128  # validation images that score a child
+    derive_batch: int = 4096  # validation images that score each candidate of the final derivation
+    report_test: bool = False  # also score test accuracy (never shown to the strategy; slow)
+    model_args: dict[str, Any] = field(default_factory=dict)  # the super-network's model arguments (the space's, plus shared_affine and running_stats)
 
     def __post_init__(self) -> None:
         TrainConfig.__post_init__(self)

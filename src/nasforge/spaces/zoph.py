@@ -39,10 +39,10 @@ class ZophConfig:
 
     layers: int = 15  # their CIFAR-10 search grows to 15 layers
     strides: bool = False  # also choose each layer's stride
-    heights: tuple[int, ...] = (1, 3, 5, 7)
-    widths: tuple[int, ...] = (1, 3, 5, 7)
-    filters: tuple[int, ...] = (24, 36, 48, 64)
-    stride_options: tuple[int, ...] = (1, 2, 3)
+    heights: tuple[int, ...] = (1, 3, 5, 7)  # filter heights a layer can have (odd: same padding)
+    widths: tuple[int, ...] = (1, 3, 5, 7)  # filter widths a layer can have (odd)
+    filters: tuple[int, ...] = (24, 36, 48, 64)  # filter counts a layer can have
+    stride_options: tuple[int, ...] = (1, 2, 3)  # strides a layer can have (with strides=true)
 
     def __post_init__(self) -> None:
         if self.layers < 1:

@@ -65,8 +65,8 @@ class AlphaXConfig:
     retrain_fraction: float = 0.05  # ... or this fraction of the results, if more (refits stay amortised)
     fit_steps: int = 50  # full-batch Adam steps per refit (warm-started)
     hidden: int = 64  # width of the meta-predictor's two hidden layers
-    lr: float = 0.01
-    weight_decay: float = 1e-4
+    lr: float = 0.01  # Adam learning rate of the meta-predictor
+    weight_decay: float = 1e-4  # L2 weight decay of the meta-predictor
     enumerate_limit: int = 4096  # a node whose rollouts found nothing new is enumerated up to this raw size
     max_selections: int = 20  # selections per query before falling back to a uniform unseen sample
 

@@ -54,9 +54,9 @@ class NAOConfig:
     """NAO hyper-parameters."""
 
     hidden: int = 32  # LSTM and predictor width
-    embedding_dim: int = 16
+    embedding_dim: int = 16  # size of the continuous architecture embedding
     lam: float = 0.8  # weight of the prediction loss against reconstruction (NAO's trade-off)
-    lr: float = 0.005
+    lr: float = 0.005  # Adam learning rate of encoder, predictor and decoder
     initial: int = 10  # uniform samples before the first fit
     first_fit_steps: int = 150  # full-batch Adam steps of the first fit ...
     fit_steps: int = 30  # ... and of every warm-started refit
