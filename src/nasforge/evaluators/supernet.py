@@ -157,7 +157,8 @@ class SupernetEvaluator(StatefulEvaluator):
     def attach(self, strategy: Any) -> None:
         """Let a differentiable strategy (DARTS, GDAS) drive every evaluation: see the module docstring."""
         if not isinstance(self.supernet, CellSupernet):
-            cells = [n for n in SUPERNETS.names() if issubclass(SUPERNETS.get(n).factory, CellSupernet)]
+            cells = [n for n in SUPERNETS.names()
+                     if isinstance(f := SUPERNETS.get(n).factory, type) and issubclass(f, CellSupernet)]
             raise ConfigError(f"strategy: {type(strategy).__name__} weighs the operations of a cell super-network; "
                               f"space {self.space.name!r} has none (cell spaces: {', '.join(cells)})")
         self.relaxation = strategy

@@ -138,7 +138,7 @@ class DifferentiableStrategy(Strategy):
     gradient), :attr:`learning` (past the warm-up) and :meth:`learn` (one optimiser step on a loss).
     """
 
-    Config: Any = DartsConfig
+    Config = DartsConfig
 
     def __init__(self, space: SearchSpace, config: Any = None, seed: int = 0) -> None:
         super().__init__(space, config, seed)

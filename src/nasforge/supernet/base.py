@@ -80,7 +80,7 @@ class Relaxed:
     weights: torch.Tensor
     index: torch.Tensor | None = None
 
-    def detach(self) -> "Relaxed":
+    def detach(self) -> Relaxed:
         """The same weights without gradient (a step of the network's own weights)."""
         return Relaxed(self.weights.detach(), self.index)
 
