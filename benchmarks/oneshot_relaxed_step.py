@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from supernet_step import in_fresh_process, peak_mib, timed  # noqa: E402
+from supernet_step import in_fresh_process, peak_mib, timed
 
 #: space, model arguments, image side
 SIZES = {
