@@ -110,6 +110,11 @@ def resolve(config: RunConfig) -> RunConfig:
 def _resolve_evaluator(config: RunConfig) -> RunConfig:
     SPACES.canonical(config.space)  # an unknown space is named as such, not as one the evaluator lacks
     config = replace(config, evaluator=evaluator_for(config.evaluator, config.space))
+    if STRATEGIES.get(config.strategy).capabilities.get("differentiable") and not EVALUATORS.get(
+            config.evaluator).capabilities.get("differentiable"):
+        raise ConfigError(f"strategy: {config.strategy!r} learns architecture weights by gradient through a "
+                          f"super-network; evaluator {config.evaluator!r} scores networks as black boxes "
+                          f"(use --evaluator {', '.join(EVALUATORS.names(differentiable=True))})")
     if config.epochs is not None and not is_oneshot(config):
         raise ConfigError(f"epochs: counts passes of a one-shot search over its training split; evaluator "
                           f"{config.evaluator!r} trains each network separately (use --set evaluator.epochs=E "
@@ -141,4 +146,6 @@ def build_components(config: RunConfig) -> Components:
         config = replace(config, budget=evaluator.budget)
     config = resolve(config)
     strategy = create_strategy(config.strategy, space, config.seed, **config.strategy_args)
+    if STRATEGIES.get(config.strategy).capabilities.get("differentiable"):
+        evaluator.attach(strategy)  # type: ignore[attr-defined]  # the evaluator's capability says it can
     return Components(space, strategy, evaluator, config)

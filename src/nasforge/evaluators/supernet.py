@@ -16,6 +16,13 @@ shown to the strategy. The evaluator keeps its weights in memory, so one-shot se
 sequential executor. At the end of every epoch of shared-weight training the search loop stores a joint
 checkpoint (weights, optimiser, schedule, data order, and the strategy's policy and generator); a killed
 search resumes from the last one and redoes the evaluations after it.
+
+Differentiable strategies (``darts``, ``gdas``: registry capability ``differentiable``) are attached to the
+evaluator (:meth:`SupernetEvaluator.attach`; the factory does it) and an evaluation is then one step of their
+alternation instead: an architecture step on a validation minibatch of ``batch_size`` images through the
+relaxed super-network (every operation weighted, or GDAS' one sampled operation per edge), whose accuracy is
+the reward, then ``train_steps`` steps of the network's weights through a relaxed architecture with the
+architecture weights fixed. Only cell super-networks (``nb201``, ``darts``) have the relaxed forward.
 """
 
 from __future__ import annotations
@@ -30,10 +37,11 @@ import torch
 from torch import nn
 
 from ..arch import Architecture
+from ..errors import ConfigError
 from ..registry import EVALUATORS
 from ..result import Result
 from ..spaces.base import SearchSpace
-from ..supernet import SUPERNETS, build_supernet
+from ..supernet import SUPERNETS, CellSupernet, build_supernet
 from ..train import DataConfig, default_cache_dir, load_dataset, make_splits
 from ..train.augment import augment_batch
 from ..train.loop import Stepper, TrainConfig, accuracy, resolve_device
@@ -111,7 +119,8 @@ class _Child(nn.Module):
         return self.supernet(x, self.arch)
 
 
-@EVALUATORS.register("supernet", spaces=tuple(SUPERNETS.names()), trains=True, oneshot=True, benchmark=False)
+@EVALUATORS.register("supernet", spaces=tuple(SUPERNETS.names()), trains=True, oneshot=True, benchmark=False,
+                     differentiable=True)
 class SupernetEvaluator(StatefulEvaluator):
     """Weight sharing: train the super-network through each proposed child, reward its validation accuracy."""
 
@@ -140,9 +149,19 @@ class SupernetEvaluator(StatefulEvaluator):
         self.padding = cfg.crop_padding if cfg.crop_padding is not None else self.splits.shape[-1] // 8
         self.flip = self.splits.flip if cfg.flip is None else cfg.flip
         self.steps = 0
+        self.relaxation: Any = None  # an attached differentiable strategy (DARTS, GDAS)
         log.info("supernet evaluator: %s on %s, %d training / %d validation images, %d shared parameters",
                  space.name, data.name, len(self.splits.train), len(self.splits.val),
                  sum(p.numel() for p in self.supernet.parameters()))
+
+    def attach(self, strategy: Any) -> None:
+        """Let a differentiable strategy (DARTS, GDAS) drive every evaluation: see the module docstring."""
+        if not isinstance(self.supernet, CellSupernet):
+            cells = [n for n in SUPERNETS.names()
+                     if isinstance(f := SUPERNETS.get(n).factory, type) and issubclass(f, CellSupernet)]
+            raise ConfigError(f"strategy: {type(strategy).__name__} weighs the operations of a cell super-network; "
+                              f"space {self.space.name!r} has none (cell spaces: {', '.join(cells)})")
+        self.relaxation = strategy
 
     @property
     def checkpoint_every(self) -> int:
@@ -211,6 +230,8 @@ class SupernetEvaluator(StatefulEvaluator):
 
     def _evaluate(self, arch: Architecture, fidelity: float | None, seed: int) -> Result:
         self.space.validate(arch)
+        if self.relaxation is not None:
+            return self._relaxed_step()
         losses = [self.train_step(arch) for _ in range(self.config.train_steps)]
         if any(not math.isfinite(v) for v in losses):
             return Result.failure(f"shared-weight loss became {losses[-1]} at step {self.steps}",
@@ -221,6 +242,41 @@ class SupernetEvaluator(StatefulEvaluator):
             metrics["test_accuracy"] = 100.0 * accuracy(self.child, self.splits.test, self.splits.normalise,
                                                         device=self.device)
         return Result(self.score(arch), metrics, cost=float(len(losses)))
+
+    def _relaxed_step(self) -> Result:
+        """An architecture step on a validation minibatch, then ``train_steps`` weight steps (first-order DARTS
+        order); the reward is the relaxed network's accuracy on that minibatch."""
+        strategy = self.relaxation
+        total = max(self.budget * self.config.train_steps, 1)
+        x, y = self._batch(self.splits.val, self.config.batch_size)
+        self.child.train()  # batch statistics, as in the weight steps
+        with _frozen_running_stats(self.child), torch.set_grad_enabled(strategy.learning):
+            self.child.arch = strategy.relaxed(self.steps / total)
+            out = self.child(x)
+            logits = out[0] if isinstance(out, tuple) else out
+            arch_loss = nn.functional.cross_entropy(logits, y)
+            arch_value = float(arch_loss.detach())
+            if not math.isfinite(arch_value):
+                return Result.failure(f"architecture loss became {arch_value} at step {self.steps}", cost=1.0)
+            if strategy.learning:
+                strategy.learn(arch_loss)
+        reward = 100.0 * float((logits.argmax(1) == y).float().mean())
+        losses = []
+        for _ in range(self.config.train_steps):
+            with torch.no_grad():
+                mixed = strategy.relaxed(self.steps / total).detach()
+            self.child.arch = mixed
+            self.child.train()
+            xt, yt = self._batch(self.splits.train, self.config.batch_size)
+            xt = augment_batch(xt, self.generator, padding=self.padding, flip=self.flip, cutout_size=self.config.cutout)
+            loss, _, _ = self.stepper.step(xt, yt)
+            self.steps += 1
+            losses.append(loss)
+        if any(not math.isfinite(v) for v in losses):
+            return Result.failure(f"shared-weight loss became {losses[-1]} at step {self.steps}", cost=len(losses))
+        metrics = {"train_loss": float(sum(losses) / max(len(losses), 1)), "arch_loss": arch_value,
+                   "step": self.steps}
+        return Result(reward, metrics, cost=float(len(losses)))
 
     def derive(self, strategy: Any, n_samples: int = 100, seed: int = 0) -> dict[str, Any] | None:
         """Best of ``n_samples`` policy samples on ``derive_batch`` validation images (the same for all),

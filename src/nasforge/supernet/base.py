@@ -50,7 +50,7 @@ from ..config import build as build_config
 from ..config import to_dict
 from ..registry import Registry
 from ..spaces.base import SearchSpace
-from .cells import CellDescription, SharedDAGCell, selecting
+from .cells import CellDescription, Mixture, SharedDAGCell, mixing, selecting
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,25 @@ class SupernetOptions:
 
     shared_affine: bool = False  # learnable BN scale/shift inside candidate operations
     running_stats: bool = False  # keep BN running averages (else every batch uses its own statistics)
+
+
+@dataclass
+class Relaxed:
+    """A relaxed architecture (DARTS, GDAS): weights over the options of every decision of the space.
+
+    ``weights`` is ``(n_decisions, width)``; row ``d`` weighs the options of decision ``d`` in the order of
+    its labels (padded to ``width``). A cell super-network uses the rows of the operation decisions of its
+    edges (:meth:`CellSupernet.edge_decisions`) and sums every edge of a node, whatever the structure
+    decisions say. ``index`` (one option per decision, GDAS' hard sample) runs only that operation of
+    each edge (:class:`~nasforge.supernet.cells.Mixture`).
+    """
+
+    weights: torch.Tensor
+    index: torch.Tensor | None = None
+
+    def detach(self) -> Relaxed:
+        """The same weights without gradient (a step of the network's own weights)."""
+        return Relaxed(self.weights.detach(), self.index)
 
 
 class Supernet:
@@ -111,11 +130,43 @@ class CellSupernet(Supernet):
         """The cell description each shared cell runs for ``arch``, by module path."""
         raise NotImplementedError
 
-    def forward(self, x: torch.Tensor, arch: Architecture) -> Any:
-        """The fixed network's forward pass through the operations ``arch`` chooses."""
+    def edge_decisions(self) -> dict[str, tuple[int, ...]]:
+        """For each shared cell (by module path), the space's decision that chooses the operation of each of
+        its edges, in the cell's edge order: the rows of a :class:`Relaxed` architecture it runs."""
+        raise NotImplementedError
+
+    def check_relaxable(self) -> None:
+        """Check that every edge's decision lists the cell's operations in the cell's order (what
+        :class:`Relaxed` weights assume)."""
+        for path, rows in self.edge_decisions().items():
+            cell = self.shared[path]
+            if len(rows) != len(cell.edges):
+                raise ValueError(f"{path}: {len(rows)} edge decisions for {len(cell.edges)} edges")
+            for d in rows:
+                labels = tuple(self.space.decisions[d].labels or ())
+                if labels != cell.ops:
+                    raise ValueError(f"{path}: decision {self.space.decisions[d].name} lists {labels}, "
+                                     f"the cell's operations are {cell.ops}")
+
+    def forward(self, x: torch.Tensor, arch: Architecture | Relaxed) -> Any:
+        """The fixed network's forward pass through the operations ``arch`` chooses, or with every operation
+        weighted by a :class:`Relaxed` architecture."""
+        if isinstance(arch, Relaxed):
+            with mixing(self.mixtures(arch)):
+                return super().forward(x)  # type: ignore[misc]
         selected = self.descriptions(self.space.validate(arch))
         with selecting((self.shared[path], nodes) for path, nodes in selected.items()):
             return super().forward(x)  # type: ignore[misc]
+
+    def mixtures(self, arch: Relaxed) -> list[tuple[SharedDAGCell, Mixture]]:
+        """Each shared cell with the rows of ``arch`` that weigh its edges."""
+        out = []
+        for path, rows in self.edge_decisions().items():
+            cell = self.shared[path]
+            index = torch.as_tensor(rows, device=arch.weights.device)
+            weights = arch.weights.index_select(0, index)[:, : len(cell.ops)]
+            out.append((cell, Mixture(weights, None if arch.index is None else arch.index[list(rows)])))
+        return out
 
     def child_tensor(self, arch: Architecture, key: str, state: dict[str, torch.Tensor]) -> torch.Tensor | None:
         for path, nodes in self.descriptions(arch).items():

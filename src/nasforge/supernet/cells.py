@@ -10,11 +10,17 @@ because the fixed networks' containers (e.g. :class:`~nasforge.models.darts_net.
 cell as ``dag(s0, s1, drop_prob=p)``: keeping that call lets the super-networks reuse the fixed
 networks' stems, preprocessing, heads and module names unchanged. :func:`selecting` sets it for the
 duration of one forward pass only.
+
+Differentiable one-shot search (DARTS, GDAS) runs the cell *relaxed* instead: :attr:`SharedDAGCell.mixture`
+(set by :func:`mixing`) holds a weight for every candidate operation of every edge, and each node is the sum
+over all its incoming edges of the weighted sum of their operations. Any super-network built from shared
+cells gets this forward by mapping its cells to rows of architecture weights.
 """
 
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
 
 import torch
@@ -22,6 +28,21 @@ from torch import nn
 
 from ..ops import OPS
 from ..ops.cell_ops import CellDescription, DAGCell, Zero, cell_output, edge_stride, node_sum
+
+
+@dataclass
+class Mixture:
+    """The relaxed choice of one cell: ``weights[e, k]`` multiplies operation ``k`` (the cell's ``ops`` order)
+    of edge ``e``.
+
+    With ``index`` (one operation per edge; GDAS' hard sample) only the indexed operation runs; every other
+    operation contributes its weight alone, a number that is zero for a straight-through one-hot weight
+    but carries the gradient to it (GDAS' implementation does the same). A step then costs one operation
+    per edge instead of all of them.
+    """
+
+    weights: torch.Tensor
+    index: torch.Tensor | None = None
 
 
 class SharedDAGCell(nn.Module):
@@ -63,8 +84,10 @@ class SharedDAGCell(nn.Module):
                 stride = edge_stride(src, n_inputs, reduction)
                 self.edges.append(nn.ModuleDict({op: OPS.create(op, C, C, stride, affine) for op in self.ops}))
         last = n_inputs + n_nodes
+        self.n_nodes = n_nodes
         self.output = tuple(output) if output is not None else tuple(range(n_inputs, last))
         self.selected: CellDescription | None = None
+        self.mixture: Mixture | None = None
 
     @property
     def multiplier(self) -> int:
@@ -88,6 +111,8 @@ class SharedDAGCell(nn.Module):
         return ops[name]
 
     def forward(self, *inputs: torch.Tensor, drop_prob: float = 0.0) -> torch.Tensor:
+        if self.mixture is not None:
+            return self.forward_mixed(list(inputs), self.mixture)
         if self.selected is None:
             raise RuntimeError("a shared cell runs one sampled path: call the super-network with an architecture")
         states = list(inputs)
@@ -96,6 +121,29 @@ class SharedDAGCell(nn.Module):
         for i, node in enumerate(self.selected):
             edges = [(self._op(self.locate(self.n_inputs + i, src, name), name), states[src]) for name, src in node]
             states.append(node_sum(edges, self.training, drop_prob))
+        return cell_output(states, self.output)
+
+    def forward_mixed(self, states: list[torch.Tensor], mixture: Mixture) -> torch.Tensor:
+        """Every node sums all its incoming edges, each edge the weighted sum of its operations (no drop-path:
+        a search-time forward)."""
+        weights, index = mixture.weights, mixture.index
+        if weights.shape != (len(self.edges), len(self.ops)):
+            raise ValueError(f"mixture weights of shape {tuple(weights.shape)} for a cell of {len(self.edges)} "
+                             f"edges and {len(self.ops)} operations")
+        for node in range(self.n_inputs, self.n_inputs + self.n_nodes):
+            total: torch.Tensor | None = None
+            for src in range(node):
+                e = self.edge_index[(node, src)]
+                w, x = weights[e], states[src]
+                if index is None:
+                    terms = [w[k] * self._op(e, name)(x) for k, name in enumerate(self.ops)]
+                else:
+                    k = int(index[e])
+                    terms = [w[k] * self._op(e, self.ops[k])(x), w.sum() - w[k]]
+                for t in terms:
+                    total = t if total is None else total + t
+            assert total is not None  # every intermediate node has at least one incoming edge
+            states.append(total)
         return cell_output(states, self.output)
 
 
@@ -130,6 +178,20 @@ def share_cells(net: nn.Module, ops: Sequence[str], affine: bool) -> dict[str, S
             net.set_submodule(path, cell)
             shared[path] = cell
     return shared
+
+
+@contextlib.contextmanager
+def mixing(mixtures: Iterable[tuple[SharedDAGCell, Mixture]]) -> Iterator[None]:
+    """Set each shared cell's mixture for one forward pass, and clear it afterwards."""
+    cells = []
+    try:
+        for cell, mixture in mixtures:
+            cell.mixture = mixture
+            cells.append(cell)
+        yield
+    finally:
+        for cell in cells:
+            cell.mixture = None
 
 
 @contextlib.contextmanager

@@ -35,6 +35,7 @@ class DartsSupernet(CellSupernet, DartsNetwork):  # type: ignore[misc]
         )
         self._remember(space, args, num_classes, in_channels, options)
         self.shared = share_cells(self, space.ops, options.shared_affine)
+        self.check_relaxable()
 
     def descriptions(self, arch: Architecture) -> dict[str, CellDescription]:
         cells = {False: self.space.cell_nodes(arch, "normal"), True: self.space.cell_nodes(arch, "reduce")}
@@ -42,4 +43,14 @@ class DartsSupernet(CellSupernet, DartsNetwork):  # type: ignore[misc]
         for i, cell in enumerate(self.cells):
             assert isinstance(cell, DartsCell)  # share_cells swaps only each DartsCell's inner DAG
             out[f"cells.{i}.dag"] = cells[cell.reduction]
+        return out
+
+    def edge_decisions(self) -> dict[str, tuple[int, ...]]:
+        # the space numbers a cell's edges node by node, sources ascending: the shared cell's order
+        rows = {kind: tuple(n.edges[src] for n in self.space.layout[kind] for src in sorted(n.edges))
+                for kind in ("normal", "reduce")}
+        out: dict[str, tuple[int, ...]] = {}
+        for i, cell in enumerate(self.cells):
+            assert isinstance(cell, DartsCell)
+            out[f"cells.{i}.dag"] = rows["reduce" if cell.reduction else "normal"]
         return out

@@ -29,7 +29,12 @@ class NB201Supernet(CellSupernet, NB201Network):  # type: ignore[misc]
         NB201Network.__init__(self, placeholder(3, n_inputs=1), num_classes, in_channels, C=args.C, N=args.N)
         self._remember(space, args, num_classes, in_channels, options)
         self.shared = share_cells(self, NB201_OPS, options.shared_affine)
+        self.check_relaxable()
 
     def descriptions(self, arch: Architecture) -> dict[str, CellDescription]:
         cell = self.space.cell(arch)
         return {path: cell for path in self.shared}
+
+    def edge_decisions(self) -> dict[str, tuple[int, ...]]:
+        # one operation decision per edge, in the cell's edge order; every cell runs the same cell
+        return {path: tuple(range(len(cell.edges))) for path, cell in self.shared.items()}
