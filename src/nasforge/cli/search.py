@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import shutil
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from ._common import (
     thread_tuner,
 )
 from ._examples import with_examples
+from ._launch import add_nproc_flag
 
 
 def _fmt(x: float | None, digits: int = 3) -> str:
@@ -37,9 +40,27 @@ def _status(trial, record, strategy) -> str:
     return "  ".join(parts)
 
 
+def replica_copy(run_dir: Path, dest: Path) -> Path:
+    """A private copy of a run directory for a data-parallel replica other than rank 0 to resume from (the
+    SQLite store through its backup API, so that a consistent state is copied)."""
+    import sqlite3
+
+    shutil.copytree(run_dir, dest, ignore=shutil.ignore_patterns("run.db*", "*.lock"))
+    source = sqlite3.connect(f"file:{run_dir / 'run.db'}?mode=ro", uri=True)
+    target = sqlite3.connect(dest / "run.db")
+    try:
+        source.backup(target)
+    finally:
+        source.close()
+        target.close()
+    return dest
+
+
 def run(args: argparse.Namespace) -> int:
     from .. import api
     from ..run.rundir import check_out, resume_config
+    from ..train.distributed import barrier, init_from_env, shutdown
+    from ..train.loop import resolve_device
 
     console = console_for(args)
     if args.resume:
@@ -66,6 +87,24 @@ def run(args: argparse.Namespace) -> int:
         check_out(out)
 
     apply_config_threads(args, config)
+    replicas = init_from_env(resolve_device(config.device))
+    scratch = None
+    if replicas is not None:
+        if not replicas.main:  # searches alike in a copy; rank 0 keeps the run directory and reports
+            scratch = Path(tempfile.mkdtemp(prefix="nasforge-replica-"))
+            out = replica_copy(out, scratch / "run") if args.resume else scratch / "run"
+            args.quiet = True
+            console = console_for(args)
+        barrier()  # the copies are taken before rank 0 writes anything
+    try:
+        return _search(args, api, config, out, console)
+    finally:
+        shutdown()
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _search(args: argparse.Namespace, api: Any, config: Any, out: Path, console: Any) -> int:
     parts = api.build_components(config)
     config = parts.config  # resolved: a length in --epochs is a budget of child steps now
     with ProgressDisplay(console, f"{config.strategy} on {config.space}", config.budget,
@@ -96,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("search", help="run a search (or continue one with --resume DIR)", **with_examples("search"))
     add_run_flags(p)
+    add_nproc_flag(p)
     p.add_argument("--out", metavar="DIR", help="run directory (config, record, result.json)")
     p.add_argument("--resume", metavar="DIR",
                    help="continue the run recorded in DIR (with --budget N: extend it to N evaluations)")

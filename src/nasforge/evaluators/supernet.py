@@ -44,6 +44,7 @@ from ..spaces.base import SearchSpace
 from ..supernet import SUPERNETS, CellSupernet, build_supernet
 from ..train import DataConfig, default_cache_dir, load_dataset, make_splits
 from ..train.augment import augment_batch
+from ..train.distributed import Replicas
 from ..train.loop import Stepper, TrainConfig, accuracy, resolve_device
 from .base import StatefulEvaluator, refuse_fidelity
 from .train import DEFAULT_DATASET
@@ -144,7 +145,11 @@ class SupernetEvaluator(StatefulEvaluator):
         self.budget = ctx.budget if ctx.epochs is None else ctx.epochs * self.checkpoint_every
         # The cosine schedule spans the whole search: budget x train_steps updates.
         schedule = TrainConfig(**{**vars(cfg.train_config()), "epochs": 1})
-        self.stepper = Stepper(self.child, schedule, max(self.budget * cfg.train_steps, 1), self.device)
+        # data-parallel (torch.distributed): every replica runs this search alike, trains on its share of each
+        # batch and scores on its share of each validation batch; gradients and scores are summed over replicas
+        self.replicas = Replicas.current()
+        self.stepper = Stepper(self.child, schedule, max(self.budget * cfg.train_steps, 1), self.device,
+                               self.replicas)
         self.generator = torch.Generator().manual_seed(seed)
         self.padding = cfg.crop_padding if cfg.crop_padding is not None else self.splits.shape[-1] // 8
         self.flip = self.splits.flip if cfg.flip is None else cfg.flip
@@ -156,6 +161,9 @@ class SupernetEvaluator(StatefulEvaluator):
 
     def attach(self, strategy: Any) -> None:
         """Let a differentiable strategy (DARTS, GDAS) drive every evaluation: see the module docstring."""
+        if self.replicas is not None:
+            raise ConfigError(f"strategy: {type(strategy).__name__} runs in one process (data-parallel one-shot "
+                              "search is for the policy strategies: enas, ednas, reinforce); drop --nproc")
         if not isinstance(self.supernet, CellSupernet):
             cells = [n for n in SUPERNETS.names()
                      if isinstance(f := SUPERNETS.get(n).factory, type) and issubclass(f, CellSupernet)]
@@ -194,9 +202,17 @@ class SupernetEvaluator(StatefulEvaluator):
         self.child.train()
         x, y = self._batch(self.splits.train, self.config.batch_size)
         x = augment_batch(x, self.generator, padding=self.padding, flip=self.flip, cutout_size=self.config.cutout)
-        loss, _, _ = self.stepper.step(x, y)
+        x, y, share = self._share(x, y)
+        loss, _, _ = self.stepper.step(x, y, share)
         self.steps += 1
         return loss
+
+    def _share(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """This replica's part of a batch and its fraction of the batch (all of it in one process)."""
+        if self.replicas is None:
+            return x, y, 1.0
+        part = self.replicas.share(len(y))
+        return x[part], y[part], (part.stop - part.start) / len(y)
 
     def validation_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """A random validation minibatch of ``reward_batch`` images."""
@@ -223,10 +239,14 @@ class SupernetEvaluator(StatefulEvaluator):
         self.child.arch = arch
         self.child.train()  # batch statistics of this minibatch, as ENAS scores its children
         x, y = batch if batch is not None else self.validation_batch()
+        x, y, _ = self._share(x, y)
         with _frozen_running_stats(self.child):
             out = self.child(x)
         logits = out[0] if isinstance(out, tuple) else out
-        return 100.0 * float((logits.argmax(1) == y).float().mean())
+        correct, seen = float((logits.argmax(1) == y).sum()), float(len(y))
+        if self.replicas is not None:  # every replica gets the same reward, so their strategies stay alike
+            correct, seen = self.replicas.sum([correct, seen])
+        return 100.0 * correct / seen
 
     def _evaluate(self, arch: Architecture, fidelity: float | None, seed: int) -> Result:
         self.space.validate(arch)

@@ -57,3 +57,27 @@ def run_replicas(world: int, fn: Callable[..., None], *args: Any) -> None:
     import torch.multiprocessing as mp
 
     mp.spawn(_replica, args=(world, free_port(), fn, args), nprocs=world, join=True)
+
+
+def oneshot_small(out: str | Path, budget: int = 12, space: str = "nb201", strategy: str = "enas") -> None:
+    """A short one-shot search on digits (tiny super-network), replicated when this process is in a process
+    group; every replica saves its shared weights and the rewards it saw to ``out`` with ``.rankR.npz``."""
+    from ..factory import build_components
+    from ..config import make_run_config
+    from ..run.loop import run_search
+    from ..train.distributed import Replicas, init_from_env, shutdown
+
+    init_from_env("cpu")
+    torch.set_num_threads(1)
+    config = make_run_config({"space": space, "strategy": strategy, "evaluator": "supernet", "dataset": "digits",
+                              "budget": budget, "seed": 0},
+                             ["evaluator.model_args={C: 4, N: 1}", "evaluator.batch_size=32", "evaluator.reward_batch=32"])
+    parts = build_components(config)
+    record = run_search(parts.space, parts.strategy, parts.evaluator, config.budget, seed=config.seed)
+    replicas = Replicas.current()
+    rank = 0 if replicas is None else replicas.rank
+    arrays = {k: v.detach().numpy() for k, v in parts.evaluator.supernet.state_dict().items()}  # type: ignore[attr-defined]
+    rewards = np.array([t.reward for t in record.trials])
+    archs = np.array([str(t.arch) for t in record.trials])
+    np.savez(f"{out}.rank{rank}.npz", rewards=rewards, archs=archs, **arrays)
+    shutdown()

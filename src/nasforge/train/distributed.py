@@ -95,6 +95,12 @@ def init_from_env(device: torch.device | str = "cpu") -> Replicas | None:
     return Replicas.current()
 
 
+def barrier() -> None:
+    """Wait until every replica got here (nothing outside a process group)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
 def shutdown() -> None:
     """Leave the process group (end of a data-parallel command)."""
     if dist.is_available() and dist.is_initialized():
