@@ -394,9 +394,7 @@ def _pareto(run: SearchRun) -> str:
     return section(f"Pareto front ({len(rows)} architectures)", body, "pareto")
 
 
-def search_report(run_dir: str | Path, live_seconds: int | None = None) -> str:
-    """The HTML page of a search's run directory."""
-    run = load_search(run_dir)
+def _sections(run: SearchRun) -> tuple[str, str]:
     sections = [_overview(run)]
     if run.trials:
         sections += [_curves(run), _scatter(run), _pareto(run), _top(run), _strategy_views(run), _one_shot(run)]
@@ -405,10 +403,21 @@ def search_report(run_dir: str | Path, live_seconds: int | None = None) -> str:
     sections += [_failures(run), _provenance(run)]
     c = run.config
     state = "running" if run.running else "finished"
-    subtitle = (f"{c.strategy} on {c.space} ({c.evaluator}), seed {c.seed}: {len(run.trials)} of {c.budget} "
-                f"evaluations, {state}; report written {time.strftime('%Y-%m-%d %H:%M:%S')}")
-    return page(f"nasforge search: {run.path.name}", subtitle, "".join(s for s in sections if s),
-                live_seconds if run.running else None)
+    subtitle = f"{c.strategy} on {c.space} ({c.evaluator}), seed {c.seed}: {len(run.trials)} of {c.budget} evaluations, {state}"
+    return subtitle, "".join(s for s in sections if s)
+
+
+def search_sections(run_dir: str | Path) -> tuple[str, str]:
+    """A search's title line and report sections (for a page of several directories)."""
+    return _sections(load_search(run_dir))
+
+
+def search_report(run_dir: str | Path, live_seconds: int | None = None) -> str:
+    """The HTML page of a search's run directory; while the search runs, the page reloads every ``live_seconds``."""
+    run = load_search(run_dir)
+    subtitle, body = _sections(run)
+    return page(f"nasforge search: {run.path.name}", f"{subtitle}; report written {time.strftime('%Y-%m-%d %H:%M:%S')}",
+                body, live_seconds if run.running else None)
 
 
 def is_search_dir(path: Path) -> bool:
