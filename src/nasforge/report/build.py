@@ -28,11 +28,11 @@ def _kind(path: Path) -> str:
     raise RunDirError(f"{path}: neither a search run directory (config.yaml, run.db) nor a bench directory (bench.json)")
 
 
-def report_html(path: str | Path, live_seconds: int | None = None) -> str:
-    """The page of one search or bench directory."""
+def report_html(path: str | Path, live_seconds: int | None = None, cache: dict[Any, Any] | None = None) -> str:
+    """The page of one search or bench directory (``cache``: see :func:`~nasforge.report.search.load_search`)."""
     path = Path(path)
     if _kind(path) == "search":
-        return search_report(path, live_seconds)
+        return search_report(path, live_seconds, cache)
     subtitle, body = bench_sections(path)
     return page(f"nasforge bench: {path.name}", f"{subtitle}; report written {time.strftime('%Y-%m-%d %H:%M:%S')}",
                 body)
@@ -60,7 +60,7 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def write_reports(paths: Sequence[str | Path], out: str | Path | None = None,
-                  live_seconds: int | None = None) -> list[Path]:
+                  live_seconds: int | None = None, cache: dict[Any, Any] | None = None) -> list[Path]:
     """Write the report(s): one directory to ``out`` (default ``DIR/report.html``); several to one page side by side
     with ``out``, else each to its own ``DIR/report.html``."""
     if not paths:
@@ -73,7 +73,7 @@ def write_reports(paths: Sequence[str | Path], out: str | Path | None = None,
     else:
         for p in paths:
             target = Path(out) if out is not None else Path(p) / REPORT_FILE
-            targets.append((target, lambda p=p: report_html(p, live_seconds)))
+            targets.append((target, lambda p=p: report_html(p, live_seconds, cache)))
     written = []
     for target, make in targets:
         if not target.parent.exists():

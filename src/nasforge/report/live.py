@@ -33,6 +33,7 @@ class LiveReport:
         self.clock = clock
         self._next = -math.inf
         self.writes = 0
+        self._cache: dict[Any, Any] = {}  # diagrams and model costs drawn for earlier pages
 
     @property
     def path(self) -> Path:
@@ -45,7 +46,8 @@ class LiveReport:
 
         start = self.clock()
         try:
-            write_reports([self.run_dir], self.out, live_seconds=None if final else int(math.ceil(self.every_s)))
+            write_reports([self.run_dir], self.out, live_seconds=None if final else int(math.ceil(self.every_s)),
+                          cache=self._cache)
         except Exception as exc:  # a report must never stop the search it shows
             log.warning("report %s not written: %s", self.path, exc)
             return

@@ -48,14 +48,17 @@ class SearchRun:
     snapshots: list[tuple[int, Any]]
     attempts: list[dict[str, Any]]
     finished_at: dict[int, float] = field(default_factory=dict)  # trial id -> seconds since the first ask
+    #: diagrams and model costs by architecture, kept by a live report between its rewrites
+    cache: dict[Any, Any] = field(default_factory=dict)
 
     @property
     def running(self) -> bool:
         return not self.result or not self.result.get("complete", False) and len(self.trials) < self.config.budget
 
 
-def load_search(run_dir: str | Path) -> SearchRun:
-    """Read a search's run directory (a :class:`RunDirError` if it is none)."""
+def load_search(run_dir: str | Path, cache: dict[Any, Any] | None = None) -> SearchRun:
+    """Read a search's run directory (a :class:`RunDirError` if it is none); ``cache`` keeps what was drawn and
+    counted for the next call."""
     path = Path(run_dir)
     config, record, store = api.load_record(path)
     with store:
@@ -68,7 +71,7 @@ def load_search(run_dir: str | Path) -> SearchRun:
     meta_path = path / META_FILE
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     return SearchRun(path, config, record.space, record.trials, read_result(path), meta, snapshots, attempts,
-                     finished_at)
+                     finished_at, {} if cache is None else cache)
 
 
 def run_best(run_dir: str | Path, space: SearchSpace) -> Architecture:
@@ -108,6 +111,13 @@ def _metric(t: Trial, name: str) -> float:
 
 def model_cost(run: SearchRun, arch: Architecture) -> tuple[float | None, float | None, str]:
     """Parameters and FLOPs of the architecture's network at the run's model size, and how they were counted."""
+    key = ("cost", arch)
+    if key not in run.cache:
+        run.cache[key] = _model_cost(run, arch)
+    return run.cache[key]
+
+
+def _model_cost(run: SearchRun, arch: Architecture) -> tuple[float | None, float | None, str]:
     if not SPACES.get(run.space.name).capabilities.get("trainable"):
         return None, None, ""
     from ..ops.measure import count_flops, count_params
@@ -116,9 +126,13 @@ def model_cost(run: SearchRun, arch: Architecture) -> tuple[float | None, float 
     known = dataset_shape(run.config.dataset) if run.config.dataset else None
     shape, classes = known or ((3, 32, 32), 10)
     model_args = dict(run.config.evaluator_args.get("model_args") or {})
+    import torch
+
     try:
-        model = run.space.build(arch, num_classes=classes, in_channels=shape[0], **model_args)
-        return float(count_params(model)), float(count_flops(model, (1, *shape))), \
+        # on the meta device: shapes only, no weights initialised and no arithmetic done (the same counts)
+        with torch.device("meta"):
+            model = run.space.build(arch, num_classes=classes, in_channels=shape[0], **model_args)
+        return float(count_params(model)), float(count_flops(model, (1, *shape), device="meta")), \
             f"input {'x'.join(map(str, shape))}, {classes} classes" + (f", model {model_args}" if model_args else "")
     except Exception as exc:  # a report shows what it can; a network that cannot be built is noted
         log.warning("%s: cannot count the parameters of %s (%s)", run.path, arch, exc)
@@ -230,7 +244,10 @@ def _top(run: SearchRun) -> str:
             p, f, how = model_cost(run, t.arch)
             params = params if not math.isnan(params) else (math.nan if p is None else p)
             flops = flops if not math.isnan(flops) else (math.nan if f is None else f)
-        cell = f"<div class='arch'>{esc(t.arch)}</div>" + diagram(run.space, t.arch, "diagram small")
+        key = ("diagram", t.arch)
+        if key not in run.cache:
+            run.cache[key] = diagram(run.space, t.arch, "diagram small")
+        cell = f"<div class='arch'>{esc(t.arch)}</div>" + run.cache[key]
         rows.append([rank, cell, t.reward, _metric(t, "test_accuracy"), *(_metric(t, n) for n in names),
                      params, flops])
     header = ["#", "architecture", "reward", "test accuracy", *names, "parameters", "FLOPs"]
@@ -302,7 +319,7 @@ def _strategy_views(run: SearchRun) -> str:
             parts.append(_entropy_plot(run, snaps))
             for path in plot_policy_heatmaps(run.space, snaps, tmp):
                 parts.append(image_data_uri(path, f"{path.stem.replace('_', ' ')} over time", "heatmap"))
-        if run.trials and run.space.decisions and len(run.space.decisions) <= 40:
+        if snaps and run.space.decisions and len(run.space.decisions) <= 40:  # EDNAS Fig. 5 beside its policies
             for path in plot_sampling_histograms(run.space, run.trials, tmp):
                 parts.append(image_data_uri(path, "options chosen by the evaluations (cumulative)", "histogram"))
         if STRATEGIES.canonical(run.config.strategy) == "lanas" and run.trials:
@@ -412,9 +429,9 @@ def search_sections(run_dir: str | Path) -> tuple[str, str]:
     return _sections(load_search(run_dir))
 
 
-def search_report(run_dir: str | Path, live_seconds: int | None = None) -> str:
+def search_report(run_dir: str | Path, live_seconds: int | None = None, cache: dict[Any, Any] | None = None) -> str:
     """The HTML page of a search's run directory; while the search runs, the page reloads every ``live_seconds``."""
-    run = load_search(run_dir)
+    run = load_search(run_dir, cache)
     subtitle, body = _sections(run)
     return page(f"nasforge search: {run.path.name}", f"{subtitle}; report written {time.strftime('%Y-%m-%d %H:%M:%S')}",
                 body, live_seconds if run.running else None)
