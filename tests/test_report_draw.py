@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import nasforge as nf
-import nasforge.testing  # noqa: F401  (registers the toy space)
+import nasforge.testing
 from nasforge.arch import Architecture
 from nasforge.cli import main
 from nasforge.graph import ArchGraph, GraphEdge, GraphNode, GraphPart

@@ -175,10 +175,10 @@ def _best_found(bench: dict[str, Any]) -> str:
 
     base = bench["spec"].get("base", {})
     space_cfg = base.get("space") or {}
-    name = space_cfg.get("name") if isinstance(space_cfg, dict) else space_cfg
+    if not isinstance(space_cfg, dict):
+        space_cfg = {"name": space_cfg}
     try:
-        space = create_space(name, **{k: v for k, v in space_cfg.items() if k != "name"}) \
-            if isinstance(space_cfg, dict) else create_space(name)
+        space = create_space(str(space_cfg.get("name")), **{k: v for k, v in space_cfg.items() if k != "name"})
     except Exception:  # an unknown space (a plug-in not installed here): the table without diagrams
         space = None
     cols = []

@@ -14,7 +14,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -275,7 +275,7 @@ def _failures(run: SearchRun) -> str:
     return section(f"Failures ({len(failed)})", body, "failures")
 
 
-def _policy_snapshots(run: SearchRun) -> list[tuple[int, dict[str, dict[str, list[float]]]]]:
+def _policy_snapshots(run: SearchRun) -> list[tuple[int, dict[str, dict[str, Sequence[float]]]]]:
     """The snapshots that are policies (``{group: {decision: probabilities}}``)."""
     out = []
     for n, snap in run.snapshots:
@@ -285,7 +285,7 @@ def _policy_snapshots(run: SearchRun) -> list[tuple[int, dict[str, dict[str, lis
     return out
 
 
-def _entropy_plot(run: SearchRun, snaps: list[tuple[int, dict[str, dict[str, list[float]]]]]) -> str:
+def _entropy_plot(run: SearchRun, snaps: list[tuple[int, dict[str, dict[str, Sequence[float]]]]]) -> str:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 3.4))
     for group in sorted({g for _, s in snaps for g in s}):

@@ -16,8 +16,8 @@ import numpy as np
 
 from ..arch import Architecture
 from ..errors import InvalidArchitecture
-from ..graph import ArchGraph, GraphEdge, GraphNode, GraphPart
 from ..evaluators.base import Evaluator
+from ..graph import ArchGraph, GraphEdge, GraphNode, GraphPart
 from ..registry import EVALUATORS, SPACES
 from ..result import Result
 from ..spaces.base import OPERATION, STRUCTURE, Decision, SearchSpace
