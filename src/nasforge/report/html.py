@@ -36,6 +36,7 @@ pre{background:#f5f5f5;padding:8px;overflow-x:auto;max-height:320px}
 .diagram svg{max-width:100%;height:auto}
 .small svg{max-width:400px;max-height:220px;height:auto}
 .row{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}
+.row > .plot{flex:1 1 420px;max-width:620px} .row > .plot svg{width:100%;height:auto}
 .column{flex:1 1 420px;min-width:360px}
 .note{color:#555;font-size:13px;max-width:920px}
 .arch{font-family:SFMono-Regular,Menlo,Consolas,monospace;font-size:11px;word-break:break-all;max-width:420px}

@@ -152,13 +152,14 @@ def _overview(run: SearchRun) -> str:
         rows += [("best reward", fmt(best.reward)), ("its test accuracy", fmt(best.outcome.test_accuracy))]
     if r.get("optimum"):
         rows += [("benchmark optimum", f"reward {fmt(r['optimum']['reward'])}, test {fmt(r['optimum']['test_accuracy'])}")]
-    body = table(["", ""], rows)
+    body = f"<div>{table(['', ''], rows)}</div>"
     pick = derived_pick(r.get("derived") or {}) if r.get("derived") else None
     shown = pick["arch"] if pick else (str(best.arch) if best is not None else None)
     if shown:
         what = "derived from the policy" if pick else "best evaluated"
-        body += f"<h3>Answer ({what})</h3><p class='arch'>{esc(shown)}</p>" + diagram(run.space, shown)
-    return section("What was found", body, "overview")
+        body += f"<div class='column'><h3>Answer ({what})</h3><p class='arch'>{esc(shown)}</p>" \
+                f"{diagram(run.space, shown)}</div>"
+    return section("What was found", f"<div class='row'>{body}</div>", "overview")
 
 
 def _provenance(run: SearchRun) -> str:
@@ -186,11 +187,20 @@ def _curves(run: SearchRun) -> str:
     cost = np.cumsum([t.outcome.cost for t in trials])
     x = np.arange(1, len(trials) + 1)
     figs = []
+    # the first few incumbents (an untrained cell at 10%) would flatten the rest: the axes start at the
+    # incumbent after 5% of the run, and a log scale of evaluations shows the early climb
+    shown = np.array(inc_r + inc_t, dtype=float)[np.r_[len(x) // 20:len(x), len(x) + len(x) // 20:2 * len(x)]]
+    shown = shown[np.isfinite(shown)]
     for xs, label in ((x, "evaluations"), (cost, "cumulative cost (evaluator units)")):
-        fig, ax = plt.subplots(figsize=(6, 3.6))
+        fig, ax = plt.subplots(figsize=(5.4, 3.3))
         ax.step(xs, inc_r, where="post", label="incumbent reward", lw=1.6)
         if np.isfinite(test).any():
             ax.step(xs, inc_t, where="post", label="its test accuracy", lw=1.2, ls="--")
+        if len(x) >= 20 and shown.size:
+            pad = max(0.05 * float(shown.max() - shown.min()), 1e-3)
+            ax.set_ylim(float(shown.min()) - pad, float(shown.max()) + pad)
+        if label == "evaluations" and len(x) >= 20:
+            ax.set_xscale("log")
         ax.set_xlabel(label)
         ax.set_ylabel("reward / accuracy")
         ax.set_title(f"incumbent over {label.split(' (')[0]}")
@@ -212,8 +222,17 @@ def _scatter(run: SearchRun) -> str:
     when = [run.finished_at.get(t.id, math.nan) for t in trials]
     timed = all(math.isfinite(w) for w in when)
     colour = when if timed else x
+    rewards = np.array([t.reward for t in trials])
     fig, ax = plt.subplots(figsize=(7, 3.8))
-    points = ax.scatter(x, [t.reward for t in trials], c=colour, cmap="viridis", s=14)
+    points = ax.scatter(x, rewards, c=colour, cmap="viridis", s=14)
+    low = float(np.quantile(rewards, 0.02)) if len(rewards) >= 50 else float(rewards.min())
+    below = rewards < low
+    if below.any():  # a few outliers (untrained cells) would squash the rest: marked on the bottom edge
+        pad = 0.05 * (float(rewards.max()) - low) or 1e-3
+        ax.set_ylim(low - pad, float(rewards.max()) + pad)
+        ax.scatter(np.asarray(x)[below], np.full(int(below.sum()), low - pad), marker="v", c="#b2182b", s=18,
+                   clip_on=False, label=f"{int(below.sum())} below {low:.3g}")
+        ax.legend(fontsize=8, loc="lower right")
     fig.colorbar(points, ax=ax, label="seconds since the start" if timed else "evaluation")
     ax.set_xlabel("evaluation")
     ax.set_ylabel("reward")
