@@ -327,6 +327,41 @@ def _entropy_plot(run: SearchRun, snaps: list[tuple[int, dict[str, dict[str, Seq
     return figure_svg(fig)
 
 
+def _bo_view(run: SearchRun) -> str:
+    """BO's Gaussian process, refit as the search went, predicting each next batch of rewards before it was seen."""
+    from scipy.stats import spearmanr
+
+    from ..predictors.gp import GaussianProcess, encoding_groups
+
+    cfg = api.create_strategy(run.config.strategy, run.space, run.config.seed, **run.config.strategy_args).config
+    ok = [t for t in run.trials if not t.outcome.failed and math.isfinite(t.reward)]
+    X = np.array([run.space.encode(t.arch) for t in ok], dtype=float)
+    y = np.array([t.reward for t in ok], dtype=float)
+    step = max(int(cfg.refit_every), -(-(len(ok) - cfg.initial) // 20))  # at most 20 fits
+    gp = GaussianProcess(encoding_groups(run.space, cfg.ard), cfg.kernel, cfg.fit_iterations)
+    predicted, observed = [], []
+    for k in range(int(cfg.initial), len(ok) - 1, step):
+        mu, sd = float(y[:k].mean()), float(y[:k].std()) or 1.0
+        gp.fit(X[:k], (y[:k] - mu) / sd)
+        mean, _ = gp.predict((y[:k] - mu) / sd, X[k : k + step])
+        predicted += list(mu + sd * mean)
+        observed += list(y[k : k + step])
+    if len(predicted) < 3:
+        return ""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.8, 3.8))
+    ax.scatter(predicted, observed, s=10, c=np.arange(len(observed)), cmap="viridis")
+    lo, hi = min(predicted + observed), max(predicted + observed)
+    ax.plot([lo, hi], [lo, hi], c="0.5", lw=0.8, ls="--")
+    rho = spearmanr(predicted, observed).statistic
+    ax.set_xlabel("GP prediction before the evaluation")
+    ax.set_ylabel("observed reward")
+    ax.set_title(f"BO: predicted vs observed (Spearman {rho:.2f})")
+    ax.grid(alpha=0.3)
+    return figure_svg(fig, f"the GP ({cfg.kernel}, ARD {cfg.ard}) refit every {step} observations on the rewards "
+                           "so far, predicting the next ones (standardised targets)")
+
+
 def _strategy_views(run: SearchRun) -> str:
     from .lanas import plot_tree
     from .policy import plot_policy_heatmaps, plot_sampling_histograms
@@ -341,6 +376,11 @@ def _strategy_views(run: SearchRun) -> str:
         if snaps and run.space.decisions and len(run.space.decisions) <= 40:  # EDNAS Fig. 5 beside its policies
             for path in plot_sampling_histograms(run.space, run.trials, tmp):
                 parts.append(image_data_uri(path, "options chosen by the evaluations (cumulative)", "histogram"))
+        if STRATEGIES.canonical(run.config.strategy) == "bo" and run.trials:
+            try:
+                parts.append(_bo_view(run))
+            except Exception as exc:  # a view that cannot be computed is named, the rest of the page stays
+                parts.append(note(f"BO predictions not available: {exc}"))
         if STRATEGIES.canonical(run.config.strategy) == "lanas" and run.trials:
             try:
                 from ..cli.lanas_tree import tree_description
