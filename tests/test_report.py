@@ -68,10 +68,18 @@ def test_a_running_search_reloads_and_a_pareto_front_is_drawn(runs: dict[str, Pa
     assert not result["complete"]
     result["pareto_front"] = [{"arch": h["arch"], "reward": h["reward"], "params": 1000.0 * k}
                               for k, h in enumerate(result["history"][:3])]
+    # a one-shot search's derivation, retrained (the fields `nasforge derive --retrain-top` writes)
+    candidates = [{"arch": h["arch"], "score": 50.0 + k, "retrained": 60.0 + (k * 7) % 5}
+                  for k, h in enumerate(result["history"][:5])]
+    result["derived"] = {"sampled_best": {"arch": candidates[4]["arch"], "score": 54.0},
+                         "retrained": {"epochs": 1, "candidates": candidates},
+                         "retrained_best": {"arch": candidates[3]["arch"], "score": 64.0}}
     (half / "result.json").write_text(json.dumps(result))
     text = report_html(half, live_seconds=7)
     assert "http-equiv='refresh' content='7'" in text and "8 of 30 evaluations, running" in text
     assert "Pareto front (3 architectures)" in text and "id='pareto'" in text
+    assert "Answer (derived from the policy)" in text and "best after retraining" in text
+    assert "ranking vs retraining (Kendall tau" in text
 
 
 def test_bench_report_and_side_by_side(runs: dict[str, Path], tmp_path: Path) -> None:
@@ -92,7 +100,7 @@ def test_report_command_errors(runs: dict[str, Path], tmp_path: Path, capsys: py
     assert main(["report", str(tmp_path)]) == 2
     assert "neither a search run directory" in capsys.readouterr().err
     assert main(["report", str(runs["half"]), "--out", str(tmp_path / "no" / "x.html")]) == 2
-    assert main(["report", str(runs["half"]), "--out", str(tmp_path / "r.html")]) == 0
+    assert main(["report", str(runs["bench"]), "--out", str(tmp_path / "r.html")]) == 0
     assert (tmp_path / "r.html").stat().st_size > 10_000
 
 
@@ -105,10 +113,10 @@ def test_live_report_rewrites_seldom(runs: dict[str, Path], tmp_path: Path) -> N
     live(None, None)
     assert live.writes == 1  # not before every_s
     now[0] = 5.5
-    live(None, None)
-    assert live.writes == 2
     live.write(final=True)
-    assert "http-equiv='refresh'" not in (tmp_path / "live.html").read_text()
+    assert live.writes == 2 and "http-equiv='refresh'" not in (tmp_path / "live.html").read_text()
+    live(None, None)
+    assert live.writes == 2  # the next one waits every_s again
 
 
 def test_search_report_flag(tmp_path: Path) -> None:
@@ -153,7 +161,9 @@ def test_report_renders_in_a_browser(runs: dict[str, Path], tmp_path: Path) -> N
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    [page] = write_reports([runs["policy"]], tmp_path / "report.html")
+    page = runs["policy"] / "report.html"  # written by test_search_report, unless it runs alone
+    if not page.exists():
+        write_reports([runs["policy"]])
     options = webdriver.ChromeOptions()
     options.binary_location = browser
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -184,3 +194,38 @@ def test_report_renders_in_a_browser(runs: dict[str, Path], tmp_path: Path) -> N
         assert driver.save_screenshot(str(shot)) and shot.stat().st_size > 20_000
     finally:
         driver.quit()
+
+
+def test_tensorboard_scalars_of_a_search_and_its_training_epochs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a stand-in SummaryWriter (tensorboard itself is optional): what would be written, and where
+    import logging
+    import sys
+    import types
+
+    written: list[tuple[str, float, int]] = []
+    dirs: list[str] = []
+
+    class Writer:
+        def __init__(self, log_dir: str) -> None:
+            dirs.append(log_dir)
+
+        def add_scalar(self, tag: str, value: float, step: int) -> None:
+            written.append((tag, value, step))
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=Writer))
+    tb = tensorboard_scalars(tmp_path)
+    assert tb is not None and not dirs  # no directory until there is something to write
+    config = nf.RunConfig(space="nb201", evaluator="tabular", benchmark=str(write_nb201_table(tmp_path / "t.csv")),
+                          budget=5, strategy="rs")
+    nf.search(config, callbacks=[tb])
+    from nasforge.train.loop import Progress
+
+    logging.getLogger("nasforge.train.loop").info("epoch", extra={"train_progress": Progress(1, 2, 3, 3, 0.5, 0.8, 0.1, True)})
+    tb.close()
+    assert logging.getLogger("nasforge.train.loop").propagate  # the loop's logging as it was
+    assert dirs == [str(tmp_path / "tensorboard")]
+    assert [s for t, _, s in written if t == "search/reward"] == [1, 2, 3, 4, 5]
+    assert {t for t, _, _ in written} >= {"search/incumbent_reward", "search/test_accuracy", "train/loss", "train/lr"}

@@ -23,8 +23,17 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"train.epochs={args.epochs}")
     job = prepare_final(args.space, args.arch, from_run=args.from_run, overrides=overrides, dataset=args.dataset,
                         data=args.data, seed=args.seed, device=args.device, cache_dir=args.cache_dir)
-    return train_with_progress(job, Path(args.out), console_for(args), quiet=getattr(args, "quiet", False),
-                               tick=thread_tuner(args))
+    tb = None
+    if getattr(args, "tensorboard", False):
+        from ..report.live import tensorboard_scalars
+
+        tb = tensorboard_scalars(args.out)  # per-epoch loss, accuracy and learning rate
+    try:
+        return train_with_progress(job, Path(args.out), console_for(args), quiet=getattr(args, "quiet", False),
+                                   tick=thread_tuner(args))
+    finally:
+        if tb is not None:
+            tb.close()
 
 
 def train_with_progress(job: Any, out: Path, console: Console, quiet: bool = False,
@@ -82,5 +91,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="train.lr=0.05, train.cutout=16, data.val_size=0.1, model.C=16, "
                         "model_args={C: 16, N: 3} (replaces a run's model size) ... (repeatable)")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="write TensorBoard scalars to DIR/tensorboard (pip install 'nasforge[tensorboard]')")
     add_threads_flag(p)
     p.set_defaults(func=run)

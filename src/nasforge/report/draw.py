@@ -12,6 +12,7 @@ A graph of several parts (a DARTS genotype's normal and reduction cell) is drawn
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import re
@@ -232,7 +233,13 @@ def _matplotlib_bytes(graph: ArchGraph, fmt: str) -> bytes:
 # ---------------------------------------------------------------------- entry points
 def render_svg(graph: ArchGraph, backend: str = "auto") -> str:
     """The drawing as SVG text (no XML prolog, ready to inline in HTML)."""
-    if resolve_backend(backend) == "graphviz":
+    return _render_svg(graph, resolve_backend(backend))
+
+
+@functools.lru_cache(maxsize=256)
+def _render_svg(graph: ArchGraph, backend: str) -> str:
+    # memoised: a pure function of frozen data, and reports (a live one above all) draw the same cells again
+    if backend == "graphviz":
         return _side_by_side_svg([s.decode() for s in _graphviz_pipe(graph, "svg")])
     return _strip_prolog(_matplotlib_bytes(graph, "svg").decode())
 

@@ -67,10 +67,19 @@ class TensorBoardScalars:
     def __init__(self, log_dir: str | Path) -> None:
         from torch.utils.tensorboard import SummaryWriter  # ImportError without the tensorboard package
 
-        self.writer = SummaryWriter(str(log_dir))
+        self._make = lambda: SummaryWriter(str(log_dir))
+        self._writer: Any = None  # made at the first scalar: a training's output directory may not exist yet
         self.epochs = 0
-        self._handler = _EpochHandler(self)
-        logging.getLogger(TRAIN_LOGGER).addHandler(self._handler)
+        logger = logging.getLogger(TRAIN_LOGGER)
+        self._saved = (logger.level, logger.propagate)
+        self._handler = _EpochHandler(self, logger)
+        logger.addHandler(self._handler)
+
+    @property
+    def writer(self) -> Any:
+        if self._writer is None:
+            self._writer = self._make()
+        return self._writer
 
     def __call__(self, trial: Any, record: Any) -> None:
         n = record.n_evaluations
@@ -93,19 +102,33 @@ class TensorBoardScalars:
                 self.writer.add_scalar(f"train/{name}", float(value), self.epochs)
 
     def close(self) -> None:
-        logging.getLogger(TRAIN_LOGGER).removeHandler(self._handler)
-        self.writer.close()
+        logger = logging.getLogger(TRAIN_LOGGER)
+        logger.removeHandler(self._handler)
+        logger.setLevel(self._saved[0])
+        logger.propagate = self._saved[1]
+        if self._writer is not None:
+            self._writer.close()
 
 
 class _EpochHandler(logging.Handler):
-    def __init__(self, sink: TensorBoardScalars) -> None:
+    """Takes the training loop's epoch records. Where logging is quieter than INFO (``-q``), the loop's logger is
+    opened to INFO for them and passes on to the usual handlers only what would have passed before."""
+
+    def __init__(self, sink: TensorBoardScalars, logger: logging.Logger) -> None:
         super().__init__(logging.INFO)
         self.sink = sink
+        self.floor = logger.getEffectiveLevel()
+        self.forward = logger.parent if self.floor > logging.INFO and logger.propagate else None
+        if self.floor > logging.INFO:
+            logger.setLevel(logging.INFO)
+            logger.propagate = False
 
     def emit(self, record: logging.LogRecord) -> None:
         progress = getattr(record, "train_progress", None)
         if progress is not None:
             self.sink.epoch(progress)
+        if self.forward is not None and record.levelno >= self.floor:
+            self.forward.handle(record)
 
 
 def tensorboard_scalars(run_dir: str | Path) -> TensorBoardScalars | None:
