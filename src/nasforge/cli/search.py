@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import shutil
 import tempfile
@@ -22,6 +23,8 @@ from ._common import (
 )
 from ._examples import with_examples
 from ._launch import add_nproc_flag
+
+log = logging.getLogger(__name__)
 
 
 def _fmt(x: float | None, digits: int = 3) -> str:
@@ -113,7 +116,11 @@ def _search(args: argparse.Namespace, api: Any, config: Any, out: Path, console:
         def show(trial, record) -> None:
             bar.update(completed=record.n_evaluations, status=_status(trial, record, parts.strategy))
 
-        record, result = api.search(config, out, callbacks=[show], components=parts)
+        watchers = _watchers(args, out)
+        try:
+            record, result = api.search(config, out, callbacks=[show, *watchers], components=parts)
+        finally:
+            _close_watchers(watchers)
     best = result["best"]
     console.print(f"[bold]{result['n_evaluations']} evaluations[/bold] ({result['n_cached']} repeats, "
                   f"{result['n_failed']} failed), results in {out / 'result.json'}")
@@ -132,10 +139,41 @@ def _search(args: argparse.Namespace, api: Any, config: Any, out: Path, console:
     return 0
 
 
+def _watchers(args: argparse.Namespace, out: Path) -> list[Any]:
+    """Callbacks that show the search elsewhere: a live HTML report (``--report``), TensorBoard scalars."""
+    watchers: list[Any] = []
+    if getattr(args, "report", False):
+        from ..report.live import LiveReport
+
+        watchers.append(LiveReport(out, every_s=args.report_every))
+        log.info("report: %s (reloads every %g s while the search runs)", watchers[-1].path, args.report_every)
+    if getattr(args, "tensorboard", False):
+        from ..report.live import tensorboard_scalars
+
+        tb = tensorboard_scalars(out)
+        if tb is not None:
+            watchers.append(tb)
+    return watchers
+
+
+def _close_watchers(watchers: list[Any]) -> None:
+    for w in watchers:
+        if hasattr(w, "write"):
+            w.write(final=True)  # the finished page, which no longer reloads
+        if hasattr(w, "close"):
+            w.close()
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("search", help="run a search (or continue one with --resume DIR)", **with_examples("search"))
     add_run_flags(p)
     add_nproc_flag(p)
+    p.add_argument("--report", action="store_true",
+                   help="keep DIR/report.html up to date while the search runs (it reloads itself; open it in a browser)")
+    p.add_argument("--report-every", type=float, default=10.0, metavar="SECONDS",
+                   help="how often the --report page is rewritten and reloads (default 10)")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="write TensorBoard scalars to DIR/tensorboard (pip install 'nasforge[tensorboard]')")
     p.add_argument("--out", metavar="DIR", help="run directory (config, record, result.json)")
     p.add_argument("--resume", metavar="DIR",
                    help="continue the run recorded in DIR (with --budget N: extend it to N evaluations)")

@@ -28,6 +28,11 @@ def run(args: argparse.Namespace) -> int:
     job = prepare_final(args.space, args.arch, from_run=args.from_run, overrides=overrides, dataset=args.dataset,
                         data=args.data, seed=args.seed, device=args.device, cache_dir=args.cache_dir)
     replicas = init_from_env(resolve_device(job.config.device))
+    tb = None
+    if getattr(args, "tensorboard", False) and (replicas is None or replicas.main):
+        from ..report.live import tensorboard_scalars
+
+        tb = tensorboard_scalars(args.out)  # per-epoch loss, accuracy and learning rate
     try:
         if replicas is not None and not replicas.main:  # trains alike; rank 0 writes the files and reports
             job.train(None)
@@ -36,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
                                    tick=thread_tuner(args))
     finally:
         shutdown()
+        if tb is not None:
+            tb.close()
 
 
 def train_with_progress(job: Any, out: Path, console: Console, quiet: bool = False,
@@ -93,6 +100,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="train.lr=0.05, train.cutout=16, data.val_size=0.1, model.C=16, "
                         "model_args={C: 16, N: 3} (replaces a run's model size) ... (repeatable)")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="write TensorBoard scalars to DIR/tensorboard (pip install 'nasforge[tensorboard]')")
     add_threads_flag(p)
     add_nproc_flag(p)
     p.set_defaults(func=run)

@@ -1,1 +1,2 @@
-"""Plots of finished or running searches (policy heatmaps, sampling histograms, curves)."""
+"""Seeing a search: HTML reports (``build``, ``search``, ``bench``, ``html``), live pages and TensorBoard
+scalars (``live``), architecture diagrams (``draw``), policy plots (``policy``) and the LaNAS tree (``lanas``)."""

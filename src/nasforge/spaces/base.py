@@ -19,6 +19,7 @@ import numpy as np
 
 from ..arch import Architecture
 from ..errors import InvalidArchitecture
+from ..graph import ArchGraph
 
 STRUCTURE = "structure"
 OPERATION = "operation"
@@ -221,6 +222,17 @@ class SearchSpace(ABC):
     def build(self, arch: Architecture, *args: Any, **kwargs: Any) -> Any:
         """A PyTorch model of ``arch`` (spaces registered with ``trainable=True``)."""
         raise NotImplementedError(f"space {self.name!r} does not build models")
+
+    def graph(self, arch: Architecture) -> ArchGraph:
+        """The architecture as plain-data graphs (:mod:`nasforge.graph`) that ``nasforge draw`` and reports draw.
+
+        Every space implements it (the conformance suite draws every registered space): cell spaces return
+        their cells as DAGs with operations on the edges, macro spaces the layer chain with its skips.
+        """
+        raise NotImplementedError(
+            f"space {self.name!r} ({type(self).__qualname__}) does not implement graph(arch): every space must "
+            "describe its architectures as a nasforge.graph.ArchGraph so that they can be drawn"
+        )
 
     def describe(self, arch: Architecture) -> str:
         """Multi-line human description: one decision a line."""

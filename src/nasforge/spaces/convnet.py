@@ -28,6 +28,7 @@ from torch import nn
 from ..arch import Architecture
 from ..config import build as build_config
 from ..errors import InvalidArchitecture
+from ..graph import ArchGraph, GraphEdge, GraphNode, GraphPart
 from ..models.plain_convnet import PlainConvNet
 from ..registry import SPACES
 from .base import OPERATION, STRUCTURE, Decision, SearchSpace
@@ -158,6 +159,15 @@ class ConvNetSpace(SearchSpace):
             choices[1 + i] = self.config.kernels.index(kernel)
             choices[1 + D + i] = self.config.channels.index(filters)
         return self.make(choices)
+
+    def graph(self, arch: Architecture) -> ArchGraph:
+        """The chain of Conv-ReLU layers between the input image and the pooled classifier."""
+        nodes = [GraphNode("in", "image", "input")]
+        for i, (k, c) in enumerate(self.layers(arch.choices)):
+            nodes.append(GraphNode(f"l{i}", f"conv {k}x{k}, {c}"))
+        nodes.append(GraphNode("out", "pool + fc", "output"))
+        edges = tuple(GraphEdge(a.id, b.id) for a, b in zip(nodes, nodes[1:]))
+        return ArchGraph(self.name, "chain", (GraphPart("network", tuple(nodes), edges),), "plain ConvNet")
 
     # ----------------------------------------------------------------- models
     def build(self, arch: Architecture, *, num_classes: int, in_channels: int = 3, **model_args: Any) -> nn.Module:

@@ -59,6 +59,7 @@ from torch import nn
 from ..arch import Architecture
 from ..config import build as build_config
 from ..errors import InvalidArchitecture
+from ..graph import ArchGraph, cell_part
 from ..models.darts_net import DartsNetwork
 from ..registry import SPACES
 from .base import OPERATION, STRUCTURE, Decision, SearchSpace
@@ -303,6 +304,22 @@ class DartsSpace(SearchSpace):
             )
         normal, reduce = (_compact_cell(cell, part) for cell, part in zip(CELLS, cells))
         return self.from_genotype(normal, reduce)
+
+    def graph(self, arch: Architecture) -> ArchGraph:
+        """Normal and reduction cell in the DARTS paper's style: inputs ``c_{k-2}``, ``c_{k-1}``, intermediate
+        nodes ``0..B-1`` (node ``n`` of the genotype is ``n - 2``), operations on the edges, output ``c_{k}``
+        concatenating every intermediate node."""
+        inputs = [("c_{k-2}", "c_{k-2}"), ("c_{k-1}", "c_{k-1}")]
+
+        def source(src: int) -> str:
+            return inputs[src][0] if src < N_INPUTS else str(src - N_INPUTS)
+
+        parts = tuple(
+            cell_part(cell, inputs, [[(op, source(src)) for op, src in node] for node in self.cell_nodes(arch, cell)],
+                      ("c_{k}", "c_{k}"), [str(k) for k in range(self.config.nodes)])
+            for cell in CELLS
+        )
+        return ArchGraph(self.name, "cell", parts, f"DARTS cells ({self.config.ops} operations)")
 
     # ----------------------------------------------------------------- models
     def build(

@@ -31,6 +31,7 @@ from torch import nn
 from ..arch import Architecture
 from ..config import build as build_config
 from ..errors import InvalidArchitecture
+from ..graph import ArchGraph, GraphEdge, GraphNode, GraphPart
 from ..models.enas_macro_net import EnasMacroNet
 from ..ops.macro_ops import ENAS_MACRO_OPS
 from ..registry import SPACES
@@ -182,6 +183,20 @@ class EnasMacroSpace(SearchSpace):
                 f"got {len(values)}"
             )
         return self.make(values)
+
+    def graph(self, arch: Architecture) -> ArchGraph:
+        """The layer chain from the stem to the classifier, with the skip connections of every layer."""
+        plan = self.layer_plan(arch.choices)
+        nodes = [GraphNode("n0", STEM, "input")]
+        edges = []
+        for i, (op, sources) in enumerate(plan):
+            nodes.append(GraphNode(f"n{i + 1}", f"{i}: {op}"))
+            edges.append(GraphEdge(f"n{i}", f"n{i + 1}", "", "data"))
+            edges += [GraphEdge(f"n{j}", f"n{i + 1}", "", "skip") for j in sources]
+        nodes.append(GraphNode("out", "pool + fc", "output"))
+        edges.append(GraphEdge(f"n{len(plan)}", "out", "", "data"))
+        return ArchGraph(self.name, "chain", (GraphPart("network", tuple(nodes), tuple(edges)),),
+                         f"ENAS macro network ({self.layers} layers)")
 
     # ----------------------------------------------------------------- models
     def build(self, arch: Architecture, *, num_classes: int, in_channels: int = 3, **model_args: Any) -> nn.Module:

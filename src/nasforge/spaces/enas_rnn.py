@@ -31,6 +31,7 @@ from torch import nn
 from ..arch import Architecture
 from ..config import build as build_config
 from ..errors import ConfigError, InvalidArchitecture
+from ..graph import ArchGraph, GraphEdge, GraphNode, GraphPart
 from ..models.rnn_lm import ACTIVATIONS, OUTPUTS, CellPlan, EnasRNNCell, RNNLanguageModel
 from ..registry import SPACES
 from .base import OPERATION, STRUCTURE, Decision, SearchSpace
@@ -176,6 +177,20 @@ class EnasRNNSpace(SearchSpace):
                 f"got {len(values)}"
             )
         return self.make(values)
+
+    def graph(self, arch: Architecture) -> ArchGraph:
+        """The recurrent cell: ``x_t`` and ``h_{t-1}`` into node 0, each node's activation on its incoming edge
+        (ENAS' drawing), and ``h_t`` averaging the loose ends (or every node)."""
+        plan = self.plan(arch)
+        nodes = [GraphNode("x_t", "x_t", "input"), GraphNode("h_{t-1}", "h_{t-1}", "input")]
+        nodes += [GraphNode(str(j), str(j)) for j in range(self.nodes)]
+        edges = [GraphEdge("x_t", "0", plan.activations[0], "op"), GraphEdge("h_{t-1}", "0", plan.activations[0], "op")]
+        edges += [GraphEdge(str(i), str(j), plan.activations[j], "op") for j, i in plan.edges()]
+        ends = range(self.nodes) if self.config.output == "all" else plan.loose_ends()
+        nodes.append(GraphNode("h_t", "h_t (average)", "output"))
+        edges += [GraphEdge(str(j), "h_t", "", "concat") for j in ends]
+        return ArchGraph(self.name, "rnn", (GraphPart("cell", tuple(nodes), tuple(edges)),),
+                         f"ENAS recurrent cell ({self.nodes} nodes, output: {self.config.output})")
 
     # ----------------------------------------------------------------- models
     def build(

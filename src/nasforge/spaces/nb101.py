@@ -38,6 +38,7 @@ from torch import nn
 from ..arch import Architecture
 from ..config import build as build_config
 from ..errors import InvalidArchitecture
+from ..graph import ArchGraph, GraphEdge, GraphNode, GraphPart
 from ..models.nb101_net import NB101Net
 from ..ops.macro_ops import NB101_OPS
 from ..registry import SPACES
@@ -289,6 +290,16 @@ class NB101Space(SearchSpace):
         for v, op in enumerate(ops[1:-1], start=1):
             choices[_OP_OFFSET + v - 1] = OP_LABELS.index(_ALIASES[op])
         return self.make(choices)
+
+    def graph(self, arch: Architecture) -> ArchGraph:
+        """The pruned cell: operations on the vertices (NAS-Bench-101's own drawing), the output concatenating."""
+        matrix, ops = _pruned(arch.choices)
+        last = len(ops) - 1
+        nodes = tuple(GraphNode(str(v), op, "input" if v == 0 else "output" if v == last else "node")
+                      for v, op in enumerate(ops))
+        edges = tuple(GraphEdge(str(a), str(b), "", "concat" if b == last and a != 0 else "data")
+                      for a in range(len(ops)) for b in range(len(ops)) if matrix[a, b])
+        return ArchGraph(self.name, "cell", (GraphPart("cell", nodes, edges),), "NAS-Bench-101 cell")
 
     # ----------------------------------------------------------------- models
     def build(self, arch: Architecture, *, num_classes: int, in_channels: int = 3, **model_args: Any) -> nn.Module:

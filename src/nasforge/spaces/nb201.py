@@ -10,6 +10,7 @@ from torch import nn
 from ..arch import Architecture
 from ..config import build as build_config
 from ..errors import InvalidArchitecture
+from ..graph import ArchGraph, GraphEdge, GraphNode, GraphPart
 from ..models.nb201_net import NB201Network
 from ..registry import SPACES
 from .base import OPERATION, Decision, SearchSpace
@@ -95,6 +96,14 @@ class NB201Space(SearchSpace):
         """The cell as per-node incoming edges ``(operation, input node)``, node 0 the cell input."""
         edges = iter(NB201_OPS[c] for c in arch.choices)
         return [[(next(edges), j) for j in range(i)] for i in range(1, 4)]
+
+    def graph(self, arch: Architecture) -> ArchGraph:
+        """The cell: node 0 the input, node 3 the output, operations on the edges (``none`` edges are absent)."""
+        nodes = (GraphNode("0", "0 (in)", "input"), GraphNode("1", "1"), GraphNode("2", "2"),
+                 GraphNode("3", "3 (out)", "output"))
+        edges = tuple(GraphEdge(str(j), str(i), op, "op")
+                      for i, incoming in enumerate(self.cell(arch), start=1) for op, j in incoming if op != "none")
+        return ArchGraph(self.name, "cell", (GraphPart("cell", nodes, edges),), "NAS-Bench-201 cell")
 
     def build(
         self, arch: Architecture, *, num_classes: int, in_channels: int = 3, **model_args: Any

@@ -28,7 +28,8 @@ from torch import nn
 from ..arch import Architecture
 from ..config import build as build_config
 from ..errors import InvalidArchitecture
-from ..models.zoph_net import ZophLayer, ZophNet
+from ..graph import ArchGraph, GraphEdge, GraphNode, GraphPart
+from ..models.zoph_net import ZophLayer, ZophNet, loose_ends
 from ..registry import SPACES
 from .base import OPERATION, STRUCTURE, Decision, SearchSpace
 
@@ -188,6 +189,23 @@ class ZophSpace(SearchSpace):
                 raise InvalidArchitecture(f"zoph string {text!r}: layer {i} lists input {name} twice")
             bits[int(name)] = 1
         return out + bits
+
+    def graph(self, arch: Architecture) -> ArchGraph:
+        """The layers with their inputs: a layer without inputs reads the image; the classifier reads every
+        output no layer uses (the loose ends)."""
+        plan = self.layer_plan(arch.choices)
+        nodes = [GraphNode("img", "image", "input")]
+        edges = []
+        for i, layer in enumerate(plan):
+            stride = f" /{layer.stride}" if layer.stride != 1 else ""
+            nodes.append(GraphNode(f"l{i}", f"{i}: {layer.height}x{layer.width} conv, {layer.filters}{stride}"))
+            sources = [f"l{j}" for j in layer.inputs] or ["img"]
+            edges += [GraphEdge(src, f"l{i}", "", "data" if src in ("img", f"l{i - 1}") else "skip")
+                      for src in sources]
+        nodes.append(GraphNode("out", "concat + pool + fc", "output"))
+        edges += [GraphEdge(f"l{j}", "out", "", "concat") for j in loose_ends(plan)]
+        return ArchGraph(self.name, "chain", (GraphPart("network", tuple(nodes), tuple(edges)),),
+                         f"Zoph & Le network ({self.layers} layers)")
 
     # ----------------------------------------------------------------- models
     def build(self, arch: Architecture, *, num_classes: int, in_channels: int = 3, **model_args: Any) -> nn.Module:

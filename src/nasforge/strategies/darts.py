@@ -121,10 +121,10 @@ class DartsConfig:
     sharing sets it to a quarter of the budget, as for the other one-shot strategies).
     """
 
-    lr: float = 3e-4
-    beta1: float = 0.5
-    weight_decay: float = 1e-3
-    warmup: int = 0
+    lr: float = 3e-4  # Adam learning rate of the architecture weights
+    beta1: float = 0.5  # Adam's first beta
+    weight_decay: float = 1e-3  # L2 weight decay of the architecture weights
+    warmup: int = 0  # first evaluations that train only the network weights (one-shot: a quarter of the budget)
 
     def __post_init__(self) -> None:
         if self.lr <= 0 or not 0 <= self.beta1 < 1 or self.weight_decay < 0 or self.warmup < 0:

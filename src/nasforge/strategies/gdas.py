@@ -23,8 +23,8 @@ from .darts import DartsConfig, DifferentiableStrategy
 class GdasConfig(DartsConfig):
     """DARTS' optimiser settings (GDAS uses the same) and the temperature's schedule."""
 
-    tau_max: float = 10.0
-    tau_min: float = 0.1
+    tau_max: float = 10.0  # Gumbel-softmax temperature at the start
+    tau_min: float = 0.1  # temperature at the end (annealed over the search)
 
     def __post_init__(self) -> None:
         super().__post_init__()

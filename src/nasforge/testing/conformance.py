@@ -18,6 +18,7 @@ import numpy as np
 from ..arch import Architecture
 from ..evaluators.base import Evaluator, StatefulEvaluator
 from ..factory import create_space, create_strategy
+from ..graph import ArchGraph
 from ..registry import STRATEGIES
 from ..result import Result
 from ..run.loop import run_search
@@ -160,7 +161,7 @@ def check_space(space: SearchSpace, n: int = 30, seed: int = 0) -> None:
     """Sample / mutate / neighbours / encode / validate invariants and the string round trip."""
     rng = np.random.default_rng(seed)
     size = space.encoding_size
-    for _ in range(n):
+    for i in range(n):
         a = space.sample(rng)
         space.validate(a)
         assert space.parse(str(a)) == a, f"{space.name}: string round trip changed {a}"
@@ -174,6 +175,21 @@ def check_space(space: SearchSpace, n: int = 30, seed: int = 0) -> None:
         for nb in space.neighbours(a)[:10]:
             space.validate(nb)
             assert nb != a
+        if i < 3:  # the graph of a few architectures: it is what reports draw
+            check_space_graph(space, a)
+
+
+def check_space_graph(space: SearchSpace, arch: Architecture) -> ArchGraph:
+    """``space.graph(arch)`` is implemented and a well-formed graph (what ``nasforge draw`` and reports draw)."""
+    try:
+        graph = space.graph(arch)
+    except NotImplementedError as exc:
+        raise AssertionError(f"{space.name}: {exc}") from None
+    assert isinstance(graph, ArchGraph), f"{space.name}: graph() returned {type(graph).__name__}, not an ArchGraph"
+    assert graph.space == space.name, f"{space.name}: graph() is tagged with space {graph.space!r}"
+    problem = graph.problem()
+    assert problem is None, f"{space.name}: graph() of {arch} is not drawable: {problem}"
+    return graph
 
 
 class _Killed(Exception):

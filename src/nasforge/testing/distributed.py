@@ -62,8 +62,8 @@ def run_replicas(world: int, fn: Callable[..., None], *args: Any) -> None:
 def oneshot_small(out: str | Path, budget: int = 12, space: str = "nb201", strategy: str = "enas") -> None:
     """A short one-shot search on digits (tiny super-network), replicated when this process is in a process
     group; every replica saves its shared weights and the rewards it saw to ``out`` with ``.rankR.npz``."""
-    from ..factory import build_components
     from ..config import make_run_config
+    from ..factory import build_components
     from ..run.loop import run_search
     from ..train.distributed import Replicas, init_from_env, shutdown
 

@@ -21,6 +21,7 @@ import numpy as np
 from ..arch import Architecture
 from ..errors import ConfigError, InvalidArchitecture
 from ..evaluators.base import Evaluator
+from ..graph import ArchGraph, GraphEdge, GraphNode, GraphPart
 from ..registry import EVALUATORS, SPACES
 from ..result import Result
 from ..spaces.base import OPERATION, STRUCTURE, Decision, SearchSpace
@@ -59,6 +60,14 @@ class ToySpace(SearchSpace):
                 raise InvalidArchitecture(f"toy string {text!r}: expected '{d.name}=<int>', got {part!r}")
             choices.append(int(value))
         return self.make(choices)
+
+    def graph(self, arch: Architecture) -> ArchGraph:
+        """The toy architecture as a chain of its decisions (it has no network): each node one decision's option."""
+        nodes = [GraphNode("in", "input", "input")]
+        nodes += [GraphNode(d.name, f"{d.name} = {d.label(c)}") for d, c in zip(self.decisions, arch.choices)]
+        nodes.append(GraphNode("out", "reward", "output"))
+        edges = tuple(GraphEdge(a.id, b.id) for a, b in zip(nodes, nodes[1:]))
+        return ArchGraph(self.name, "chain", (GraphPart("decisions", tuple(nodes), edges),), "toy decisions")
 
 
 def toy_scores(space: SearchSpace) -> list[np.ndarray]:
