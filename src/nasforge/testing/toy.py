@@ -109,7 +109,8 @@ class ToyEvaluator(Evaluator):
     def __init__(self, space: SearchSpace, config: ToyConfig | None = None, context: object = None) -> None:
         super().__init__(space, config, context)
         self._scores = toy_scores(space)
-        self._fidelities = list(self.config.fidelities)  # kept: a subclass may replace the config
+        # kept: a subclass may have a config of its own (the faulty evaluator), which gets the defaults
+        self._fidelities = list(getattr(self.config, "fidelities", None) or ToyConfig().fidelities)
 
     @property
     def fidelities(self) -> tuple[float, ...]:
