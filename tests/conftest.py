@@ -58,6 +58,8 @@ SLOW = (
     "test_evaluators_supernet.py::test_shared_weights_learn",
     "test_strategies_reinforce.py::test_searches_a_space_with_skip_links",
     "test_store_cost",
+    "test_train_distributed.py::test_a_killed_two_process",
+    "test_train_distributed.py::test_train_nproc_2",
 )
 
 
