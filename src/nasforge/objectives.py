@@ -30,6 +30,8 @@ LATENCY_METRICS = ("latency_ms", "latency_ms_batch")
 COST_METRICS = (*STATIC_METRICS, *LATENCY_METRICS)
 #: metrics whose larger values are better (the others are costs: they can only be minimised)
 MAXIMISED = (*REWARD_NAMES, "val_accuracy", "train_accuracy")
+#: what objectives and constraints may name
+KNOWN = (*REWARD_NAMES, *COST_METRICS, "val_accuracy", "train_accuracy")
 #: never an objective or a constraint: the test split must not steer a search
 HIDDEN = ("test_accuracy",)
 #: the failure message prefix of an infeasible architecture (``Result.metrics["infeasible"]`` is True)
@@ -70,6 +72,8 @@ def _check_metric(name: str, flag: str) -> None:
         raise ConfigError(f"{flag}: {name!r} is not a metric name (for example accuracy, params, flops, latency_ms)")
     if name in HIDDEN:
         raise ConfigError(f"{flag}: {name!r} is the held-out test metric; a search may not optimise or filter on it")
+    if name not in KNOWN:
+        raise ConfigError(f"{flag}: unknown metric {name!r} (known: {', '.join(KNOWN)})")
 
 
 def parse_objectives(items: Sequence[str] | str, flag: str = "--objective") -> list[Objective]:
