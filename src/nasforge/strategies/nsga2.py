@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 class Nsga2Config:
     """Pareto regularised-evolution parameters (the population and tournament of ``re``)."""
 
-    objectives: list[str] = field(default_factory=lambda: ["accuracy"])  # the run's --objective, given by the factory
+    objectives: list[str] = field(default_factory=list)  # the run's --objective (the factory fills it); none: accuracy
     population: int = 30  # individuals kept
     sample_size: int = 10  # tournament size: the best of S random members (by front, then crowding) is the parent
     removal: str = "oldest"  # oldest (regularised evolution's aging) | worst (NSGA-II's elitism: last front, most crowded)
@@ -68,7 +68,7 @@ class Nsga2(Strategy):
 
     @property
     def _objectives(self) -> list[Any]:
-        return parse_objectives(self.config.objectives, "strategy.objectives")
+        return parse_objectives(self.config.objectives or ["accuracy"], "strategy.objectives")
 
     def ask(self, n: int = 1) -> list[Architecture]:
         out = []
