@@ -175,6 +175,8 @@ class RunConfig:
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads: must be at least 1, got {self.threads}")
         self.objectives = [str(o) for o in parse_objectives(self.objectives, "objectives")]
+        if isinstance(self.measure, dict):
+            self.measure = build(MeasureConfig, self.measure, "measure")
         parse_constraints(self.constraints, "constraints")
 
     def to_yaml_dict(self) -> dict[str, Any]:
