@@ -26,9 +26,9 @@ from nasforge.objectives import (
     hypervolume_curve,
     mnas_reward,
     nondominated_sort,
+    pareto_front,
     parse_constraint,
     parse_objectives,
-    pareto_front,
 )
 from nasforge.ops.measure import measure_latency
 from nasforge.result import Result
@@ -136,10 +136,16 @@ def test_nb201_table_costs_add_up_and_are_cached(tmp_path: Path) -> None:
         direct = static_costs(build(archs[i]), (3, 8, 8))
         assert list(values[i]) == [direct["params"], direct["flops"]]
     assert values[archs.index(space.parse("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"))][0] == values[:, 0].min()
-    cached = list((tmp_path / "costs").glob("nb201-*.npz"))
+    cached = list((tmp_path / "costs").glob("nb201-additive-*.npz"))
     assert len(cached) == 1
-    again = table_costs(space, lambda a: pytest.fail("counted again"), (3, 8, 8), archs, {"model": SMALL}, tmp_path)
-    assert np.array_equal(again, values)
+    again = table_costs(space, lambda a: pytest.fail("counted again"), (3, 8, 8), archs[::7], {"model": SMALL},
+                        tmp_path, additive=True)  # another table of the space: a sum, nothing counted
+    assert np.array_equal(again, values[::7])
+    few = archs[:3]  # without the decomposition: each network counted, and cached for that table
+    direct = table_costs(space, build, (3, 8, 8), few, {"model": SMALL}, tmp_path)
+    assert np.array_equal(direct, values[:3])
+    assert np.array_equal(table_costs(space, lambda a: pytest.fail("counted again"), (3, 8, 8), few,
+                                      {"model": SMALL}, tmp_path), direct)
 
 
 def test_latency_is_a_median_of_repeats_and_cached_per_architecture() -> None:

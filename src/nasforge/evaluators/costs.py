@@ -90,56 +90,90 @@ class CostModel:
 
 
 def additive_costs(space: SearchSpace, build: Builder, input_shape: Sequence[int],
-                   archs: Sequence[Architecture], rng: np.random.Generator | None = None) -> np.ndarray | None:
-    """``params`` and ``flops`` of every one of ``archs`` (n x 2) from 1 + sum(options - 1) counted networks,
-    assuming each decision's option adds its own cost; None when a directly counted check disagrees (then
-    the costs are not additive in this space)."""
+                   rng: np.random.Generator | None = None) -> np.ndarray | None:
+    """Per decision and option, the ``params`` and ``flops`` that option adds to the network with every
+    decision at option 0 (row 0: that network's own), from 1 + sum(options - 1) counted networks: a
+    (1 + D) x max(options) x 2 array. None when a few directly counted networks disagree with the sum
+    (then costs are not additive over this space's decisions)."""
     base_choices = [0] * len(space.decisions)
 
     def counted(choices: Sequence[int]) -> np.ndarray:
         c = static_costs(build(space.make(list(choices))), input_shape)
         return np.array([c["params"], c["flops"]])
 
-    base = counted(base_choices)
-    deltas = [[np.zeros(2)] + [counted([*base_choices[:d], o, *base_choices[d + 1:]]) - base
-                               for o in range(1, dec.n_choices)]
-              for d, dec in enumerate(space.decisions)]
-    choices = np.array([a.choices for a in archs], dtype=np.int64)
-    total = np.tile(base, (len(archs), 1))
-    for d, options in enumerate(deltas):
-        table = np.stack(options)
-        total += table[choices[:, d]]
+    width = max(d.n_choices for d in space.decisions)
+    model = np.zeros((1 + len(space.decisions), width, 2))
+    model[0, 0] = counted(base_choices)
+    for d, dec in enumerate(space.decisions):
+        for o in range(1, dec.n_choices):
+            model[1 + d, o] = counted([*base_choices[:d], o, *base_choices[d + 1:]]) - model[0, 0]
     rng = rng or np.random.default_rng(0)
-    for i in rng.choice(len(archs), size=min(CHECKS, len(archs)), replace=False):
-        if not np.allclose(counted(archs[i].choices), total[i], rtol=0, atol=0.5):
-            log.warning("%s: costs are not additive over decisions (%s); counting every network", space.name,
-                        archs[i])
+    for _ in range(CHECKS):
+        arch = space.sample(rng)
+        if not np.allclose(counted(arch.choices), sum_costs(model, np.array([arch.choices]))[0], rtol=0, atol=0.5):
+            log.warning("%s: costs are not additive over decisions (%s); counting every network", space.name, arch)
             return None
+    return model
+
+
+def sum_costs(model: np.ndarray, choices: np.ndarray) -> np.ndarray:
+    """The costs (n x 2) of choice rows (n x D) from an :func:`additive_costs` model."""
+    total = np.tile(model[0, 0], (len(choices), 1))
+    for d in range(choices.shape[1]):
+        total += model[1 + d][choices[:, d]]
     return total
+
+
+def _cache_path(cache_dir: str | Path | None, space: SearchSpace, sig: dict[str, Any], kind: str) -> Path | None:
+    digest = hashlib.sha256(json.dumps(sig, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return Path(cache_dir) / "costs" / f"{space.name}-{kind}-{digest}.npz" if cache_dir else None
+
+
+def _load(path: Path | None) -> dict[str, np.ndarray] | None:
+    if path is None or not path.exists():
+        return None
+    try:
+        with np.load(path) as saved:
+            return {k: np.asarray(saved[k]) for k in saved.files}
+    except (OSError, ValueError) as exc:
+        log.warning("%s: unreadable cost cache (%s); counting again", path, exc)
+        return None
+
+
+def _save(path: Path | None, **arrays: Any) -> None:
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)  # atomic: concurrent workers never read half a file
 
 
 def table_costs(space: SearchSpace, build: Builder, input_shape: Sequence[int], archs: Sequence[Architecture],
                 signature: dict[str, Any], cache_dir: str | Path | None, additive: bool = False) -> np.ndarray:
-    """``params`` and ``flops`` (n x 2) of every one of ``archs``, from the cache in ``cache_dir/costs`` when
-    it was computed before for the same networks (``signature``: what they are built with) and architectures."""
+    """``params`` and ``flops`` (n x 2) of every one of ``archs``.
+
+    With ``additive`` the per-option costs of :func:`additive_costs` are counted once per network setting
+    (``signature``: what the networks are built with) and cached in ``cache_dir/costs``, so that any table of the
+    space costs a sum; otherwise (or when the costs turn out not to add up) every network is counted and the
+    counts are cached for these very architectures."""
     sig = {**signature, "space": space.name, "input": list(input_shape), "torch": torch.__version__.split("+")[0]}
-    digest = hashlib.sha256(json.dumps(sig, sort_keys=True, default=str).encode()).hexdigest()[:16]
     choices = np.array([a.choices for a in archs], dtype=np.int64)
-    path = Path(cache_dir) / "costs" / f"{space.name}-{digest}.npz" if cache_dir else None
-    if path is not None and path.exists():
-        try:
-            with np.load(path) as saved:
-                if np.array_equal(saved["choices"], choices):
-                    return np.asarray(saved["costs"], dtype=np.float64)
-        except (OSError, ValueError, KeyError) as exc:
-            log.warning("%s: unreadable cost cache (%s); counting again", path, exc)
-    values = additive_costs(space, build, input_shape, archs) if additive else None
-    if values is None:
-        rows = [static_costs(build(a), input_shape) for a in archs]
-        values = np.array([[r["params"], r["flops"]] for r in rows])
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-        np.savez(tmp, choices=choices, costs=values, signature=json.dumps(sig, sort_keys=True, default=str))
-        os.replace(tmp, path)
+    if additive:
+        path = _cache_path(cache_dir, space, sig, "additive")
+        saved = _load(path)
+        if saved is None:
+            model = additive_costs(space, build, input_shape)
+            _save(path, model=np.zeros(0) if model is None else model, additive=np.array(model is not None))
+        else:
+            model = saved["model"] if bool(saved.get("additive", np.array(False))) else None
+        if model is not None:
+            return sum_costs(model, choices)
+    path = _cache_path(cache_dir, space, sig, "networks")
+    saved = _load(path)
+    if saved is not None and "choices" in saved and np.array_equal(saved["choices"], choices):
+        return np.asarray(saved["costs"], dtype=np.float64)
+    rows = [static_costs(build(a), input_shape) for a in archs]
+    values = np.array([[r["params"], r["flops"]] for r in rows])
+    _save(path, choices=choices, costs=values)
     return values
