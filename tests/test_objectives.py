@@ -286,3 +286,18 @@ def test_bench_hypervolume_summary_orders_strategies() -> None:
     hv = summary["strategies"]
     assert hv["good"]["3"]["median"] > hv["poor"]["3"]["median"] > 0
     assert curves["good"].shape == (1, 3) and np.all(np.diff(curves["good"][0]) >= 0)
+
+
+def test_a_tables_own_cost_columns_win_and_are_checked_before_the_look_up(tmp_path: Path) -> None:
+    space = nf.create_space("nb201")
+    archs = [space.make([i] * 6) for i in range(3)]
+    path = tmp_path / "own.csv"
+    path.write_text("arch,val_acc_200,test_acc_200,params,latency_ms\n" + "".join(
+        f"{a},{80 + i},{81 + i},{1000 * (i + 1)},{i + 0.5}\n" for i, a in enumerate(archs)))
+    config = nf.RunConfig(space="nb201", strategy="rs", benchmark=str(path), constraints=["latency_ms<=2"],
+                          evaluator_args={"cost_model_args": SMALL, "cost_input": [3, 8, 8]})
+    ev = nf.build_components(config).evaluator
+    results = [ev.evaluate(a) for a in archs]
+    assert [r.failed for r in results] == [False, False, True]
+    assert results[2].cost == 0 and results[2].metrics["latency_ms"] == 2.5
+    assert results[1].metrics["params"] == 2000 and results[1].metrics["flops"] > 0  # the column, and the count
