@@ -27,20 +27,21 @@ def main() -> None:
     p.add_argument("--quantile", type=float, default=0.5)
     p.add_argument("--strategy", default="re")
     p.add_argument("--out", default=None)
+    p.add_argument("--clock", default="wall", help="wall, or cpu: the process's CPU time (a shared machine)")
     args = p.parse_args()
     out = args.out or tempfile.mkdtemp(prefix="nasforge-latency-")
     base = nf.RunConfig(space="nb201", strategy=args.strategy, evaluator="train", dataset="digits",
                         budget=args.budget, seed=0, device="cpu",
                         strategy_args={"population": 10, "sample_size": 3} if args.strategy in ("re", "nsga2") else {},
                         evaluator_args={"epochs": 3, "model_args": {"C": 8, "N": 2}},
-                        measure={"metrics": ["latency_ms"], "repeats": 20, "warmup": 5})
+                        measure={"metrics": ["latency_ms"], "repeats": 20, "warmup": 5, "clock": args.clock})
     parts = nf.build_components(base)
     cost_model: CostModel = parts.evaluator.cost_model()
     rng = np.random.default_rng(1)
     sample = [parts.space.sample(rng) for _ in range(30)]
     lat = np.array([cost_model.latency(a)["latency_ms"] for a in sample])
     bound = float(np.quantile(lat, args.quantile))
-    print(f"latency of 30 sampled networks (batch 1, CPU, 1 thread): median {np.median(lat):.3f} ms, "
+    print(f"latency ({args.clock} clock) of 30 sampled networks (batch 1, CPU, 1 thread): median {np.median(lat):.3f} ms, "
           f"range {lat.min():.3f}-{lat.max():.3f} ms (load {os.getloadavg()[0]:.1f})", flush=True)
     print(f"constraint: latency_ms<={bound:.3f} (the {args.quantile:.0%} quantile)", flush=True)
     config = nf.config.replace(base, constraints=[f"latency_ms<={bound:.4f}"])

@@ -28,7 +28,7 @@ import numpy as np
 import nasforge as nf
 from nasforge.factory import create_strategy, objective_settings
 from nasforge.hypervolume import hypervolume_of
-from nasforge.objectives import objective_matrix, parse_objectives, pareto_indices
+from nasforge.objectives import objective_matrix, pareto_indices, parse_objectives
 from nasforge.run.loop import run_search
 
 HERE = Path(__file__).resolve().parent

@@ -157,6 +157,9 @@ def test_latency_is_a_median_of_repeats_and_cached_per_architecture() -> None:
         return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 4))
 
     assert measure_latency(build(None), (2, 3, 2, 2), warmup=1, repeats=3) > 0
+    assert measure_latency(build(None), (2, 3, 2, 2), warmup=0, repeats=2, clock="cpu") >= 0
+    with pytest.raises(ConfigError, match="measure.clock"):
+        make_run_config({"measure": {"clock": "sundial"}})
     model = CostModel(space, build, (3, 2, 2), nf.config.build(nf.objectives.MeasureConfig, {"batch": 4,
                                                                                                "repeats": 3}, "m"))
     arch = space.make([0] * len(space.decisions))

@@ -174,18 +174,23 @@ class MeasureConfig:
     ``latency_ms_batch``) besides those the run's objectives and constraints name. Latency is measured only
     when named: it runs the network, which a table look-up does not. ``latency_ms`` is the median over
     ``repeats`` timed forward passes of one image after ``warmup`` untimed ones, on the evaluation device;
-    ``latency_ms_batch`` the same for a batch of ``batch`` images.
+    ``latency_ms_batch`` the same for a batch of ``batch`` images. ``clock: cpu`` times the process's CPU time
+    instead of the wall clock (see :func:`nasforge.ops.measure.measure_latency`): on a shared machine it is what a
+    pass would take alone.
     """
 
     metrics: list[str] = field(default_factory=list)
     batch: int = 32
     warmup: int = 3
     repeats: int = 10
+    clock: str = "wall"  # wall | cpu
 
     def __post_init__(self) -> None:
         if self.batch < 1 or self.warmup < 0 or self.repeats < 1:
             raise ConfigError(f"measure: need batch >= 1, warmup >= 0 and repeats >= 1, got batch={self.batch}, "
                               f"warmup={self.warmup}, repeats={self.repeats}")
+        if self.clock not in ("wall", "cpu"):
+            raise ConfigError(f"measure.clock: must be wall or cpu, got {self.clock!r}")
         unknown = [m for m in self.metrics if m not in COST_METRICS]
         if unknown:
             raise ConfigError(f"measure.metrics: {unknown[0]!r} is not a measurable cost "

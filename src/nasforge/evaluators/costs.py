@@ -71,9 +71,10 @@ class CostModel:
         if key not in self._latency:
             m = self.measure
             model = self.build(arch)
-            one = measure_latency(model, (1, *self.input_shape), warmup=m.warmup, repeats=m.repeats, device=self.device)
+            one = measure_latency(model, (1, *self.input_shape), warmup=m.warmup, repeats=m.repeats, device=self.device,
+                                  clock=m.clock)
             many = measure_latency(model, (m.batch, *self.input_shape), warmup=m.warmup, repeats=m.repeats,
-                                   device=self.device)
+                                   device=self.device, clock=m.clock)
             self._latency[key] = {"latency_ms": one, "latency_ms_batch": many, "latency_batch": float(m.batch)}
         return dict(self._latency[key])
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import statistics
+import time
 from typing import Sequence
 
 import torch
@@ -34,17 +36,22 @@ def count_flops(model: nn.Module, input_shape: Sequence[int], device: str | torc
 
 @torch.no_grad()
 def measure_latency(model: nn.Module, input_shape: Sequence[int], *, warmup: int = 3, repeats: int = 10,
-                    device: str | torch.device = "cpu") -> float:
+                    device: str | torch.device = "cpu", clock: str = "wall") -> float:
     """Median wall time in milliseconds of one forward pass on an input of ``input_shape`` (batch included).
 
     Measured in eval mode on ``device`` (the model is moved there and back): ``warmup`` untimed passes first
     (allocations, kernel selection), then the median of ``repeats`` timed ones, which a busy machine's
     stray slow passes do not move much. CUDA work is synchronised before each clock reading.
-    """
-    import statistics
-    import time
 
+    ``clock="cpu"`` times the process's CPU time instead of the wall clock (CPU devices only): on a machine
+    that other work keeps busy, a wall-clock pass includes the time the process waited for a core, while its CPU
+    time is what the pass would take alone. With one torch thread the two agree on an idle machine (with
+    several, CPU time adds up the threads' work).
+    """
     dev = torch.device(device)
+    if clock not in ("wall", "cpu") or (clock == "cpu" and dev.type != "cpu"):
+        raise ValueError(f"clock must be 'wall', or 'cpu' on a CPU device; got {clock!r} on {dev}")
+    now = time.perf_counter if clock == "wall" else time.process_time
     was_training = model.training
     try:
         first = next(model.parameters())
@@ -61,10 +68,10 @@ def measure_latency(model: nn.Module, input_shape: Sequence[int], *, warmup: int
         times = []
         for _ in range(repeats):
             sync()
-            start = time.perf_counter()
+            start = now()
             model(x)
             sync()
-            times.append(time.perf_counter() - start)
+            times.append(now() - start)
         return 1000.0 * statistics.median(times)
     finally:
         if home is not None:
