@@ -304,3 +304,17 @@ def test_a_tables_own_cost_columns_win_and_are_checked_before_the_look_up(tmp_pa
     assert [r.failed for r in results] == [False, False, True]
     assert results[2].cost == 0 and results[2].metrics["latency_ms"] == 2.5
     assert results[1].metrics["params"] == 2000 and results[1].metrics["flops"] > 0  # the column, and the count
+
+
+def test_the_train_evaluator_never_trains_an_infeasible_network() -> None:
+    config = nf.RunConfig(space="nb201", evaluator="train", dataset="digits", constraints=["params<=10000"],
+                          evaluator_args={"epochs": 1, "model_args": {"C": 4, "N": 1}, "resolution": 4,
+                                          "fraction": 0.2})
+    ev = nf.build_components(config).evaluator
+    space = ev.space
+    cheap = space.parse("|none~0|+|skip_connect~0|none~1|+|skip_connect~0|none~1|avg_pool_3x3~2|")
+    costly = space.parse("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|")
+    ok, skipped = ev.evaluate(cheap), ev.evaluate(costly)
+    assert not ok.failed and ok.metrics["params"] <= 10000 and "train_time_s" in ok.metrics
+    assert skipped.failed and skipped.metrics["infeasible"] and skipped.cost == 0
+    assert skipped.metrics["params"] > 10000 and "train_time_s" not in skipped.metrics  # never trained
