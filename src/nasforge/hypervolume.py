@@ -85,6 +85,7 @@ def plot_hypervolume(curves: dict[str, np.ndarray], path: str | Path, title: str
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 5))
+    lows, highs = [], []
     for name, mat in curves.items():
         x = np.arange(1, mat.shape[1] + 1)
         with np.errstate(all="ignore"):
@@ -92,6 +93,11 @@ def plot_hypervolume(curves: dict[str, np.ndarray], path: str | Path, title: str
             q25, q75 = np.nanquantile(mat, 0.25, axis=0), np.nanquantile(mat, 0.75, axis=0)
         ax.plot(x, med, label=name, lw=1.6)
         ax.fill_between(x, q25, q75, alpha=0.15)
+        lows.append(med[max(len(med) // 10 - 1, 0)])
+        highs.append(np.nanmax(q75))
+    if lows and np.all(np.isfinite(lows + highs)):  # the curves' second half, where strategies differ
+        span = max(highs) - min(lows)
+        ax.set_ylim(min(lows) - 0.05 * span, max(highs) + 0.05 * span)
     ax.set_xscale("log")
     ax.set_xlabel("evaluations")
     ax.set_ylabel("hypervolume (median, IQR band; scaled objectives)")
