@@ -104,11 +104,12 @@ def _init_worker(base: RunConfig) -> None:
 
 def run_job(config: RunConfig) -> dict[str, Any]:
     """One search with an in-memory record; returns its compact curve."""
-    from .factory import create_strategy
+    from .factory import create_strategy, objective_settings
+    from .objectives import objective_matrix, parse_objectives
     from .run.loop import run_search
 
     space, evaluator = _WORKER["space"], _WORKER["evaluator"]
-    strategy = create_strategy(config.strategy, space, config.seed, **config.strategy_args)
+    strategy = create_strategy(config.strategy, space, config.seed, **objective_settings(config, strict=False).strategy_args)
     start = time.perf_counter()
     record = run_search(space, strategy, evaluator, config.budget, seed=config.seed)
     wall = time.perf_counter() - start
@@ -136,6 +137,8 @@ def run_job(config: RunConfig) -> dict[str, Any]:
         "n_failed": sum(t.result is not None and t.result.failed for t in record.trials),
         "wall_s": wall,
         "best_arch": None if record.best is None else str(record.best.arch),
+        **({"objective_values": [None if np.isnan(row).any() else row.tolist() for row in objective_matrix(
+            [t.result for t in record.trials], parse_objectives(config.objectives))]} if config.objectives else {}),
     }
 
 
@@ -193,6 +196,14 @@ def run_bench(spec: BenchSpec, out: str | Path, workers: int = 1,
     plot_cost_curves(results, out / "curves_by_cost.png", title=title, optimum=best, cost_unit=evaluator.cost_unit)
     if "optimum" in summary:
         plot_samples_to_optimum(results, out / "samples_to_optimum.png", title=title, budget=spec.base.budget)
+    if spec.base.objectives:  # multi-objective: hypervolume over evaluations (nasforge/hypervolume.py)
+        from .hypervolume import plot_hypervolume, summarise_hypervolume
+
+        summary["hypervolume"], hv = summarise_hypervolume(results, spec.base.objectives, REPORT_BUDGETS)
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        if hv:
+            plot_hypervolume(hv, out / "hypervolume.png", title=f"{spec.base.space}: {','.join(spec.base.objectives)}, "
+                                                                 f"{len(spec.seeds)} seeds")
     return summary
 
 

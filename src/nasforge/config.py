@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import yaml
 
 from .errors import ConfigError
+from .objectives import MeasureConfig, parse_constraints, parse_objectives
 
 COMPONENTS = ("space", "strategy", "evaluator")
 
@@ -156,6 +157,9 @@ class RunConfig:
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     threads: int | None = None  # torch CPU threads per training process (None: chosen, see nasforge.threads)
+    objectives: list[str] = field(default_factory=list)  # e.g. [accuracy, -params]: a multi-objective search
+    constraints: list[str] = field(default_factory=list)  # e.g. ["params<=1.5e6"]: infeasible ones are skipped
+    measure: MeasureConfig = field(default_factory=MeasureConfig)  # costs to report, latency settings
 
     def __post_init__(self) -> None:
         if self.budget <= 0:
@@ -170,6 +174,10 @@ class RunConfig:
             raise ConfigError(f"max_retries: must be 0 or more, got {self.max_retries}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads: must be at least 1, got {self.threads}")
+        self.objectives = [str(o) for o in parse_objectives(self.objectives, "objectives")]
+        if isinstance(self.measure, dict):
+            self.measure = build(MeasureConfig, self.measure, "measure")
+        parse_constraints(self.constraints, "constraints")
 
     def to_yaml_dict(self) -> dict[str, Any]:
         """Nested form: ``strategy: {name: re, population: 50}``."""

@@ -101,10 +101,33 @@ def resolve(config: RunConfig) -> RunConfig:
     """``config`` with the names and settings its components really run with: the evaluator that serves the
     space, and for a one-shot evaluator the strategy's :func:`oneshot_defaults` under the user's own settings.
     Idempotent: a resolved config (as ``config.yaml`` records it) resolves to itself."""
-    config = _resolve_evaluator(config)
+    config = objective_settings(_resolve_evaluator(config))
     if not is_oneshot(config):
         return config
     return replace(config, strategy_args={**oneshot_defaults(config), **config.strategy_args})
+
+
+def objective_settings(config: RunConfig, strict: bool = True) -> RunConfig:
+    """``config`` with its objectives passed on: a strategy with an ``objectives`` setting (``nsga2``) gets the
+    run's, several objectives need such a strategy (or an unguided one: random search), and the metric of a
+    MnasNet-style reward (``strategy.mnas_target``) is measured by the evaluator. ``strict=False`` lets a
+    single-objective strategy run anyway (a bench compares it with multi-objective ones)."""
+    entry = STRATEGIES.get(config.strategy)
+    fields = getattr(config_class(entry.factory), "__dataclass_fields__", {})
+    args = dict(config.strategy_args)
+    if strict and len(config.objectives) > 1 and "objectives" not in fields and entry.capabilities.get("guided", True):
+        multi = [e.name for e in STRATEGIES if "objectives" in getattr(config_class(e.factory), "__dataclass_fields__", {})
+                 or not e.capabilities.get("guided", True)]
+        raise ConfigError(f"objectives: strategy {entry.name!r} optimises one objective; for "
+                          f"{','.join(config.objectives)} use one of {', '.join(multi)} (reinforce, ednas and nases "
+                          "take MnasNet's reward instead: --set strategy.mnas_target=T)")
+    if "objectives" in fields and config.objectives and not args.get("objectives"):
+        args["objectives"] = list(config.objectives)
+    measure = config.measure
+    metric = args.get("mnas_metric", "latency_ms") if args.get("mnas_target") else None
+    if metric and metric not in measure.metrics:
+        measure = replace(measure, metrics=[*measure.metrics, metric])
+    return replace(config, strategy_args=args, measure=measure)
 
 
 def _resolve_evaluator(config: RunConfig) -> RunConfig:

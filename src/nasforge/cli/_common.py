@@ -27,7 +27,7 @@ TRAIN_LOGGER = "nasforge.train.loop"
 #: flags that map one to one onto RunConfig fields
 RUN_FLAGS = ("space", "strategy", "evaluator", "benchmark", "fidelity", "budget", "epochs", "seed", "executor", "workers",
              "trial_timeout", "max_retries", "ray_address", "cpus_per_trial", "gpus_per_trial",
-             "dataset", "data", "device", "cache_dir", "threads")
+             "dataset", "data", "device", "cache_dir", "threads", "objectives", "constraints")
 
 
 def add_run_flags(p: argparse.ArgumentParser, *, strategy: bool = True) -> None:
@@ -53,6 +53,12 @@ def add_run_flags(p: argparse.ArgumentParser, *, strategy: bool = True) -> None:
     p.add_argument("--cpus-per-trial", type=float, help="CPUs reserved per evaluation (Ray; threads per worker)")
     p.add_argument("--gpus-per-trial", type=float, help="GPUs reserved per evaluation (Ray)")
     add_threads_flag(p)
+    p.add_argument("--objective", dest="objectives", action="append", metavar="LIST",
+                   help="objectives of a multi-objective search, e.g. accuracy,-params (a leading - minimises; "
+                        "with --strategy nsga2 or rs); written to result.json's pareto_front")
+    p.add_argument("--constraint", dest="constraints", action="append", metavar="METRIC<=VALUE",
+                   help="a bound such as params<=1.5e6 or latency_ms<=5 (repeatable); architectures outside it "
+                        "are skipped before training and counted in result.json")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. strategy.population=50 or evaluator.epochs=3 (repeatable)")
     _show_defaults(p)
@@ -88,6 +94,11 @@ def config_from_args(args: argparse.Namespace, extra: dict[str, Any] | None = No
         if value is not None:
             data[name] = value
     data.update(extra or {})
+    from ..objectives import parse_constraints, parse_objectives
+
+    if getattr(args, "objectives", None):  # checked here, so that an error names the flag
+        data["objectives"] = [str(o) for o in parse_objectives(args.objectives, "--objective")]
+    parse_constraints(getattr(args, "constraints", None) or (), "--constraint")
     if data.get("epochs") is not None and getattr(args, "budget", None) is not None:
         raise ConfigError("--epochs and --budget: give the length of a one-shot search one way, not both")
     space = data.get("space", RunConfig.space)

@@ -127,6 +127,11 @@ def _search(args: argparse.Namespace, api: Any, config: Any, out: Path, console:
     if best:
         console.print(f"best: {best['arch']}", soft_wrap=True, highlight=False)
         console.print(f"  reward {_fmt(best['reward'])}  test accuracy {_fmt(best['test_accuracy'])}")
+    if result.get("constraints"):
+        console.print(f"{result['n_infeasible']} infeasible under {', '.join(result['constraints'])} (never evaluated)")
+    if result.get("pareto_front"):
+        console.print(f"Pareto front ({','.join(result['objectives'])}): {len(result['pareto_front'])} architectures "
+                      "in result.json's pareto_front")
     if result.get("derived"):
         print_derived(console, result["derived"])
     if "optimum" in result:

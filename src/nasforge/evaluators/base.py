@@ -8,6 +8,17 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..arch import Architecture
 from ..errors import ConfigError
+from ..objectives import (
+    COST_METRICS,
+    INFEASIBLE,
+    STATIC_METRICS,
+    Constraint,
+    MeasureConfig,
+    needed_metrics,
+    parse_constraints,
+    parse_objectives,
+    violations,
+)
 from ..result import Result
 from ..spaces.base import SearchSpace
 
@@ -38,6 +49,9 @@ class EvalContext:
     device: str = "auto"
     cache_dir: str | None = None
     threads: int | None = None
+    objectives: Any = ()  # the run's objectives ("accuracy", "-params"...): their costs are reported
+    constraints: Any = ()  # "params<=1.5e6"...: infeasible architectures are skipped (see Evaluator.evaluate)
+    measure: Any = None  # a MeasureConfig: further metrics to report, latency settings
 
     @classmethod
     def of(cls, run: Any) -> EvalContext:
@@ -61,6 +75,9 @@ class Evaluator(ABC):
     reported_metric: ClassVar[str] = "test_accuracy"
     #: what ``Result.cost`` counts (benchmarks plot the incumbent against its cumulative sum; may be set per instance)
     cost_unit: str = "cost"
+    #: parameters and FLOPs are reported for every architecture, asked for or not (they cost little beside the
+    #: evaluation); otherwise only when the run's objectives, constraints or ``measure.metrics`` name them
+    reports_costs: ClassVar[bool] = False
 
     def __init__(self, space: SearchSpace, config: Any = None, context: Any = None) -> None:
         self.space = space
@@ -68,17 +85,65 @@ class Evaluator(ABC):
         self.context = EvalContext.of(context)
         self.queries = 0
         self.total_cost = 0.0
+        self.n_infeasible = 0
+        self.constraints: list[Constraint] = parse_constraints(self.context.constraints or (), "constraints")
+        measure = self.context.measure
+        self.measure = measure if isinstance(measure, MeasureConfig) else MeasureConfig(**(measure or {}))
+        wanted = needed_metrics(parse_objectives(list(self.context.objectives or ()), "objectives"), self.constraints)
+        wanted |= set(self.measure.metrics)
+        if self.reports_costs:
+            wanted |= set(STATIC_METRICS)
+        #: the costs computed from the architecture before evaluating it
+        self.cost_metrics = wanted & set(COST_METRICS)
+        self._cost_model: Any = None
 
     @abstractmethod
     def _evaluate(self, arch: Architecture, fidelity: float | None, seed: int) -> Result:
         """Evaluate one architecture (subclasses)."""
 
+    def cost_model(self) -> Any:
+        """The :class:`~nasforge.evaluators.costs.CostModel` of the networks this evaluator scores, or None
+        when it builds none (subclasses; called once, when a cost is first needed)."""
+        return None
+
+    def costs(self, arch: Architecture) -> dict[str, float]:
+        """The costs of ``arch`` this run asks for (``cost_metrics``), computed without evaluating it."""
+        if not self.cost_metrics:
+            return {}
+        if self._cost_model is None:
+            self._cost_model = self.cost_model() or False
+        return self._cost_model.costs(arch, self.cost_metrics) if self._cost_model else {}
+
     def evaluate(self, arch: Architecture, fidelity: float | None = None, seed: int = 0) -> Result:
-        """Evaluate ``arch``; ``seed`` makes any randomness of the evaluation reproducible."""
-        result = self._evaluate(arch, fidelity, seed)
+        """Evaluate ``arch``; ``seed`` makes any randomness of the evaluation reproducible.
+
+        With constraints, an architecture whose costs (computed from it alone) break one is not evaluated: its
+        result is a failure with ``metrics["infeasible"]`` and the total relative ``violation``, at no cost. A
+        constraint on a metric known only after evaluating (a table's measured column, a validation score)
+        is judged afterwards: the result becomes infeasible in the same way but keeps its cost.
+        """
+        before = self.costs(arch)
+        broken = violations(before, self.constraints)
+        if broken:
+            result = self._infeasible(broken, 0.0, before)
+        else:
+            result = self._evaluate(arch, fidelity, seed)
+            if before:  # the evaluator's own numbers (a table's columns) win over the counted ones
+                result = Result(result.reward, {**before, **result.metrics}, result.cost, result.failed, result.error)
+            broken = [] if result.failed else violations({"reward": result.reward, **result.metrics}, self.constraints)
+            if broken:
+                result = self._infeasible(broken, result.cost, {**result.metrics, "infeasible_reward": result.reward})
         self.queries += 1
         self.total_cost += result.cost
         return result
+
+    def _infeasible(self, broken: list[str], cost: float, metrics: dict[str, Any]) -> Result:
+        self.n_infeasible += 1
+        values = {"reward": metrics.get("infeasible_reward"), **metrics}
+        amount = sum(c.violation(float(values[c.metric])) for c in self.constraints
+                     if values.get(c.metric) is not None)
+        return Result.failure(f"{INFEASIBLE}: {'; '.join(broken)}", cost,
+                              **{**metrics, INFEASIBLE: True, "violation": amount})
 
     def optimum(self) -> tuple[Architecture, Result] | None:
         """The architecture with the best reward, for evaluators that know it (tables)."""

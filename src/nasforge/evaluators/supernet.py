@@ -304,6 +304,15 @@ class SupernetEvaluator(StatefulEvaluator):
         batches = self.derive_batches()
         return derive_from_policy(self.space, strategy, lambda a: (self.score_on(a, batches), {}), n_samples, seed)
 
+    def cost_model(self) -> Any:
+        """A child trained on its own at the super-network's size, for costs a run asks for (never built otherwise)."""
+        from .costs import CostModel
+
+        return CostModel(self.space, lambda a: self.space.build(a, num_classes=self.splits.num_classes,
+                                                                in_channels=self.splits.shape[0],
+                                                                **self.config.model_args),
+                         tuple(self.splits.shape), self.measure, self.device)
+
     def __repr__(self) -> str:
         return f"<SupernetEvaluator {self.space.name} steps={self.steps} device={self.device}>"
 

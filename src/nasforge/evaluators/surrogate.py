@@ -41,6 +41,9 @@ from ..result import Result
 from ..spaces.base import SearchSpace
 from .base import Evaluator
 
+#: the network of NAS-Bench-301's training protocol (Siems et al. 2020), whose costs the surrogate reports
+NB301_NETWORK = {"C": 32, "layers": 8, "affine": False}
+
 #: the model's columns, in the order ``x_cat`` holds them
 COLUMNS: tuple[str, ...] = (
     *(f"edge_{cell}_{e}" for cell in ("normal", "reduce") for e in range(14)),
@@ -149,6 +152,13 @@ class SurrogateEvaluator(Evaluator):
         self.epoch = float(MAX_EPOCH) if fidelity is None else check_epoch(fidelity)
         self._session: Any = None
         self._load_session()  # fail now on a bad model rather than at the first evaluation
+
+    def cost_model(self) -> Any:
+        """The network NAS-Bench-301 trained (32 channels, 8 cells, CIFAR-10), for costs a run asks for."""
+        from .costs import CostModel
+
+        return CostModel(self.space, lambda a: self.space.build(a, num_classes=10, in_channels=3, **NB301_NETWORK),
+                         (3, 32, 32), self.measure)
 
     def _folder(self, path: Path) -> Path:
         if path.is_file() and path.name == self.config.model:

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import csv
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -23,6 +24,10 @@ from ..registry import EVALUATORS
 from ..result import Result
 from ..spaces.base import SearchSpace
 from .base import Evaluator
+from .costs import CostModel, table_costs
+
+#: a table's columns that replace the counted costs of the benchmark's network
+OWN_COST_COLUMNS = ("params", "flops", "latency_ms")
 
 
 @dataclass
@@ -32,6 +37,11 @@ class TabularConfig:
     reward: str = "val_acc"  # prefix of the column the strategy sees, suffixed with _<fidelity>
     report: str = "test_acc"  # prefix of the reported column, at the longest fidelity
     time: str = "train_time"  # prefix of training-time columns (seconds at each fidelity): the cost where present
+    # the network whose parameters, FLOPs and latency are reported (a table's own params/flops columns win):
+    # NAS-Bench-201's own, C=16 and N=5, on CIFAR-10's 10 classes of 3 x 32 x 32 images
+    cost_model_args: dict[str, Any] = field(default_factory=dict)  # model arguments of that network ({}: C=16, N=5)
+    cost_classes: int = 10  # its number of classes
+    cost_input: list[int] = field(default_factory=lambda: [3, 32, 32])  # its input: channels, height, width
 
 
 class Table:
@@ -132,6 +142,7 @@ class TabularEvaluator(Evaluator):
 
     Config = TabularConfig
     cost_unit = "epochs"
+    reports_costs = True  # counted once per table and cached on disk (evaluators/costs.py)
 
     def __init__(self, space: SearchSpace, config: TabularConfig | None = None, context: object = None,
                  *, table: Table | None = None) -> None:
@@ -166,11 +177,37 @@ class TabularEvaluator(Evaluator):
         test = self.table.value(arch, self.table.report_column)
         times = self.table.time_columns
         cost = float(fid) if times is None else self.table.value(arch, times[fid])
-        return Result(reward, {"test_accuracy": test, "fidelity": fid}, cost=float(cost or 0.0))
+        own = {c: self.table.value(arch, c) for c in OWN_COST_COLUMNS if c in self.table.col_index}
+        return Result(reward, {"test_accuracy": test, "fidelity": fid, **own}, cost=float(cost or 0.0))
 
     @property
     def fidelities(self) -> tuple[float, ...]:
         return tuple(float(f) for f in self.table.fidelities)
+
+    def cost_model(self) -> CostModel:
+        """The benchmark's network (``cost_model_args``, NAS-Bench-201's C=16, N=5 by default), its parameters and
+        FLOPs counted for the whole table at once and cached in the cache directory; a table's own ``params`` /
+        ``flops`` columns replace the counts."""
+        from ..paths import default_cache_dir
+        from ..train.loop import resolve_device
+
+        c = self.config
+        shape = tuple(c.cost_input)
+
+        def build(arch: Architecture) -> Any:
+            return self.space.build(arch, num_classes=c.cost_classes, in_channels=shape[0], **c.cost_model_args)
+
+        model = CostModel(self.space, build, shape, self.measure, resolve_device(self.context.device))
+        if self.cost_metrics & {"params", "flops"}:
+            archs = self.table.archs
+            values = table_costs(self.space, build, shape, archs,
+                                 {"model": c.cost_model_args, "classes": c.cost_classes},
+                                 self.context.cache_dir or default_cache_dir(), additive=self.space.name == "nb201")
+            model.preset(archs, values, ("params", "flops"))
+        own = [c for c in OWN_COST_COLUMNS if c in self.table.col_index]
+        if own:
+            model.preset(self.table.archs, np.stack([self.table.column(c) for c in own], axis=1), own)
+        return model
 
     def optimum(self) -> tuple[Architecture, Result]:
         rewards = self.table.column(self.table.reward_columns[self.fidelity])

@@ -25,6 +25,7 @@ from ..spaces.base import SearchSpace
 from ..train import DataConfig, ImageData, default_cache_dir, load_dataset, make_splits
 from ..train.loop import TrainConfig, build_model, resolve_device, train_architecture
 from .base import Evaluator
+from .costs import CostModel
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,7 @@ class TrainEvaluator(Evaluator):
 
     Config = TrainEvaluatorConfig
     cost_unit = "epochs"
+    reports_costs = True
 
     def __init__(
         self,
@@ -104,6 +106,10 @@ class TrainEvaluator(Evaluator):
         c = self.splits.shape[0]
         return build_model(self.space, arch, num_classes=self.splits.num_classes, in_channels=c, seed=seed,
                            **self.config.model_args)
+
+    def cost_model(self) -> CostModel:
+        """The network it trains, on one image of the data set, on the training device."""
+        return CostModel(self.space, self._build, tuple(self.splits.shape), self.measure, self.device)
 
     def _check_model_args(self) -> None:
         # Bad model_args would otherwise fail every evaluation of the search, one by one.

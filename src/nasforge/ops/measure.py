@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import statistics
+import time
 from typing import Sequence
 
 import torch
@@ -29,4 +31,49 @@ def count_flops(model: nn.Module, input_shape: Sequence[int], device: str | torc
             model(x)
         return int(counter.get_total_flops())
     finally:
+        model.train(was_training)
+
+
+@torch.no_grad()
+def measure_latency(model: nn.Module, input_shape: Sequence[int], *, warmup: int = 3, repeats: int = 10,
+                    device: str | torch.device = "cpu", clock: str = "wall") -> float:
+    """Median wall time in milliseconds of one forward pass on an input of ``input_shape`` (batch included).
+
+    Measured in eval mode on ``device`` (the model is moved there and back): ``warmup`` untimed passes first
+    (allocations, kernel selection), then the median of ``repeats`` timed ones, which a busy machine's
+    stray slow passes do not move much. CUDA work is synchronised before each clock reading.
+
+    ``clock="cpu"`` times the process's CPU time instead of the wall clock (CPU devices only): on a machine
+    that other work keeps busy, a wall-clock pass includes the time the process waited for a core, while its CPU
+    time is what the pass would take alone. With one torch thread the two agree on an idle machine (with
+    several, CPU time adds up the threads' work).
+    """
+    dev = torch.device(device)
+    if clock not in ("wall", "cpu") or (clock == "cpu" and dev.type != "cpu"):
+        raise ValueError(f"clock must be 'wall', or 'cpu' on a CPU device; got {clock!r} on {dev}")
+    now = time.perf_counter if clock == "wall" else time.process_time
+    was_training = model.training
+    try:
+        first = next(model.parameters())
+        home: torch.device | None = first.device
+    except StopIteration:
+        home = None
+    model.eval()
+    model.to(dev)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    try:
+        x = torch.zeros(*input_shape, device=dev)
+        for _ in range(warmup):
+            model(x)
+        times = []
+        for _ in range(repeats):
+            sync()
+            start = now()
+            model(x)
+            sync()
+            times.append(now() - start)
+        return 1000.0 * statistics.median(times)
+    finally:
+        if home is not None:
+            model.to(home)
         model.train(was_training)

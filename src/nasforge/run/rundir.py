@@ -23,6 +23,7 @@ import yaml
 
 from ..config import RunConfig, load_yaml, make_run_config
 from ..errors import ConfigError, RunDirError
+from ..objectives import is_infeasible, pareto_front, parse_objectives
 from .loop import SearchRecord
 from .store import RunStore
 
@@ -276,6 +277,21 @@ def result_dict(config: RunConfig, record: SearchRecord, optimum: Any = None) ->
     if optimum is not None:
         arch, res = optimum
         out["optimum"] = {"arch": str(arch), "reward": res.reward, "test_accuracy": res.test_accuracy}
+    out.update(objective_summary(config, record))
+    return out
+
+
+def objective_summary(config: RunConfig, record: SearchRecord) -> dict[str, Any]:
+    """``result.json``'s multi-objective part: the constraints and how many architectures broke them (never
+    trained where the costs come from the architecture), and with objectives, the Pareto front of the search."""
+    out: dict[str, Any] = {}
+    if config.constraints:
+        out["constraints"] = list(config.constraints)
+        out["n_infeasible"] = sum(is_infeasible(t.outcome) for t in record.trials)
+    if config.objectives:
+        objectives = parse_objectives(config.objectives)
+        out["objectives"] = [str(o) for o in objectives]
+        out["pareto_front"] = pareto_front([(str(t.arch), t.outcome) for t in record.trials], objectives)
     return out
 
 

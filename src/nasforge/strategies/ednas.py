@@ -6,12 +6,13 @@ from dataclasses import dataclass
 
 import torch
 
+from ..objectives import MnasConfig
 from ..registry import STRATEGIES
 from .policies import REWARD_NORMS, PolicyStrategy, PolicyVectors
 
 
 @dataclass
-class EdnasConfig:
+class EdnasConfig(MnasConfig):
     """Policy-vector parameters, chosen for budgets of a few hundred evaluations.
 
     EDNAS trains its vectors with Adam at lr 3.5e-4 over 300 epochs of minibatch rewards; a black-box
@@ -33,6 +34,7 @@ class EdnasConfig:
             raise ValueError("need batch_size >= 1, lr > 0 and warmup >= 0")
         if self.reward_norm not in REWARD_NORMS:
             raise ValueError(f"reward_norm must be one of {', '.join(REWARD_NORMS)}")
+        self.check_mnas()
 
 
 @STRATEGIES.register("ednas", guided=True, batch=True, observable=True, paper="Lee, Kim & Han (EDNAS)",

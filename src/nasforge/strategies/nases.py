@@ -59,6 +59,7 @@ import torch
 from torch import nn
 
 from ..arch import Architecture
+from ..objectives import MnasConfig, mnas_reward
 from ..paths import default_cache_dir
 from ..registry import STRATEGIES
 from ..result import Result
@@ -76,7 +77,7 @@ PRETRAIN_FIELDS = ("embedding_dim", "hidden", "pretrain_archs", "pretrain_steps"
 
 
 @dataclass
-class NASESConfig:
+class NASESConfig(MnasConfig):
     """NASES hyper-parameters: the autoencoder's pre-training, then the search."""
 
     embedding_dim: int = 16  # n, the embedding space's dimension
@@ -100,6 +101,7 @@ class NASESConfig:
             raise ValueError("sizes, steps and counts must be positive")
         if self.sigma <= 0 or self.lr <= 0 or self.pretrain_lr <= 0 or self.pretrain_noise < 0:
             raise ValueError("sigma and learning rates must be positive, pretrain_noise non-negative")
+        self.check_mnas()
 
 
 # --------------------------------------------------------------------- networks
@@ -377,7 +379,7 @@ class NASES(Strategy):
             asked = self.pending.pop(arch, None)
             if not ok:
                 continue
-            reward = float(result.reward)
+            reward = mnas_reward(result, self.config)  # the plain reward unless mnas_target is set
             self.rewards.append(reward)
             if self.best is None or reward > self.best[1]:
                 self.best = (arch, reward)

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from ..arch import Architecture
+from ..objectives import mnas_reward
 from ..result import Result
 from ..spaces.base import OPERATION, STRUCTURE, Decision, SearchSpace
 from .base import Strategy, usable
@@ -396,7 +397,7 @@ class PolicyStrategy(Strategy):
             if ok:
                 self.told += 1
                 if self.told > self.config.warmup:
-                    self.batch.append((raw, float(result.reward)))
+                    self.batch.append((raw, mnas_reward(result, self.config)))  # plain unless mnas_target set
             if len(self.batch) >= self.config.batch_size:
                 self._update()
 

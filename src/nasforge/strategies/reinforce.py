@@ -7,12 +7,13 @@ from typing import Any
 
 import torch
 
+from ..objectives import MnasConfig
 from ..registry import STRATEGIES
 from .policies import REWARD_NORMS, LSTMController, PolicyStrategy
 
 
 @dataclass
-class ReinforceConfig:
+class ReinforceConfig(MnasConfig):
     """Controller and REINFORCE parameters, chosen for budgets of a few hundred evaluations.
 
     Zoph & Le and ENAS train the controller for thousands of steps with Adam at lr 3.5e-4 to 6e-4; with
@@ -38,6 +39,7 @@ class ReinforceConfig:
             raise ValueError("need hidden >= 1, batch_size >= 1, lr > 0, temperature > 0 and warmup >= 0")
         if self.reward_norm not in REWARD_NORMS:
             raise ValueError(f"reward_norm must be one of {', '.join(REWARD_NORMS)}")
+        self.check_mnas()
 
 
 #: with weight sharing: ENAS' controller settings for its micro (cell) search: Adam at 3.5e-3 on batches of 20
