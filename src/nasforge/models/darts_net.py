@@ -138,8 +138,8 @@ class DartsNetwork(nn.Module):
 
     def make_cell(
         self, nodes: Any, C_pp: int, C_p: int, C: int, reduction: bool, reduction_prev: bool, affine: bool
-    ) -> nn.Module:
-        """One cell of the stack (a network of other cells overrides this; the cell has ``multiplier``)."""
+    ) -> Any:
+        """One cell of the stack, a module with a ``multiplier`` (networks of other cells override this)."""
         return DartsCell(nodes, C_pp, C_p, C, reduction, reduction_prev, affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:

@@ -15,7 +15,7 @@ library whose widths differ).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence, cast
 
 import torch
 from torch import nn
@@ -136,9 +136,14 @@ class NasnetNetwork(DartsNetwork):
     """DARTS' CIFAR network of NASNet-convention cells: ``normal`` and ``reduce`` are :class:`CellSpec` s (the same
     one for a shared cell); every other argument as :class:`~nasforge.models.darts_net.DartsNetwork`."""
 
+    def __init__(self, normal: CellSpec, reduce: CellSpec, num_classes: int, in_channels: int = 3,
+                 **kwargs: Any) -> None:
+        # DartsNetwork hands each cell description to make_cell only
+        super().__init__(cast(Any, normal), cast(Any, reduce), num_classes, in_channels, **kwargs)
+
     def make_cell(
         self, nodes: CellSpec, C_pp: int, C_p: int, C: int, reduction: bool, reduction_prev: bool, affine: bool
-    ) -> nn.Module:
+    ) -> NasnetCell:
         return NasnetCell(nodes, C_pp, C_p, C, reduction, reduction_prev, affine)
 
 
