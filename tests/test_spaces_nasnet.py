@@ -16,7 +16,7 @@ from nasforge.export import export_run
 from nasforge.ops.measure import count_params
 from nasforge.registry import SPACES, STRATEGIES
 from nasforge.run.loop import run_search
-from nasforge.spaces.nasnet import OP_SETS
+from nasforge.spaces.nasnet import OP_SETS, PUBLISHED
 from nasforge.testing import conformance
 from nasforge.testing.toy import ToyEvaluator
 
@@ -157,6 +157,8 @@ def test_published_genotypes_parse_and_print_back(name: str) -> None:
     arch = space.parse(text)
     assert str(arch) == _canonical_repr(text)  # what DARTS' namedtuple prints
     assert space.parse(str(arch)) == arch and space.from_dict(arch.to_dict()) == arch
+    published, published_config = PUBLISHED[name]  # the library's copy, for users and benchmarks
+    assert published_config == config and published == str(arch)
 
 
 def test_repeated_inputs_and_loose_ends() -> None:

@@ -75,6 +75,57 @@ CONCATS = ("loose", "all")
 GENOTYPE_FIELDS = ("normal", "normal_concat", "reduce", "reduce_concat", "normal_combine", "reduce_combine")
 
 
+def _genotype(normal: str, normal_concat: str, reduce: str | None = None, reduce_concat: str | None = None) -> str:
+    return (f"Genotype(normal={normal}, normal_concat={normal_concat}, reduce={reduce or normal}, "
+            f"reduce_concat={reduce_concat or normal_concat})")
+
+
+#: published cells in DARTS' genotypes.py format, with the space config that reads each: NASNet-A, AmoebaNet-A,
+#: DARTS_V1 and DARTS_V2 as in DARTS' cnn/genotypes.py (quark0/darts), PNASNet-5 as in chenxi116/PNASNet.pytorch,
+#: ENAS' micro cells as in D-X-Y/AutoDL-Projects (lib/nas_infer_model/DXYs/genotypes.py)
+PUBLISHED: dict[str, tuple[str, dict[str, Any]]] = {
+    "NASNet": (_genotype(
+        "[('sep_conv_5x5', 1), ('sep_conv_3x3', 0), ('sep_conv_5x5', 0), ('sep_conv_3x3', 0), ('avg_pool_3x3', 1), "
+        "('skip_connect', 0), ('avg_pool_3x3', 0), ('avg_pool_3x3', 0), ('sep_conv_3x3', 1), ('skip_connect', 1)]",
+        "[2, 3, 4, 5, 6]",
+        "[('sep_conv_5x5', 1), ('sep_conv_7x7', 0), ('max_pool_3x3', 1), ('sep_conv_7x7', 0), ('avg_pool_3x3', 1), "
+        "('sep_conv_5x5', 0), ('skip_connect', 3), ('avg_pool_3x3', 2), ('sep_conv_3x3', 2), ('max_pool_3x3', 1)]",
+        "[4, 5, 6]"), {}),
+    "AmoebaNet": (_genotype(
+        "[('avg_pool_3x3', 0), ('max_pool_3x3', 1), ('sep_conv_3x3', 0), ('sep_conv_5x5', 2), ('sep_conv_3x3', 0), "
+        "('avg_pool_3x3', 3), ('sep_conv_3x3', 1), ('skip_connect', 1), ('skip_connect', 0), ('avg_pool_3x3', 1)]",
+        "[4, 5, 6]",
+        "[('avg_pool_3x3', 0), ('sep_conv_3x3', 1), ('max_pool_3x3', 0), ('sep_conv_7x7', 2), ('sep_conv_7x7', 0), "
+        "('avg_pool_3x3', 1), ('max_pool_3x3', 0), ('max_pool_3x3', 1), ('conv_7x1_1x7', 0), ('sep_conv_3x3', 5)]",
+        "[3, 4, 6]"), {}),
+    "DARTS_V1": (_genotype(
+        "[('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('skip_connect', 0), ('sep_conv_3x3', 1), ('skip_connect', 0), "
+        "('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('skip_connect', 2)]",
+        "[2, 3, 4, 5]",
+        "[('max_pool_3x3', 0), ('max_pool_3x3', 1), ('skip_connect', 2), ('max_pool_3x3', 0), ('max_pool_3x3', 0), "
+        "('skip_connect', 2), ('skip_connect', 2), ('avg_pool_3x3', 0)]",
+        "[2, 3, 4, 5]"), {"blocks": 4, "ops": "darts", "concat": "all"}),
+    "DARTS_V2": (_genotype(
+        "[('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 1), "
+        "('skip_connect', 0), ('skip_connect', 0), ('dil_conv_3x3', 2)]",
+        "[2, 3, 4, 5]",
+        "[('max_pool_3x3', 0), ('max_pool_3x3', 1), ('skip_connect', 2), ('max_pool_3x3', 1), ('max_pool_3x3', 0), "
+        "('skip_connect', 2), ('skip_connect', 2), ('max_pool_3x3', 1)]",
+        "[2, 3, 4, 5]"), {"blocks": 4, "ops": "darts", "concat": "all"}),
+    "PNASNet": (_genotype(
+        "[('sep_conv_5x5', 0), ('max_pool_3x3', 0), ('sep_conv_7x7', 1), ('max_pool_3x3', 1), ('sep_conv_5x5', 1), "
+        "('sep_conv_3x3', 1), ('sep_conv_3x3', 4), ('max_pool_3x3', 1), ('sep_conv_3x3', 0), ('skip_connect', 1)]",
+        "[2, 3, 4, 5, 6]"), {"ops": "pnas", "concat": "all", "shared_cell": True}),
+    "ENAS": (_genotype(
+        "[('sep_conv_3x3', 1), ('skip_connect', 1), ('sep_conv_5x5', 1), ('skip_connect', 0), ('avg_pool_3x3', 0), "
+        "('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('avg_pool_3x3', 1), ('sep_conv_5x5', 1), ('avg_pool_3x3', 0)]",
+        "[2, 3, 4, 5, 6]",
+        "[('sep_conv_5x5', 0), ('avg_pool_3x3', 1), ('sep_conv_3x3', 1), ('avg_pool_3x3', 1), ('avg_pool_3x3', 1), "
+        "('sep_conv_3x3', 1), ('sep_conv_5x5', 4), ('avg_pool_3x3', 1), ('sep_conv_3x3', 5), ('sep_conv_5x5', 0)]",
+        "[2, 3, 6]"), {"ops": "enas"}),
+}
+
+
 @dataclass
 class NasnetConfig:
     """Parameters of the NASNet cell space."""
