@@ -34,6 +34,7 @@ SIZES = {
     "darts": ({}, {"C": 16, "layers": 8}),
     "nb201": ({}, {"C": 16, "N": 5}),
     "enas-macro": ({"layers": 12}, {"C": 36}),
+    "nasnet": ({"ops": "enas"}, {"C": 16, "layers": 8}),
 }
 BATCH, SIDE, CLASSES = 64, 32, 10
 

@@ -55,6 +55,7 @@ SLOW = (
     "test_strategies_conformance.py::test_finds_toy_optimum",
     "test_conformance_components.py::test_executor_conformance",
     "test_evaluators_supernet.py::test_a_killed_one_shot_search",
+    "test_supernet_nasnet.py::test_enas_micro_search_resumes",
     "test_evaluators_supernet.py::test_shared_weights_learn",
     "test_strategies_reinforce.py::test_searches_a_space_with_skip_links",
     "test_store_cost",

@@ -84,7 +84,7 @@ def chosen_candidates(space, net, arch) -> set[str]:
 
 # ---------------------------------------------------------------------- structure
 def test_registry_names_the_three_spaces() -> None:
-    assert SUPERNETS.names() == ["darts", "enas-macro", "nb201"]
+    assert SUPERNETS.names() == ["darts", "enas-macro", "nasnet", "nb201"]
 
 
 @pytest.mark.parametrize("ops", list(OP_SETS))

@@ -6,7 +6,7 @@ cell descriptions and operation names differ.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -125,8 +125,7 @@ class DartsNetwork(nn.Module):
             reduction = i in reductions
             if reduction:
                 C_curr *= 2
-            nodes = reduce if reduction else normal
-            cell = DartsCell(nodes, C_pp, C_p, C_curr, reduction, reduction_prev, affine)
+            cell = self.make_cell(reduce if reduction else normal, C_pp, C_p, C_curr, reduction, reduction_prev, affine)
             self.cells.append(cell)
             reduction_prev = reduction
             C_pp, C_p = C_p, cell.multiplier * C_curr
@@ -136,6 +135,12 @@ class DartsNetwork(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(C_p, num_classes)
+
+    def make_cell(
+        self, nodes: Any, C_pp: int, C_p: int, C: int, reduction: bool, reduction_prev: bool, affine: bool
+    ) -> Any:
+        """One cell of the stack, a module with a ``multiplier`` (networks of other cells override this)."""
+        return DartsCell(nodes, C_pp, C_p, C, reduction, reduction_prev, affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         s0 = s1 = self.stem(x)
