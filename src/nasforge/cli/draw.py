@@ -16,7 +16,8 @@ def _space_args(items: list[str]) -> dict[str, Any]:
         key, eq, value = item.partition("=")
         if not eq or not key.strip():
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set ops=enas")
-        out[key.strip()] = yaml.safe_load(value)
+        key = key.strip()
+        out[key.removeprefix("space.")] = yaml.safe_load(value)  # as search writes it: space.ops=enas
     return out
 
 
@@ -54,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--arch", help="the architecture's string form (default with --from: the run's best)")
     p.add_argument("--from", dest="from_run", metavar="RUN_DIR", help="a run directory: its space and best architecture")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="a setting of the space, e.g. ops=enas or nodes=5 (repeatable)")
+                   help="a setting of the space, e.g. ops=enas (or space.ops=enas, as search takes it) (repeatable)")
     p.add_argument("--out", required=True, metavar="FILE",
                    help="output name: FILE.svg and FILE.png are written (a .svg/.png suffix is dropped)")
     p.add_argument("--backend", default="auto", choices=("auto", "graphviz", "matplotlib"),

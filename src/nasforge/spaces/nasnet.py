@@ -47,6 +47,7 @@ from torch import nn
 from ..arch import Architecture
 from ..config import build as build_config
 from ..errors import InvalidArchitecture
+from ..graph import ArchGraph, cell_part
 from ..models.nasnet_net import COMBINES, N_INPUTS, Block, CellSpec, NasnetNetwork
 from ..registry import SPACES
 from .base import OPERATION, STRUCTURE, Decision, SearchSpace
@@ -426,6 +427,25 @@ class NasnetSpace(SearchSpace):
                 choices[s.comb] = self.combines.index(how)
 
     # ----------------------------------------------------------------- models
+    def graph(self, arch: Architecture) -> ArchGraph:
+        """The cells in NASNet's picture: inputs ``c_{k-2}``, ``c_{k-1}``, blocks ``0..B-1`` (block node ``n`` is
+        ``n - 2``) with an operation on each of their two incoming edges (twice the same input draws two edges),
+        and the output concatenating the loose ends (or every block); a shared cell is drawn once."""
+        inputs = [("c_{k-2}", "c_{k-2}"), ("c_{k-1}", "c_{k-1}")]
+
+        def source(src: int) -> str:
+            return inputs[src][0] if src < N_INPUTS else str(src - N_INPUTS)
+
+        cells = ("cell",) if self.config.shared_cell else CELLS
+        parts = []
+        for cell in cells:
+            spec = self.cell_spec(arch, "normal" if cell == "cell" else cell)
+            parts.append(cell_part(cell, inputs, [[(op, source(src)) for op, src in (b.first, b.second)]
+                                                  for b in spec.blocks],
+                                   ("c_{k}", "c_{k}"), [str(n - N_INPUTS) for n in spec.concat]))
+        return ArchGraph(self.name, "cell", tuple(parts), f"NASNet cells ({self.config.ops} operations, "
+                                                            f"{self.blocks(arch)} blocks)")
+
     def build(self, arch: Architecture, *, num_classes: int, in_channels: int = 3, **model_args: Any) -> nn.Module:
         """DARTS' CIFAR network of ``arch``'s cells (model arguments as the ``darts`` space's)."""
         args = build_config(DartsModelArgs, model_args, "model")
