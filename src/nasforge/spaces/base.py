@@ -13,7 +13,7 @@ import itertools
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Hashable, Iterator, Sequence
+from typing import Any, Hashable, Iterator, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from ..errors import InvalidArchitecture
 
 STRUCTURE = "structure"
 OPERATION = "operation"
+
+#: the structure decision of a growable space that holds its cells' block count (see :class:`GrowableSpace`)
+BLOCKS = "blocks"
 
 #: how many rejected samples :meth:`SearchSpace.sample` tolerates before it gives up
 MAX_SAMPLE_TRIES = 10_000
@@ -231,3 +234,65 @@ class SearchSpace(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}: {len(self.decisions)} decisions>"
+
+
+# --------------------------------------------------------------------------- growing cells
+@runtime_checkable
+class GrowableSpace(Protocol):
+    """A cell space that can grow a cell block by block (registry capability ``growable=True``), as PNAS needs.
+
+    Such a space represents cells of fewer than :attr:`max_blocks` blocks only when created with the config field
+    ``min_blocks`` < ``max_blocks``; then a structure decision named :data:`BLOCKS` holds the count (option ``i`` is
+    ``min_blocks + i`` blocks), the choice tuple keeps its full length and the decisions of absent blocks are
+    inactive. A space with separate normal and reduction cells grows both together.
+    """
+
+    max_blocks: int
+
+    def blocks(self, arch: Architecture) -> int:
+        """Blocks of ``arch``'s cell(s)."""
+        ...
+
+    def initial_cells(self) -> Iterator[Architecture]:
+        """Every cell of exactly one block."""
+        ...
+
+    def expand(self, arch: Architecture) -> Iterator[Architecture]:
+        """Every cell with one more block than ``arch`` whose first blocks are ``arch``'s."""
+        ...
+
+
+def is_growable(space: SearchSpace) -> bool:
+    """Whether ``space`` implements :class:`GrowableSpace` and represents cells smaller than full ones."""
+    return isinstance(space, GrowableSpace) and blocks_decision(space) is not None
+
+
+def blocks_decision(space: SearchSpace) -> int | None:
+    """Index of the :data:`BLOCKS` decision, or None when the space holds full cells only."""
+    return next((i for i, d in enumerate(space.decisions) if d.name == BLOCKS), None)
+
+
+def random_expansion(space: SearchSpace, arch: Architecture, rng: np.random.Generator) -> Architecture | None:
+    """A uniformly random cell of ``space.expand(arch)``, drawn without enumerating them (None at full size).
+
+    Adds one to the :data:`BLOCKS` decision and draws every decision that this activates uniformly (again for
+    decisions activated by those draws, such as a new block's edges once its inputs are drawn); for spaces whose
+    block decisions are independent options, as the cell spaces', that is uniform over the expansions.
+    """
+    index = blocks_decision(space)
+    if index is None or arch.choices[index] + 1 >= space.decisions[index].n_choices:
+        return None
+    for _ in range(MAX_SAMPLE_TRIES):
+        new = list(arch.choices)
+        new[index] += 1
+        drawn = set(i for i, m in enumerate(space.active(arch.choices)) if m) | {index}
+        while True:
+            fresh = [i for i, m in enumerate(space.active(new)) if m and i not in drawn]
+            if not fresh:
+                break
+            for i in fresh:
+                new[i] = int(rng.integers(space.decisions[i].n_choices))
+                drawn.add(i)
+        if space.check(new) is None:
+            return space.make(new)
+    return None
