@@ -282,17 +282,38 @@ def random_expansion(space: SearchSpace, arch: Architecture, rng: np.random.Gene
     index = blocks_decision(space)
     if index is None or arch.choices[index] + 1 >= space.decisions[index].n_choices:
         return None
+    drawn = {i for i, m in enumerate(space.active(arch.choices)) if m}
+    new = list(arch.choices)
+    new[index] += 1
+    return _draw_activated(space, new, drawn, rng)
+
+
+def random_cell(space: SearchSpace, blocks: int, rng: np.random.Generator) -> Architecture | None:
+    """A uniformly random cell of ``blocks`` blocks of a growable space (None if it holds no such cells)."""
+    index = blocks_decision(space)
+    if index is None:
+        return None
+    smallest = int(space.decisions[index].labels[0]) if space.decisions[index].labels else 1
+    if not 0 <= blocks - smallest < space.decisions[index].n_choices:
+        return None
+    new = [0] * len(space.decisions)
+    new[index] = blocks - smallest
+    return _draw_activated(space, new, set(), rng)
+
+
+def _draw_activated(space: SearchSpace, template: list[int], drawn: set[int], rng: np.random.Generator
+                    ) -> Architecture | None:
+    """``template`` with every active decision not in ``drawn`` (nor the blocks decision) drawn uniformly."""
+    index = blocks_decision(space)
     for _ in range(MAX_SAMPLE_TRIES):
-        new = list(arch.choices)
-        new[index] += 1
-        drawn = set(i for i, m in enumerate(space.active(arch.choices)) if m) | {index}
+        new, done = list(template), set(drawn) | {index}
         while True:
-            fresh = [i for i, m in enumerate(space.active(new)) if m and i not in drawn]
+            fresh = [i for i, m in enumerate(space.active(new)) if m and i not in done]
             if not fresh:
                 break
             for i in fresh:
                 new[i] = int(rng.integers(space.decisions[i].n_choices))
-                drawn.add(i)
+                done.add(i)
         if space.check(new) is None:
             return space.make(new)
     return None
