@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import nasforge as nf
-import nasforge.testing  # noqa: F401  (registers the toy spaces)
+import nasforge.testing  # registers the toy spaces
 from nasforge.errors import ConfigError, InvalidArchitecture
 from nasforge.factory import resolve
 from nasforge.spaces.base import GrowableSpace, is_growable, random_cell, random_expansion

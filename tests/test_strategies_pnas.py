@@ -10,7 +10,7 @@ import torch
 from scipy import stats
 
 import nasforge as nf
-import nasforge.testing  # noqa: F401  (registers the toy spaces)
+import nasforge.testing  # registers the toy spaces
 from nasforge.codec import Encoded
 from nasforge.errors import ConfigError
 from nasforge.predictors.ensemble import EnsemblePredictor
@@ -98,3 +98,18 @@ def test_predictor_ranks_unseen_cells_and_is_seeded(kind: str) -> None:
     assert rho > 0.8, f"{kind}: Spearman {rho:.3f} on unseen cells"
     members = predictor.predict_members(test)
     assert members.shape == (5, len(test)) and not np.allclose(members[0], members[1])  # folds differ
+
+
+def test_search_darts_with_pnas_and_train_as_typed(tmp_path) -> None:
+    from nasforge.cli import main
+
+    out = tmp_path / "run"
+    # only the training is shrunk here; the space needs no setting: PNAS' entry gives it min_blocks=1
+    assert main(["-q", "search", "--space", "darts", "--strategy", "pnas", "--evaluator", "train", "--dataset",
+                 "digits", "--budget", "2", "--seed", "0", "--out", str(out), "--set", "evaluator.epochs=1",
+                 "--set", "evaluator.model_args={C: 4, layers: 1}", "--set", "evaluator.fraction=0.2"]) == 0
+    assert "min_blocks: 1" in (out / "config.yaml").read_text()
+    config, record, store = nf.load_record(out)
+    store.close()
+    space = nf.create_space("darts", **config.space_args)
+    assert config.space_args == {"min_blocks": 1} and [space.blocks(t.arch) for t in record.trials] == [1, 1]
