@@ -84,13 +84,13 @@ def test_predictor_ranks_unseen_cells_and_is_seeded(kind: str) -> None:
     space = nf.create_space("toy-blocks", min_blocks=1)
     cells = list(space.enumerate())
     order = np.random.default_rng(0).permutation(len(cells))
-    train, test = [cells[i] for i in order[:100]], [cells[i] for i in order[100:600]]
+    train, test = [cells[i] for i in order[:80]], [cells[i] for i in order[80:480]]
     rewards = [toy_reward(space, a.choices) for a in train]
     state = torch.random.get_rng_state()
     predictions = []
     for _ in range(2):
         predictor = EnsemblePredictor(space, torch.Generator().manual_seed(3), kind)
-        predictor.fit(train, rewards, 100)
+        predictor.fit(train, rewards, 60)
         predictions.append(predictor.predict(test))
     assert torch.equal(state, torch.random.get_rng_state())  # no global generator used
     np.testing.assert_array_equal(predictions[0], predictions[1])
