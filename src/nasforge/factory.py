@@ -21,7 +21,7 @@ from .config import RunConfig, config_class, replace, resolve_args
 from .errors import ConfigError
 from .evaluators.base import EvalContext, Evaluator, StatefulEvaluator
 from .registry import EVALUATORS, EXECUTORS, SPACES, STRATEGIES
-from .spaces.base import SearchSpace
+from .spaces.base import SearchSpace, is_growable
 from .strategies.base import Strategy
 
 log = logging.getLogger(__name__)
@@ -138,11 +138,37 @@ def _resolve_evaluator(config: RunConfig) -> RunConfig:
         raise ConfigError(f"strategy: {config.strategy!r} learns architecture weights by gradient through a "
                           f"super-network; evaluator {config.evaluator!r} scores networks as black boxes "
                           f"(use --evaluator {', '.join(EVALUATORS.names(differentiable=True))})")
+    config = _strategy_needs(config)
     if config.epochs is not None and not is_oneshot(config):
         raise ConfigError(f"epochs: counts passes of a one-shot search over its training split; evaluator "
                           f"{config.evaluator!r} trains each network separately (use --set evaluator.epochs=E "
                           f"and --budget N)")
     return config
+
+
+def _strategy_needs(config: RunConfig) -> RunConfig:
+    """What a strategy's registry entry asks of the space and evaluator: a capability of the space
+    (``space_needs="growable"``), its ``space_defaults`` under the user's own space settings, and an evaluator
+    that scores cells of any size (``evaluator_needs="any_blocks"``)."""
+    entry = STRATEGIES.get(config.strategy)
+    need = entry.capabilities.get("space_needs")
+    space = SPACES.get(config.space)
+    if need and not space.capabilities.get(need):
+        raise ConfigError(f"space: strategy {entry.name!r} needs a {need} space, {space.name!r} is not; "
+                          f"{need} spaces: {', '.join(SPACES.names(**{need: True})) or 'none'}")
+    defaults = {k: v for k, v in (entry.capabilities.get("space_defaults") or {}).items() if k not in config.space_args}
+    if defaults:
+        config = replace(config, space_args={**config.space_args, **defaults})
+    if entry.capabilities.get("evaluator_needs") == "any_blocks":
+        _check_any_blocks(config.evaluator, f"strategy {entry.name!r} grows cells from one block")
+    return config
+
+
+def _check_any_blocks(evaluator: str, why: str) -> None:
+    if not EVALUATORS.get(evaluator).capabilities.get("any_blocks"):
+        able = ", ".join(EVALUATORS.names(any_blocks=True)) or "none"
+        raise ConfigError(f"evaluator: {evaluator!r} scores cells of one size only; {why} "
+                          f"(evaluators that score cells of any size: {able})")
 
 
 @dataclass
@@ -162,6 +188,8 @@ def build_components(config: RunConfig) -> Components:
     evaluator, which knows its training split, and the strategy's warm-up depends on the budget."""
     config = _resolve_evaluator(config)
     space = create_space(config.space, **config.space_args)
+    if is_growable(space):
+        _check_any_blocks(config.evaluator, f"space {space.name!r} holds cells smaller than full (min_blocks)")
     evaluator = create_evaluator(config, space)
     if config.epochs is not None and isinstance(evaluator, StatefulEvaluator) and evaluator.budget != config.budget:
         log.info("%d epochs of %d child steps: a budget of %d steps", config.epochs, evaluator.checkpoint_every,

@@ -70,7 +70,7 @@ def is_trainable(space: SearchSpace) -> bool:
     return space.name in SPACES and bool(SPACES.get(space.name).capabilities.get("trainable"))
 
 
-@EVALUATORS.register("train", trains=True, tabular=False, benchmark=False)
+@EVALUATORS.register("train", trains=True, tabular=False, benchmark=False, any_blocks=True)
 class TrainEvaluator(Evaluator):
     """Train from scratch on a proxy budget: reward validation accuracy (%), test accuracy reported."""
 

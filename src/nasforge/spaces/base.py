@@ -13,7 +13,7 @@ import itertools
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Hashable, Iterator, Sequence
+from typing import Any, Hashable, Iterator, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -23,6 +23,9 @@ from ..graph import ArchGraph
 
 STRUCTURE = "structure"
 OPERATION = "operation"
+
+#: the structure decision of a growable space that holds its cells' block count (see :class:`GrowableSpace`)
+BLOCKS = "blocks"
 
 #: how many rejected samples :meth:`SearchSpace.sample` tolerates before it gives up
 MAX_SAMPLE_TRIES = 10_000
@@ -243,3 +246,86 @@ class SearchSpace(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}: {len(self.decisions)} decisions>"
+
+
+# --------------------------------------------------------------------------- growing cells
+@runtime_checkable
+class GrowableSpace(Protocol):
+    """A cell space that can grow a cell block by block (registry capability ``growable=True``), as PNAS needs.
+
+    Such a space represents cells of fewer than :attr:`max_blocks` blocks only when created with the config field
+    ``min_blocks`` < ``max_blocks``; then a structure decision named :data:`BLOCKS` holds the count (option ``i`` is
+    ``min_blocks + i`` blocks), the choice tuple keeps its full length and the decisions of absent blocks are
+    inactive. A space with separate normal and reduction cells grows both together.
+    """
+
+    max_blocks: int
+
+    def blocks(self, arch: Architecture) -> int:
+        """Blocks of ``arch``'s cell(s)."""
+        ...
+
+    def initial_cells(self) -> Iterator[Architecture]:
+        """Every cell of exactly one block."""
+        ...
+
+    def expand(self, arch: Architecture) -> Iterator[Architecture]:
+        """Every cell with one more block than ``arch`` whose first blocks are ``arch``'s."""
+        ...
+
+
+def is_growable(space: SearchSpace) -> bool:
+    """Whether ``space`` implements :class:`GrowableSpace` and represents cells smaller than full ones."""
+    return isinstance(space, GrowableSpace) and blocks_decision(space) is not None
+
+
+def blocks_decision(space: SearchSpace) -> int | None:
+    """Index of the :data:`BLOCKS` decision, or None when the space holds full cells only."""
+    return next((i for i, d in enumerate(space.decisions) if d.name == BLOCKS), None)
+
+
+def random_expansion(space: SearchSpace, arch: Architecture, rng: np.random.Generator) -> Architecture | None:
+    """A uniformly random cell of ``space.expand(arch)``, drawn without enumerating them (None at full size).
+
+    Adds one to the :data:`BLOCKS` decision and draws every decision that this activates uniformly (again for
+    decisions activated by those draws, such as a new block's edges once its inputs are drawn); for spaces whose
+    block decisions are independent options, as the cell spaces', that is uniform over the expansions.
+    """
+    index = blocks_decision(space)
+    if index is None or arch.choices[index] + 1 >= space.decisions[index].n_choices:
+        return None
+    drawn = {i for i, m in enumerate(space.active(arch.choices)) if m}
+    new = list(arch.choices)
+    new[index] += 1
+    return _draw_activated(space, new, drawn, rng)
+
+
+def random_cell(space: SearchSpace, blocks: int, rng: np.random.Generator) -> Architecture | None:
+    """A uniformly random cell of ``blocks`` blocks of a growable space (None if it holds no such cells)."""
+    index = blocks_decision(space)
+    if index is None:
+        return None
+    smallest = int(space.decisions[index].labels[0]) if space.decisions[index].labels else 1
+    if not 0 <= blocks - smallest < space.decisions[index].n_choices:
+        return None
+    new = [0] * len(space.decisions)
+    new[index] = blocks - smallest
+    return _draw_activated(space, new, set(), rng)
+
+
+def _draw_activated(space: SearchSpace, template: list[int], drawn: set[int], rng: np.random.Generator
+                    ) -> Architecture | None:
+    """``template`` with every active decision not in ``drawn`` (nor the blocks decision) drawn uniformly."""
+    index = blocks_decision(space)
+    for _ in range(MAX_SAMPLE_TRIES):
+        new, done = list(template), set(drawn) | {index}
+        while True:
+            fresh = [i for i, m in enumerate(space.active(new)) if m and i not in done]
+            if not fresh:
+                break
+            for i in fresh:
+                new[i] = int(rng.integers(space.decisions[i].n_choices))
+                done.add(i)
+        if space.check(new) is None:
+            return space.make(new)
+    return None

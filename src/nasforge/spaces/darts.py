@@ -52,7 +52,7 @@ import math
 import re
 from collections import namedtuple
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from torch import nn
 
@@ -62,7 +62,7 @@ from ..errors import InvalidArchitecture
 from ..graph import ArchGraph, cell_part
 from ..models.darts_net import DartsNetwork
 from ..registry import SPACES
-from .base import OPERATION, STRUCTURE, Decision, SearchSpace
+from .base import BLOCKS, OPERATION, STRUCTURE, Decision, SearchSpace
 
 Genotype = namedtuple("Genotype", "normal normal_concat reduce reduce_concat")
 """A pair of cells in the DARTS convention (the same fields and ``repr`` as DARTS' ``genotypes.py``)."""
@@ -99,12 +99,16 @@ class DartsConfig:
 
     ops: str = "darts"  # operation set: darts, enas, lanas or nasnet
     nodes: int = 4  # intermediate nodes per cell (B): 4 in DARTS and EDNAS, 5 in ENAS
+    # smallest cells held (None: nodes, full cells only); below nodes a 'blocks' decision holds the count (PNAS)
+    min_blocks: int | None = None  # smallest cells held, for growing ones (None: every cell has `nodes` nodes)
 
     def __post_init__(self) -> None:
         if self.ops not in OP_SETS:
             raise ValueError(f"ops must be one of {', '.join(OP_SETS)}, got {self.ops!r}")
         if self.nodes < 1:
             raise ValueError(f"nodes must be at least 1, got {self.nodes}")
+        if self.min_blocks is not None and not 1 <= self.min_blocks <= self.nodes:
+            raise ValueError(f"min_blocks must be in 1..nodes ({self.nodes}), got {self.min_blocks}")
 
 
 @dataclass
@@ -135,9 +139,14 @@ class _Node:
     edges: dict[int, int] = field(hash=False)  # input node -> decision index
 
 
-@SPACES.register("darts", finite=False, trainable=True, tabular=False, has_structure=True)
+@SPACES.register("darts", finite=False, trainable=True, tabular=False, has_structure=True, growable=True)
 class DartsSpace(SearchSpace):
-    """DARTS / EDNAS / ENAS / NASNet cell space: normal and reduction cells of B nodes (not enumerable)."""
+    """DARTS / EDNAS / ENAS / NASNet cell space: normal and reduction cells of B nodes (not enumerable).
+
+    Growable (:class:`~nasforge.spaces.base.GrowableSpace`): a block is a node, ``max_blocks`` is ``nodes``; with
+    ``min_blocks`` < ``nodes`` the last decision, ``blocks``, holds how many nodes both cells have, and the
+    decisions of the nodes after them are inactive. A smaller cell's string form lists its nodes only.
+    """
 
     name = "darts"
     Config = DartsConfig
@@ -161,34 +170,89 @@ class DartsSpace(SearchSpace):
                     edge += 1
                 nodes.append(_Node(node, structure, pairs, edges))
             self.layout[cell] = nodes
+        self.max_blocks = self.config.nodes
+        self.min_blocks = self.config.nodes if self.config.min_blocks is None else self.config.min_blocks
+        self.blocks_index: int | None = None
+        if self.min_blocks < self.max_blocks:
+            self.blocks_index = len(decisions)
+            counts = range(self.min_blocks, self.max_blocks + 1)
+            decisions.append(Decision(BLOCKS, len(counts), STRUCTURE, tuple(str(b) for b in counts)))
         self.decisions = tuple(decisions)
 
     @property
     def log10_size(self) -> float:
-        """Exact size: per node, its input pairs times an operation for each of its two edges."""
+        """Exact size: per node, its input pairs times an operation for each of its two edges (summed over the
+        cell sizes held)."""
         ops = math.log10(len(self.ops))
-        per_cell = sum(math.log10(len(n.pairs)) + 2 * ops for n in self.layout["normal"])
-        return len(CELLS) * per_cell
+        per_node = [math.log10(len(n.pairs)) + 2 * ops for n in self.layout["normal"]]
+        sizes = [len(CELLS) * sum(per_node[:b]) for b in range(self.min_blocks, self.max_blocks + 1)]
+        top = max(sizes)
+        return top + math.log10(sum(10 ** (x - top) for x in sizes))
+
+    def n_blocks(self, choices: Sequence[int]) -> int:
+        """Nodes per cell of a choice tuple."""
+        if self.blocks_index is None:
+            return self.max_blocks
+        return self.min_blocks + int(choices[self.blocks_index])
 
     def active(self, choices: Sequence[int]) -> tuple[bool, ...]:
         mask = [True] * len(self.decisions)
+        count = self.n_blocks(choices) if self.blocks_index is None or 0 <= choices[self.blocks_index] < \
+            self.decisions[self.blocks_index].n_choices else self.max_blocks
         for nodes in self.layout.values():
-            for n in nodes:
+            for k, n in enumerate(nodes):
                 chosen = n.pairs[choices[n.structure]] if 0 <= choices[n.structure] < len(n.pairs) else ()
+                mask[n.structure] = k < count
                 for src, index in n.edges.items():
-                    mask[index] = src in chosen
+                    mask[index] = k < count and src in chosen
         return tuple(mask)
+
+    # ----------------------------------------------------------------- growing (PNAS)
+    def blocks(self, arch: Architecture) -> int:
+        """Nodes per cell of ``arch``."""
+        return self.n_blocks(arch.choices)
+
+    def initial_cells(self) -> Iterator[Architecture]:
+        """Every pair of one-node cells (node 2 takes nodes 0 and 1; an operation on each edge, in both cells)."""
+        if self.min_blocks > 1:
+            raise ValueError(f"darts: cells of one node need the space's min_blocks=1 (it is {self.min_blocks})")
+        base = [0] * len(self.decisions)
+        if self.blocks_index is not None:
+            base[self.blocks_index] = 1 - self.min_blocks
+        yield from self._grown(base, 0)
+
+    def expand(self, arch: Architecture) -> Iterator[Architecture]:
+        """Every cell with one more node in both cells whose first nodes are ``arch``'s."""
+        count = self.blocks(arch)
+        if count >= self.max_blocks or self.blocks_index is None:
+            return
+        base = list(arch.choices)
+        base[self.blocks_index] = count + 1 - self.min_blocks
+        yield from self._grown(base, count)
+
+    def _grown(self, base: list[int], k: int) -> Iterator[Architecture]:
+        """``base`` with node ``k`` of both cells set in every way (inputs, then an operation per edge)."""
+        nodes = [self.layout[cell][k] for cell in CELLS]
+        ops = range(len(self.ops))
+        per_cell = [[(p, a, b) for p in range(len(n.pairs)) for a in ops for b in ops] for n in nodes]
+        for normal, reduce in itertools.product(*per_cell):
+            choices = list(base)
+            for n, (p, a, b) in zip(nodes, (normal, reduce)):
+                choices[n.structure] = p
+                first, second = n.pairs[p]
+                choices[n.edges[first]], choices[n.edges[second]] = a, b
+            yield self.make(choices)
 
     # ----------------------------------------------------------------- genotypes
     def genotype(self, arch: Architecture) -> Genotype:
         """The DARTS genotype: per cell, two ``(operation, input node)`` pairs per node, in node order."""
-        concat = range(N_INPUTS, N_INPUTS + self.config.nodes)
+        concat = range(N_INPUTS, N_INPUTS + self.n_blocks(arch.choices))
         cells = {cell: self._cell(arch.choices, cell) for cell in CELLS}
         return Genotype(cells["normal"], concat, cells["reduce"], concat)
 
     def _cell(self, choices: Sequence[int], cell: str) -> Cell:
         out = []
-        for n in self.layout[cell]:
+        for n in self.layout[cell][: self.n_blocks(choices)]:
             for src in n.pairs[choices[n.structure]]:
                 out.append((self.ops[choices[n.edges[src]]], src))
         return out
@@ -207,21 +271,40 @@ class DartsSpace(SearchSpace):
     ) -> Architecture:
         """Architecture from DARTS-convention cells: lists of ``(operation, input node)``, two per node."""
         choices = [0] * len(self.decisions)
+        count = self._count(normal, reduce)
+        if self.blocks_index is not None:
+            choices[self.blocks_index] = count - self.min_blocks
         for cell, pairs, concat in (("normal", normal, normal_concat), ("reduce", reduce, reduce_concat)):
-            self._check_concat(cell, concat)
-            self._read_cell(cell, pairs, choices)
+            self._check_concat(cell, concat, count)
+            self._read_cell(cell, pairs, choices, count)
         return self.make(choices)
 
-    def _check_concat(self, cell: str, concat: Sequence[int] | None) -> None:
-        expected = list(range(N_INPUTS, N_INPUTS + self.config.nodes))
+    def _count(self, normal: Sequence[Any], reduce: Sequence[Any]) -> int:
+        """Nodes per cell of a genotype: the space's only size, or any size it holds (the same in both cells)."""
+        if self.blocks_index is None or len(normal) % 2:
+            return self.max_blocks  # _read_cell names the mismatch
+        count = len(normal) // 2
+        if not self.min_blocks <= count <= self.max_blocks:
+            raise InvalidArchitecture(
+                f"darts: normal cell has {len(normal)} (operation, input) pairs; cells of {self.min_blocks}.."
+                f"{self.max_blocks} nodes need {2 * self.min_blocks}..{2 * self.max_blocks} (two per node)"
+            )
+        if len(reduce) != len(normal):
+            raise InvalidArchitecture(
+                f"darts: reduce cell has {len(reduce)} (operation, input) pairs and normal cell {len(normal)}; "
+                "both cells have the same number of nodes"
+            )
+        return count
+
+    def _check_concat(self, cell: str, concat: Sequence[int] | None, count: int) -> None:
+        expected = list(range(N_INPUTS, N_INPUTS + count))
         if concat is not None and list(concat) != expected:
             raise InvalidArchitecture(
                 f"darts: {cell}_concat {list(concat)} is not supported; this space concatenates all "
                 f"intermediate nodes, range({expected[0]}, {expected[-1] + 1})"
             )
 
-    def _read_cell(self, cell: str, pairs: Sequence[Sequence[Any]], choices: list[int]) -> None:
-        B = self.config.nodes
+    def _read_cell(self, cell: str, pairs: Sequence[Sequence[Any]], choices: list[int], B: int) -> None:
         if len(pairs) != 2 * B:
             raise InvalidArchitecture(
                 f"darts: {cell} cell has {len(pairs)} (operation, input) pairs; "
@@ -257,7 +340,7 @@ class DartsSpace(SearchSpace):
 
     # ----------------------------------------------------------------- strings
     def to_string(self, choices: Sequence[int]) -> str:
-        concat = range(N_INPUTS, N_INPUTS + self.config.nodes)
+        concat = range(N_INPUTS, N_INPUTS + self.n_blocks(choices))
         return repr(Genotype(self._cell(choices, "normal"), concat, self._cell(choices, "reduce"), concat))
 
     def compact(self, arch: Architecture) -> str:

@@ -31,13 +31,19 @@ from .toy import ToyEvaluator, toy_optimum
 TOY_BUDGET = 300
 
 
-def _toy() -> tuple[SearchSpace, ToyEvaluator]:
-    space = create_space("toy")
+#: the toy space a strategy runs on, by what its registry entry needs of a space (``space_needs``)
+TOY_SPACES = {None: "toy", "growable": "toy-blocks"}
+
+
+def _toy(name: str | None = None) -> tuple[SearchSpace, ToyEvaluator]:
+    """The toy space strategy ``name`` can search (with its entry's ``space_defaults``) and its evaluator."""
+    caps = STRATEGIES.get(name).capabilities if name else {}
+    space = create_space(TOY_SPACES[caps.get("space_needs")], **(caps.get("space_defaults") or {}))
     return space, ToyEvaluator(space)
 
 
 def trajectory(name: str, seed: int, budget: int, store: RunStore | None = None) -> list[Architecture]:
-    space, evaluator = _toy()
+    space, evaluator = _toy(name)
     strategy = create_strategy(name, space, seed)
     record = run_search(space, strategy, evaluator, budget, store=store, seed=seed)
     return [t.arch for t in record.trials]
@@ -45,7 +51,7 @@ def trajectory(name: str, seed: int, budget: int, store: RunStore | None = None)
 
 def check_ask_tell(name: str) -> None:
     """ask(n) gives n valid architectures; tell accepts asked, unasked and failed results."""
-    space, evaluator = _toy()
+    space, evaluator = _toy(name)
     strategy = create_strategy(name, space, 0)
     for n in (1, 3, 8):
         archs = strategy.ask(n)
@@ -74,7 +80,7 @@ def check_determinism(name: str, budget: int = 60) -> None:
 
 def check_state_round_trip(name: str, first: int = 40, second: int = 40) -> None:
     """A strategy restored from its state in the middle of a search continues exactly as the original."""
-    space, evaluator = _toy()
+    space, evaluator = _toy(name)
     original = create_strategy(name, space, 7)
     run_search(space, original, evaluator, first, seed=7)
     copy = create_strategy(name, space, 12345)
@@ -98,7 +104,7 @@ def check_saved_state_round_trip(name: str, first: int = 40, second: int = 40) -
     strategy built with another seed continues exactly as the original."""
     from ..codec import Encoded
 
-    space, evaluator = _toy()
+    space, evaluator = _toy(name)
     original = create_strategy(name, space, 7)
     run_search(space, original, evaluator, first, seed=7)
     copy = create_strategy(name, space, 12345)
@@ -121,7 +127,7 @@ def check_finds_toy_optimum(name: str, seeds: tuple[int, ...] = (0, 1, 2)) -> li
 
     An unguided strategy gets the whole space, twice over for one that evaluates networks at several
     fidelities (``multi_fidelity``: a promotion evaluates a network again); a search stops once it found it."""
-    space, evaluator = _toy()
+    space, evaluator = _toy(name)
     caps = STRATEGIES.get(name).capabilities
     budget = TOY_BUDGET if caps.get("guided", True) or space.size is None else space.size
     if not caps.get("guided", True) and caps.get("multi_fidelity"):

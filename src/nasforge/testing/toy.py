@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import ClassVar, Sequence
+from typing import ClassVar, Iterator, Sequence
 
 import numpy as np
 
@@ -24,7 +24,7 @@ from ..evaluators.base import Evaluator
 from ..graph import ArchGraph, GraphEdge, GraphNode, GraphPart
 from ..registry import EVALUATORS, SPACES
 from ..result import Result
-from ..spaces.base import OPERATION, STRUCTURE, Decision, SearchSpace
+from ..spaces.base import BLOCKS, OPERATION, STRUCTURE, Decision, SearchSpace
 
 _SHAPE = ((3, STRUCTURE), (4, STRUCTURE), (4, OPERATION), (4, OPERATION), (4, OPERATION), (4, OPERATION))
 
@@ -70,6 +70,112 @@ class ToySpace(SearchSpace):
         return ArchGraph(self.name, "chain", (GraphPart("decisions", tuple(nodes), edges),), "toy decisions")
 
 
+#: blocks of a full cell of the growable toy space
+TOY_BLOCKS = 3
+
+
+@dataclass
+class ToyBlocksConfig:
+    """Parameters of the growable toy space."""
+
+    min_blocks: int | None = None  # smallest cells held (None: full cells of TOY_BLOCKS blocks only)
+
+    def __post_init__(self) -> None:
+        if self.min_blocks is not None and not 1 <= self.min_blocks <= TOY_BLOCKS:
+            raise ValueError(f"min_blocks must be in 1..{TOY_BLOCKS}, got {self.min_blocks}")
+
+
+@SPACES.register("toy-blocks", finite=True, trainable=False, tabular=False, has_structure=True, growable=True)
+class ToyBlocksSpace(SearchSpace):
+    """Growable toy cell of up to 3 blocks (an input among the two cell inputs and earlier blocks, and one of 4
+    operations per block), with a known optimum: for strategies that grow cells (PNAS)."""
+
+    name = "toy-blocks"
+    Config = ToyBlocksConfig
+    max_blocks = TOY_BLOCKS
+
+    def __init__(self, config: ToyBlocksConfig | None = None) -> None:
+        self.config = config or ToyBlocksConfig()
+        self.min_blocks = TOY_BLOCKS if self.config.min_blocks is None else self.config.min_blocks
+        decisions = []
+        for b in range(TOY_BLOCKS):
+            decisions.append(Decision(f"in{b}", 2 + b, STRUCTURE, tuple(str(k) for k in range(2 + b))))
+            decisions.append(Decision(f"op{b}", 4, OPERATION, tuple(f"c{k}" for k in range(4))))
+        if self.min_blocks < TOY_BLOCKS:
+            counts = range(self.min_blocks, TOY_BLOCKS + 1)
+            decisions.append(Decision(BLOCKS, len(counts), STRUCTURE, tuple(str(c) for c in counts)))
+        self.decisions = tuple(decisions)
+
+    def blocks(self, arch: Architecture) -> int:
+        return self._count(arch.choices)
+
+    def _count(self, choices: Sequence[int]) -> int:
+        return self.min_blocks + int(choices[-1]) if self.min_blocks < TOY_BLOCKS else TOY_BLOCKS
+
+    def active(self, choices: Sequence[int]) -> tuple[bool, ...]:
+        count = self._count(choices)
+        return tuple(i // 2 < count for i in range(2 * TOY_BLOCKS)) + (True,) * (len(self.decisions) - 2 * TOY_BLOCKS)
+
+    def graph(self, arch: Architecture) -> ArchGraph:
+        """The toy cell: two inputs, each present block with its operation on the edge from its input."""
+        count = self._count(arch.choices)
+        nodes = [GraphNode("x0", "x0", "input"), GraphNode("x1", "x1", "input")]
+        edges = []
+
+        def source(k: int) -> str:
+            return f"x{k}" if k < 2 else f"b{k - 2}"
+
+        for b in range(count):
+            nodes.append(GraphNode(f"b{b}", f"b{b}"))
+            edges.append(GraphEdge(source(arch.choices[2 * b]), f"b{b}", f"c{arch.choices[2 * b + 1]}", "op"))
+        nodes.append(GraphNode("out", "output", "output"))
+        edges.append(GraphEdge(f"b{count - 1}", "out", "", "concat"))
+        return ArchGraph(self.name, "cell", (GraphPart("cell", tuple(nodes), tuple(edges)),), "toy cell")
+
+    def initial_cells(self) -> Iterator[Architecture]:
+        return self._grown(1)
+
+    def expand(self, arch: Architecture) -> Iterator[Architecture]:
+        count = self.blocks(arch)
+        if count < TOY_BLOCKS:
+            yield from self._grown(count + 1, arch.choices)
+
+    def _grown(self, count: int, base: Sequence[int] = ()) -> Iterator[Architecture]:
+        if not self.min_blocks <= count <= TOY_BLOCKS:
+            raise ValueError(f"toy-blocks: cells of {count} blocks need min_blocks <= {count}")
+        b = count - 1
+        for i in range(2 + b):
+            for op in range(4):
+                new = list(base) or [0] * len(self.decisions)
+                new[2 * b], new[2 * b + 1] = i, op
+                if self.min_blocks < TOY_BLOCKS:
+                    new[-1] = count - self.min_blocks
+                yield self.make(new)
+
+    @property
+    def size(self) -> int:
+        per_block = [(2 + b) * 4 for b in range(TOY_BLOCKS)]
+        return sum(int(np.prod(per_block[:c])) for c in range(self.min_blocks, TOY_BLOCKS + 1))
+
+    def to_string(self, choices: Sequence[int]) -> str:
+        return "|".join(f"{choices[2 * b]}~c{choices[2 * b + 1]}" for b in range(self._count(choices)))
+
+    def parse(self, text: str) -> Architecture:
+        parts = text.strip().split("|")
+        if not self.min_blocks <= len(parts) <= TOY_BLOCKS:
+            raise InvalidArchitecture(f"toy-blocks string {text!r}: expected {self.min_blocks}..{TOY_BLOCKS} "
+                                      "blocks 'input~c<op>' joined by '|'")
+        choices = [0] * len(self.decisions)
+        for b, part in enumerate(parts):
+            i, _, op = part.partition("~c")
+            if not (i.isdigit() and op.isdigit()):
+                raise InvalidArchitecture(f"toy-blocks string {text!r}: block {part!r} is not 'input~c<op>'")
+            choices[2 * b], choices[2 * b + 1] = int(i), int(op)
+        if self.min_blocks < TOY_BLOCKS:
+            choices[-1] = len(parts) - self.min_blocks
+        return self.make(choices)
+
+
 def toy_scores(space: SearchSpace) -> list[np.ndarray]:
     """Per-decision scores in [0, 1], a fixed shuffle so that the best option is not always the last."""
     rng = np.random.default_rng(12345)
@@ -78,12 +184,22 @@ def toy_scores(space: SearchSpace) -> list[np.ndarray]:
 
 def toy_reward(space: SearchSpace, choices: Sequence[int]) -> float:
     scores = toy_scores(space)
+    if isinstance(space, ToyBlocksSpace):
+        # every block adds up to 40 / TOY_BLOCKS, more for better options; the first block's two decisions
+        # interact monotonically: the unique optimum is the full cell of the best options
+        count = space.blocks(Architecture(space.name, tuple(choices)))
+        parts = np.array([s[c] for s, c in zip(scores, choices)])[: 2 * count].reshape(count, 2).mean(1)
+        return float(50.0 + 40.0 / TOY_BLOCKS * (0.5 + 0.5 * parts).sum() + 10.0 * scores[0][choices[0]]
+                     * scores[1][choices[1]])
     parts = np.array([s[c] for s, c in zip(scores, choices)])
     return float(50.0 + 40.0 * parts.mean() + 10.0 * parts[0] * parts[2])
 
 
 def toy_optimum(space: SearchSpace) -> Architecture:
-    return space.make([int(np.argmax(s)) for s in toy_scores(space)])
+    best = [int(np.argmax(s)) for s in toy_scores(space)]
+    if isinstance(space, ToyBlocksSpace) and space.min_blocks < TOY_BLOCKS:
+        best[-1] = TOY_BLOCKS - space.min_blocks  # the full cell
+    return space.make(best)
 
 
 @dataclass
@@ -99,7 +215,7 @@ class ToyConfig:
             raise ValueError(f"fidelities must be increasing positive integers, got {self.fidelities}")
 
 
-@EVALUATORS.register("toy", spaces=("toy",), tabular=True, trains=False)
+@EVALUATORS.register("toy", spaces=("toy", "toy-blocks"), tabular=True, trains=False, any_blocks=True)
 class ToyEvaluator(Evaluator):
     """Exact toy objective (reward in 50..100, test accuracy = reward - 0.5)."""
 
