@@ -160,13 +160,17 @@ def _strategy_needs(config: RunConfig) -> RunConfig:
     if defaults:
         config = replace(config, space_args={**config.space_args, **defaults})
     if entry.capabilities.get("evaluator_needs") == "any_blocks":
-        _check_any_blocks(config.evaluator, f"strategy {entry.name!r} grows cells from one block")
+        _check_any_blocks(config.evaluator, config.space, f"strategy {entry.name!r} grows cells from one block")
     return config
 
 
-def _check_any_blocks(evaluator: str, why: str) -> None:
-    if not EVALUATORS.get(evaluator).capabilities.get("any_blocks"):
-        able = ", ".join(EVALUATORS.names(any_blocks=True)) or "none"
+def _check_any_blocks(evaluator: str, space: str, why: str) -> None:
+    """Refuse an evaluator that cannot score cells of every size in ``space``: its ``any_blocks`` capability is
+    True, or the spaces it can do it for (a super-network evaluator: those whose super-network can)."""
+    able_here = EVALUATORS.get(evaluator).capabilities.get("any_blocks")
+    if able_here is not True and space not in (able_here or ()):
+        able = ", ".join(e.name for e in EVALUATORS
+                         if (c := e.capabilities.get("any_blocks")) is True or space in (c or ())) or "none"
         raise ConfigError(f"evaluator: {evaluator!r} scores cells of one size only; {why} "
                           f"(evaluators that score cells of any size: {able})")
 
@@ -189,7 +193,8 @@ def build_components(config: RunConfig) -> Components:
     config = _resolve_evaluator(config)
     space = create_space(config.space, **config.space_args)
     if is_growable(space):
-        _check_any_blocks(config.evaluator, f"space {space.name!r} holds cells smaller than full (min_blocks)")
+        _check_any_blocks(config.evaluator, space.name,
+                          f"space {space.name!r} holds cells smaller than full (min_blocks)")
     evaluator = create_evaluator(config, space)
     if config.epochs is not None and isinstance(evaluator, StatefulEvaluator) and evaluator.budget != config.budget:
         log.info("%d epochs of %d child steps: a budget of %d steps", config.epochs, evaluator.checkpoint_every,

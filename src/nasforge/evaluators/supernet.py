@@ -121,6 +121,7 @@ class _Child(nn.Module):
 
 
 @EVALUATORS.register("supernet", spaces=tuple(SUPERNETS.names()), trains=True, oneshot=True, benchmark=False,
+                     any_blocks=tuple(SUPERNETS.names(any_blocks=True)),
                      differentiable=True)
 class SupernetEvaluator(StatefulEvaluator):
     """Weight sharing: train the super-network through each proposed child, reward its validation accuracy."""
