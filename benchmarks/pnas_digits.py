@@ -57,7 +57,11 @@ def run(strategy: str, seed: int, args: argparse.Namespace) -> dict:
 
 
 def summary(paths: list[str]) -> None:
-    runs = [json.loads(line) for p in paths for line in open(p) if line.strip()]
+    runs, seen = [], set()
+    for r in (json.loads(line) for p in paths for line in open(p) if line.strip()):
+        if (r["strategy"], r["seed"]) not in seen:  # a run repeated by another process counts once
+            seen.add((r["strategy"], r["seed"]))
+            runs.append(r)
     by = defaultdict(list)
     for r in runs:
         by[r["strategy"]].append(r)

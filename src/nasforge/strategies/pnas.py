@@ -53,7 +53,7 @@ class PNASConfig:
     block counts within budgets of a hundred evaluations. The predictor trains ``fit_steps`` full-batch Adam steps
     from scratch on the one-block cells and ``finetune_steps`` more on all results at each later level. The
     paper found its MLP and LSTM ensembles alike; the default is the MLP, which ranked NAS-Bench-301's real cells
-    better here (Spearman 0.64-0.72 against 0.12-0.31 for the LSTM, trained on 100, see docs/benchmarks.md) at a
+    better here (Spearman 0.60-0.72 against 0.12-0.33 for the LSTM, trained on 100, see docs/benchmarks.md) at a
     tenth of the cost; ``predictor=lstm`` reads the block tokens as the paper's.
     """
 
