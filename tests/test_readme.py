@@ -28,3 +28,16 @@ def test_custom_evaluator_and_callbacks(capsys: pytest.CaptureFixture, monkeypat
     assert record.n_evaluations == 30 and result["best"]["reward"] == record.best.outcome.reward
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3 and lines[-1].startswith("30 evaluations, best so far")
+
+
+def test_every_registered_component_has_its_line() -> None:
+    """The README's "What is registered" lists every space, strategy, evaluator and executor of the package."""
+    import nasforge  # noqa: F401  (registers built-ins)
+    from nasforge.registry import EVALUATORS, SPACES, STRATEGIES
+    from nasforge.run.executors import EXECUTORS
+
+    text = README.read_text()
+    section = text[text.index("### What is registered"):text.index("An `Architecture` is an immutable")]
+    missing = [f"{reg.kind} {entry.name}" for reg in (SPACES, STRATEGIES, EVALUATORS, EXECUTORS) for entry in reg
+               if not entry.factory.__module__.startswith("nasforge.testing") and f"`{entry.name}`" not in section]
+    assert not missing, f"README.md 'What is registered' lacks: {missing}"
