@@ -55,3 +55,13 @@ def test_bench_reports_incumbent_by_cumulative_cost_and_samples_to_the_optimum(t
         assert (out / figure).stat().st_size > 10_000
     text = (out / "summary.md").read_text()
     assert "budget 40, 3 seeds" in text and "can dip" in text and "found)" in text
+
+
+def test_a_budget_below_the_report_budgets_is_reported_at_itself(tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    assert main(["-q", "bench", "--space", "toy", "--evaluator", "toy", "--strategies", "rs", "--budget", "12",
+                 "--seeds", "2", "--jobs", "1", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert list(summary["strategies"]["rs"]["incumbent_test_accuracy"]) == ["12"]
+    header = next(line for line in (out / "summary.md").read_text().splitlines() if line.startswith("| strategy"))
+    assert header == "| strategy | @12 | to optimum | cost/seed | ms/query |"

@@ -34,6 +34,11 @@ log = logging.getLogger(__name__)
 
 #: budgets at which summary.json reports the incumbent test accuracy
 REPORT_BUDGETS = (25, 50, 100, 200, 300, 500)
+
+
+def report_budgets(budget: int) -> tuple[int, ...]:
+    """The budgets a bench reports at: those of :data:`REPORT_BUDGETS` it reaches, and its own."""
+    return tuple(sorted({b for b in REPORT_BUDGETS if b <= budget} | {budget}))
 #: points of the cumulative-cost grid of ``incumbent_test_accuracy_by_cost`` (log-spaced)
 COST_POINTS = 40
 #: why a mean incumbent test curve may go down (written beside the figures)
@@ -199,7 +204,7 @@ def run_bench(spec: BenchSpec, out: str | Path, workers: int = 1,
     if spec.base.objectives:  # multi-objective: hypervolume over evaluations (nasforge/hypervolume.py)
         from .hypervolume import plot_hypervolume, summarise_hypervolume
 
-        summary["hypervolume"], hv = summarise_hypervolume(results, spec.base.objectives, REPORT_BUDGETS)
+        summary["hypervolume"], hv = summarise_hypervolume(results, spec.base.objectives, report_budgets(spec.base.budget))
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
         if hv:
             plot_hypervolume(hv, out / "hypervolume.png", title=f"{spec.base.space}: {','.join(spec.base.objectives)}, "
@@ -328,7 +333,7 @@ def summarise(results: dict[str, list[dict[str, Any]]], spec: BenchSpec, optimum
         mat = incumbent_matrix(runs)
         entry: dict[str, Any] = {
             "incumbent_test_accuracy": {
-                str(b): _stats(mat[:, b - 1]) for b in REPORT_BUDGETS if b <= budget and b <= mat.shape[1]
+                str(b): _stats(mat[:, b - 1]) for b in report_budgets(budget) if b <= mat.shape[1]
             },
         }
         if optimum is not None:
@@ -465,7 +470,7 @@ def to_optimum_text(entry: dict[str, Any], n_seeds: int) -> str:
 def summary_markdown(summary: dict[str, Any]) -> str:
     """The bench as Markdown: mean incumbent test accuracy at each budget, evaluations to the optimum, mean
     cost per seed and median overhead per query, then the notes."""
-    budgets = [b for b in map(str, REPORT_BUDGETS) if int(b) <= summary["budget"]]
+    budgets = [str(b) for b in report_budgets(summary["budget"])]
     where = summary.get("benchmark") or summary.get("evaluator")
     lines = [f"# {summary['space']} on {where}: budget {summary['budget']}, {summary['n_seeds']} seeds", "",
              "Mean incumbent test accuracy after N evaluations; evaluations to the optimum (mean over the seeds "

@@ -61,7 +61,7 @@ def _resumed_spec(args: argparse.Namespace) -> BenchSpec:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bench import REPORT_BUDGETS, make_spec, run_bench, to_optimum_text
+    from ..bench import make_spec, report_budgets, run_bench, to_optimum_text
     from ..run.rundir import absolute_paths
 
     console = console_for(args)
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         summary = run_bench(spec, args.out, workers=workers, on_done=show)
     table = Table(title=f"{base.space}, budget {base.budget}, {len(spec.seeds)} seeds: mean incumbent test accuracy",
                   caption=f"to optimum: mean evaluations of the seeds that found it; cost in {summary['cost_unit']}")
-    budgets = [str(b) for b in REPORT_BUDGETS if b <= base.budget]
+    budgets = [str(b) for b in report_budgets(base.budget)]
     table.add_column("strategy")
     for b in budgets:
         table.add_column(f"@{b}", justify="right")

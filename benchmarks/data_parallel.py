@@ -1,0 +1,65 @@
+"""Data-parallel speed-up on this machine: ``nasforge train`` and a one-shot NB201 search, 1 process against
+``--nproc 2``, one line per measurement.
+
+    python benchmarks/data_parallel.py --data ../shared/data/cifar10-jpeg.tar.gz --out /tmp/dp
+
+Each configuration runs as a subprocess (``python -m nasforge ...``) and is timed from outside; the training
+reports its own images per second after the first epoch (``train_images_per_s`` in result.json). A single process
+runs with 1 and with 2 torch threads (``--threads``), the two replicas with 1 thread each, so that all three use
+at most the machine's two cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+
+
+def run(args: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "nasforge", "-q", *args], check=True,
+                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--data", required=True, help="CIFAR-10 (.tar.gz or folder)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--fraction", type=float, default=0.1, help="part of the training images (train)")
+    p.add_argument("--steps", type=int, default=300, help="child steps of the one-shot search")
+    a = p.parse_args()
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"# load average at start: {os.getloadavg()[0]:.2f}", flush=True)
+    train = ["train", "--space", "nb201", "--arch", ARCH, "--dataset", "cifar10", "--data", a.data,
+             "--epochs", str(a.epochs), "--set", "model.C=16", "--set", "model.N=1", "--set",
+             f"data.fraction={a.fraction}"]
+    oneshot = ["search", "--space", "nb201", "--evaluator", "supernet", "--strategy", "enas", "--dataset", "cifar10",
+               "--data", a.data, "--budget", str(a.steps), "--set", "evaluator.model_args={C: 16, N: 1}",
+               "--set", "evaluator.resolution=16"]
+    base: dict[str, float] = {}
+    for name, command in (("train", train), ("oneshot", oneshot)):
+        for label, extra in (("1 process, 1 thread", ["--threads", "1"]), ("1 process, 2 threads", ["--threads", "2"]),
+                             ("2 processes, 1 thread each", ["--nproc", "2", "--threads", "1"])):
+            where = out / f"{name}-{label.replace(' ', '').replace(',', '-')}"
+            wall = run([*command, *extra, "--out", str(where)])
+            result = json.loads((where / "result.json").read_text())
+            ips = result.get("train_images_per_s")
+            base.setdefault(name, wall)
+            line = f"{name:8s} {label:28s} wall {wall:7.1f} s  speed-up {base[name] / wall:4.2f}x"
+            if ips:
+                line += f"  {ips:7.1f} training images/s"
+            print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()
