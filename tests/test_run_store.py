@@ -184,7 +184,7 @@ def test_no_pickle_in_the_run_layer() -> None:
 
 # ----------------------------------------------------------------------------- events and replay
 def _toy(name: str, seed: int = 5):
-    space = nf.create_space("toy")
+    space, _ = conformance._toy(name)  # the toy space the strategy can search (a growable one for pnas)
     return space, nf.create_strategy(name, space, seed), ToyEvaluator(space)
 
 
@@ -214,7 +214,7 @@ def test_resume_replays_the_events_after_a_sparse_save(tmp_path: Path, name: str
     _killed_run(path, name, at=33, state_every=7)
     with RunStore(path, readonly=True) as store:
         saved_after, _ = store.load_state()
-        store.load(nf.create_space("toy").from_dict)
+        store.load(conformance._toy(name)[0].from_dict)
         assert 0 < saved_after < store.last_event, "the test needs events after the saved state"
     space, strategy, evaluator = _toy(name)
     resumed = run_search(space, strategy, evaluator, 60, store=RunStore(path), seed=5)
