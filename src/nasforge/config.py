@@ -19,6 +19,8 @@ import yaml
 from .errors import ConfigError
 
 COMPONENTS = ("space", "strategy", "evaluator")
+#: sections of ``SECTION.KEY=VALUE`` overrides and nested YAML mappings: the components and the prior
+SECTIONS = (*COMPONENTS, "prior")
 
 
 def parse_scalar(text: str) -> Any:
@@ -156,6 +158,9 @@ class RunConfig:
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     threads: int | None = None  # torch CPU threads per training process (None: chosen, see nasforge.threads)
+    prior: str | None = None  # evaluator whose reward chooses a strategy's initial samples (zerocost), or none
+    prior_args: dict[str, Any] = field(default_factory=dict)  # that evaluator's settings (--set prior.proxy=nwot)
+    prior_draws: int = 10  # uniform samples per initial sample, of which the prior keeps the best
 
     def __post_init__(self) -> None:
         if self.budget <= 0:
@@ -170,6 +175,8 @@ class RunConfig:
             raise ConfigError(f"max_retries: must be 0 or more, got {self.max_retries}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads: must be at least 1, got {self.threads}")
+        if self.prior_draws < 1:
+            raise ConfigError(f"prior_draws: must be at least 1, got {self.prior_draws}")
 
     def to_yaml_dict(self) -> dict[str, Any]:
         """Nested form: ``strategy: {name: re, population: 50}``."""
@@ -181,7 +188,7 @@ class RunConfig:
 
 def _split_components(data: dict[str, Any], source: str) -> dict[str, Any]:
     data = dict(data)
-    for comp in COMPONENTS:
+    for comp in SECTIONS:
         value = data.get(comp)
         if isinstance(value, dict):
             value = dict(value)
@@ -236,7 +243,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 def make_run_config(data: dict[str, Any], overrides: Sequence[str] = (), source: str = "") -> RunConfig:
     """Build a :class:`RunConfig` from plain data plus overrides, checking every type."""
-    data = apply_overrides(data, list(overrides))
+    data = apply_overrides(data, list(overrides), SECTIONS)
     where = f"{source}: " if source else ""
     try:
         return build(RunConfig, data, "")
