@@ -91,12 +91,15 @@ def summary(path: Path, table_path: Path) -> None:
     cpu = np.array([float(r["cpu_s"]) for r in rows])
     print(f"{len(rows)} cells; CPU seconds per cell (all seven proxies): mean {cpu.mean():.2f}, median "
           f"{np.median(cpu):.2f}; load average now {os.getloadavg()[0]:.1f}")
+    pools = [slice(i, i + 100) for i in range(0, len(rows) - 99, 100)]  # disjoint, in sampling order
     for name in (*PROXIES, "ensemble"):
         s = np.array([float(r[name]) for r in rows])
+        picked = [test[p][int(np.argmax(s[p]))] for p in pools]
+        pool_text = f"; best-scored of each 100 (NASWOT's N=100): {' '.join(f'{v:.2f}' for v in picked)}" if pools else ""
         print(f"{name:10s} test_acc_200: Kendall {kendalltau(s, test).statistic:.3f} Spearman "
               f"{spearmanr(s, test).statistic:.3f} | val_acc_200: Kendall {kendalltau(s, val).statistic:.3f} "
               f"Spearman {spearmanr(s, val).statistic:.3f} | top-scored cell's test_acc_200 "
-              f"{test[int(np.argmax(s))]:.2f}")
+              f"{test[int(np.argmax(s))]:.2f}{pool_text}")
 
 
 def search(args: argparse.Namespace) -> None:
