@@ -110,7 +110,7 @@ def search(args: argparse.Namespace) -> None:
         cfg = config(args, strategy=args.strategy, budget=args.budget, seed=seed,
                      evaluator_args={"proxy": args.proxy})
         record, _ = nf.search(cfg)
-        best = record.best()
+        best = record.best
         assert best is not None and best.result is not None, "no evaluation succeeded"
         test = table.value(best.arch, "test_acc_200")
         found.append(test)
