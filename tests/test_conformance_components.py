@@ -38,6 +38,8 @@ EXAMPLES: dict[str, Callable[[Path], nf.RunConfig]] = {
     "supernet-lm": lambda tmp: nf.RunConfig(space="enas-rnn", evaluator="supernet-lm", dataset="ptb", data=_ptb(tmp),
                                             budget=10, evaluator_args={"model_args": {"emb_size": 8, "hidden_size": 8},
                                                                        "batch_size": 4, "bptt": 5}),
+    "zerocost": lambda tmp: nf.RunConfig(space="nb201", evaluator="zerocost", dataset="digits", evaluator_args={
+        "model_args": {"C": 4, "N": 1}, "resolution": 4, "batch_size": 8, "reference": 4}),
     "toy": lambda tmp: nf.RunConfig(space="toy", evaluator="toy"),
     "faulty": lambda tmp: nf.RunConfig(space="toy", evaluator="faulty"),
 }

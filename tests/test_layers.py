@@ -19,6 +19,7 @@ FORBIDDEN = {
     "strategies": (*ABOVE_RUN, "nasforge.run", "nasforge.factory", "nasforge.evaluators"),
     "codec.py": (*ABOVE_RUN, "nasforge.run", "nasforge.factory", "nasforge.evaluators", "nasforge.strategies"),
     "spaces": (*ABOVE_RUN, "nasforge.run", "nasforge.factory", "nasforge.evaluators", "nasforge.strategies"),
+    "proxies": (*ABOVE_RUN, "nasforge.run", "nasforge.factory", "nasforge.evaluators", "nasforge.strategies"),
 }
 
 

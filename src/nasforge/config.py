@@ -20,6 +20,8 @@ from .errors import ConfigError
 from .objectives import MeasureConfig, parse_constraints, parse_objectives
 
 COMPONENTS = ("space", "strategy", "evaluator")
+#: sections of ``SECTION.KEY=VALUE`` overrides and nested YAML mappings: the components and the prior
+SECTIONS = (*COMPONENTS, "prior")
 
 
 def parse_scalar(text: str) -> Any:
@@ -160,6 +162,9 @@ class RunConfig:
     objectives: list[str] = field(default_factory=list)  # e.g. [accuracy, -params]: a multi-objective search
     constraints: list[str] = field(default_factory=list)  # e.g. ["params<=1.5e6"]: infeasible ones are skipped
     measure: MeasureConfig = field(default_factory=MeasureConfig)  # costs to report, latency settings
+    prior: str | None = None  # evaluator whose reward chooses a strategy's initial samples (zerocost), or none
+    prior_args: dict[str, Any] = field(default_factory=dict)  # that evaluator's settings (--set prior.proxy=nwot)
+    prior_draws: int = 10  # uniform samples per initial sample, of which the prior keeps the best
 
     def __post_init__(self) -> None:
         if self.budget <= 0:
@@ -178,6 +183,8 @@ class RunConfig:
         if isinstance(self.measure, dict):
             self.measure = build(MeasureConfig, self.measure, "measure")
         parse_constraints(self.constraints, "constraints")
+        if self.prior_draws < 1:
+            raise ConfigError(f"prior_draws: must be at least 1, got {self.prior_draws}")
 
     def to_yaml_dict(self) -> dict[str, Any]:
         """Nested form: ``strategy: {name: re, population: 50}``."""
@@ -189,7 +196,7 @@ class RunConfig:
 
 def _split_components(data: dict[str, Any], source: str) -> dict[str, Any]:
     data = dict(data)
-    for comp in COMPONENTS:
+    for comp in SECTIONS:
         value = data.get(comp)
         if isinstance(value, dict):
             value = dict(value)
@@ -244,7 +251,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 def make_run_config(data: dict[str, Any], overrides: Sequence[str] = (), source: str = "") -> RunConfig:
     """Build a :class:`RunConfig` from plain data plus overrides, checking every type."""
-    data = apply_overrides(data, list(overrides))
+    data = apply_overrides(data, list(overrides), SECTIONS)
     where = f"{source}: " if source else ""
     try:
         return build(RunConfig, data, "")

@@ -22,7 +22,7 @@ from .errors import ConfigError
 from .evaluators.base import EvalContext, Evaluator, StatefulEvaluator
 from .registry import EVALUATORS, EXECUTORS, SPACES, STRATEGIES
 from .spaces.base import SearchSpace, is_growable
-from .strategies.base import Strategy
+from .strategies.base import Prior, Strategy
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,35 @@ def evaluator_for(name: str, space: str) -> str:
     serving = [e.name for e in EVALUATORS if space in e.capabilities.get("spaces", ()) or not e.capabilities.get("spaces")]
     raise ConfigError(f"evaluator: {entry.name!r} works with spaces {', '.join(supported)}, not {space!r}; "
                       f"evaluators for {space!r}: {', '.join(serving) or 'none'}")
+
+
+def create_prior(config: RunConfig, space: SearchSpace) -> Prior | None:
+    """The prior ``config`` names (an evaluator registered with ``prior=True``, with ``prior_args``), or None.
+
+    The prior evaluator gets the run's context without its table and fidelity (those are the search's own); its
+    scores are cached per network, so an architecture drawn twice is scored once."""
+    if config.prior is None:
+        return None
+    entry = EVALUATORS.get(config.prior)
+    if not entry.capabilities.get("prior"):
+        raise ConfigError(f"prior: {entry.name!r} cannot serve as a prior; priors: "
+                          f"{', '.join(EVALUATORS.names(prior=True)) or 'none registered'}")
+    if not STRATEGIES.get(config.strategy).capabilities.get("prior"):
+        raise ConfigError(f"prior: strategy {config.strategy!r} has no random initial phase for a prior to choose; "
+                          f"strategies that use one: {', '.join(STRATEGIES.names(prior=True))}")
+    context = EvalContext.of(replace(config, benchmark=None, fidelity=None))
+    evaluator = entry.factory(space, resolve_args(entry.factory, config.prior_args, "prior"), context)
+    cache: dict[Any, float] = {}
+
+    def score(archs: Any) -> list[float]:
+        for a in archs:
+            key = space.key(a)
+            if key not in cache:
+                result = evaluator.evaluate(a)
+                cache[key] = -float("inf") if result.failed else float(result.reward)
+        return [cache[space.key(a)] for a in archs]
+
+    return Prior(score, config.prior_draws)
 
 
 def create_executor(config: RunConfig, evaluator: Evaluator) -> Any:
@@ -204,4 +233,5 @@ def build_components(config: RunConfig) -> Components:
     strategy = create_strategy(config.strategy, space, config.seed, **config.strategy_args)
     if STRATEGIES.get(config.strategy).capabilities.get("differentiable"):
         evaluator.attach(strategy)  # type: ignore[attr-defined]  # the evaluator's capability says it can
+    strategy.prior = create_prior(config, space)
     return Components(space, strategy, evaluator, config)

@@ -27,7 +27,8 @@ TRAIN_LOGGER = "nasforge.train.loop"
 #: flags that map one to one onto RunConfig fields
 RUN_FLAGS = ("space", "strategy", "evaluator", "benchmark", "fidelity", "budget", "epochs", "seed", "executor", "workers",
              "trial_timeout", "max_retries", "ray_address", "cpus_per_trial", "gpus_per_trial",
-             "dataset", "data", "device", "cache_dir", "threads", "objectives", "constraints")
+             "dataset", "data", "device", "cache_dir", "threads", "objectives", "constraints", "prior",
+             "prior_draws")
 
 
 def add_run_flags(p: argparse.ArgumentParser, *, strategy: bool = True) -> None:
@@ -52,6 +53,9 @@ def add_run_flags(p: argparse.ArgumentParser, *, strategy: bool = True) -> None:
     p.add_argument("--ray-address", help="Ray cluster to join ('auto', 'HOST:6379'); default: start a local one")
     p.add_argument("--cpus-per-trial", type=float, help="CPUs reserved per evaluation (Ray; threads per worker)")
     p.add_argument("--gpus-per-trial", type=float, help="GPUs reserved per evaluation (Ray)")
+    p.add_argument("--prior", help="choose a strategy's initial samples by this evaluator's score: zerocost "
+                                   "(settings: --set prior.proxy=nwot)")
+    p.add_argument("--prior-draws", type=int, metavar="K", help="with --prior: each initial sample is the best of K (10)")
     add_threads_flag(p)
     p.add_argument("--objective", dest="objectives", action="append", metavar="LIST",
                    help="objectives of a multi-objective search, e.g. accuracy,-params (a leading - minimises; "

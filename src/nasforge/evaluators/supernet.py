@@ -30,7 +30,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator
 
 import torch
@@ -78,6 +78,9 @@ class SupernetConfig(TrainConfig, DataConfig):
     derive_batch: int = 4096  # validation images that score each candidate of the final derivation
     report_test: bool = False  # also score test accuracy (never shown to the strategy; slow)
     model_args: dict[str, Any] = field(default_factory=dict)  # the super-network's model arguments (the space's, plus shared_affine and running_stats)
+    # a training-free proxy (synflow, nwot, ensemble... of the zerocost evaluator) whose rank among the
+    # derivation's candidates is averaged with the shared weights' rank; empty: the shared weights alone
+    derive_proxy: str = ""  # proxy combined with the shared weights' rank in the derivation ("": none)
 
     def __post_init__(self) -> None:
         TrainConfig.__post_init__(self)
@@ -86,6 +89,10 @@ class SupernetConfig(TrainConfig, DataConfig):
             raise ValueError("train_steps must be >= 0, reward_batch and derive_batch >= 1")
         if self.val_size == 0:
             raise ValueError("val_size must be positive: rewards come from the validation split")
+        if self.derive_proxy:
+            from .zerocost import ZeroCostConfig
+
+            ZeroCostConfig(proxy=self.derive_proxy)  # an unknown proxy is named now, not after the search
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(**{f: getattr(self, f) for f in TrainConfig.__dataclass_fields__})
@@ -303,7 +310,30 @@ class SupernetEvaluator(StatefulEvaluator):
         """Best of ``n_samples`` policy samples on ``derive_batch`` validation images (the same for all),
         and the most likely architecture."""
         batches = self.derive_batches()
-        return derive_from_policy(self.space, strategy, lambda a: (self.score_on(a, batches), {}), n_samples, seed)
+        return derive_from_policy(self.space, strategy, lambda a: (self.score_on(a, batches), {}), n_samples, seed,
+                                  rerank=self._proxy_rerank() if self.config.derive_proxy else None)
+
+    def _proxy_rerank(self) -> Callable[[list[Architecture], list[float]], list[tuple[float, dict]]]:
+        """The derivation's combination with ``derive_proxy``: each candidate's score becomes the mean of its
+        rank (a fraction, ties averaged) by the shared weights and by the proxy among the candidates."""
+        from scipy.stats import rankdata
+
+        from .zerocost import ZeroCostConfig, ZeroCostEvaluator
+
+        # the proxy scores the standalone network (the space's own size), the one the answer will be trained as
+        # on the images the shared weights see (the same split and resolution)
+        zerocost = ZeroCostEvaluator(self.space, ZeroCostConfig(proxy=self.config.derive_proxy,
+                                                                **vars(self.config.data_config())),
+                                     replace(self.context, benchmark=None, fidelity=None))
+
+        def rerank(archs: list[Architecture], scores: list[float]) -> list[tuple[float, dict]]:
+            proxy = [zerocost.evaluate(a).reward for a in archs]
+            n = max(len(archs) - 1, 1)
+            by_weights, by_proxy = (rankdata(scores) - 1) / n, (rankdata(proxy) - 1) / n
+            return [((w + p) / 2, {"supernet": s, "proxy": q})
+                    for w, p, s, q in zip(by_weights, by_proxy, scores, proxy)]
+
+        return rerank
 
     def cost_model(self) -> Any:
         """A child trained on its own at the super-network's size, for costs a run asks for (never built otherwise)."""
@@ -319,12 +349,16 @@ class SupernetEvaluator(StatefulEvaluator):
 
 
 def derive_from_policy(space: SearchSpace, strategy: Any, score: Callable[[Architecture], tuple[float, dict]],
-                       n_samples: int = 100, seed: int = 0, keep: int = DERIVE_KEEP) -> dict[str, Any] | None:
+                       n_samples: int = 100, seed: int = 0, keep: int = DERIVE_KEEP,
+                       rerank: Callable[[list[Architecture], list[float]], list[tuple[float, dict]]] | None = None,
+                       ) -> dict[str, Any] | None:
     """The result of a one-shot search, as EDNAS derives it: ``n_samples`` architectures sampled from the
     trained policy, each scored (on the same validation data), the best kept; and the policy's most likely
     architecture. ``score`` returns the score and any further numbers to record. The ``keep`` best-scored
-    distinct candidates are listed under ``"ranked"`` (best first), for a user who retrains several. None for
-    strategies without a policy (their best trial is the result)."""
+    distinct candidates are listed under ``"ranked"`` (best first), for a user who retrains several. ``rerank``
+    turns the scores of all candidates (the most likely architecture among them) into the final scores and
+    numbers to record (a combination with a training-free proxy). None for strategies without a policy (their
+    best trial is the result)."""
     policy = getattr(strategy, "policy", None)
     if policy is None:
         return None
@@ -333,14 +367,20 @@ def derive_from_policy(space: SearchSpace, strategy: Any, score: Callable[[Archi
         greedy = policy.trace(1).choices[0].tolist()
     candidates = sorted({space.make(c) for c in drawn if space.is_valid(c)}, key=str)
     scored = [(score(a), a) for a in candidates]
+    top = space.make(greedy) if space.is_valid(greedy) else None
+    if rerank is not None:
+        pool = candidates + ([top] if top is not None and top not in candidates else [])
+        first = {a: value for (value, _), a in scored}
+        final = dict(zip(pool, rerank(pool, [first[a] if a in first else score(a)[0] for a in pool])))
+        scored = [(final[a], a) for a in candidates]
+        score = final.__getitem__
     out: dict[str, Any] = {"n_samples": n_samples, "n_distinct": len(scored)}
     ranked = sorted(scored, key=lambda item: -item[0][0])  # stable: ties keep the string order
     if ranked:
         (best, extra), arch = ranked[0]
         out["sampled_best"] = {"arch": str(arch), "score": best, **extra}
         out["ranked"] = [{"arch": str(a), "score": value} for (value, _), a in ranked[:keep]]
-    if space.is_valid(greedy):
-        top = space.make(greedy)
+    if top is not None:
         value, extra = score(top)
         out["most_likely"] = {"arch": str(top), "score": value, **extra}
     return out

@@ -33,7 +33,7 @@ from __future__ import annotations
 import copy
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 
@@ -41,6 +41,7 @@ from ..arch import Architecture
 from ..codec import Encoded, decode, encode
 from ..result import Result
 from ..spaces.base import SearchSpace
+from .common import UnseenSampler
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,16 @@ class NoConfig:
     """A strategy without hyper-parameters."""
 
 
+@dataclass
+class Prior:
+    """A cheap score of architectures (higher is better, for example a training-free proxy) with which a strategy
+    chooses the samples of its random initial phase: each is the best by ``score`` of ``draws`` uniform unseen
+    samples (:meth:`Strategy.initial_sample`). ``score`` must be deterministic: a resumed search replays it."""
+
+    score: Callable[[Sequence[Architecture]], Sequence[float]]
+    draws: int = 10
+
+
 class Strategy(ABC):
     """Base class of search strategies.
 
@@ -66,6 +77,8 @@ class Strategy(ABC):
     Config: ClassVar[type] = NoConfig
     #: attributes left out of :meth:`state_dict` (the space and config are given at construction)
     _not_state: ClassVar[tuple[str, ...]] = ("space", "config")
+    #: the prior of the initial samples, set by the factory (``--prior``); never part of the state
+    prior: Prior | None = None
 
     def __init__(self, space: SearchSpace, config: Any = None, seed: int = 0) -> None:
         self.space = space
@@ -98,7 +111,26 @@ class Strategy(ABC):
         return copy.deepcopy(self._attributes())
 
     def _attributes(self) -> dict[str, Any]:
-        return {k: v for k, v in vars(self).items() if k not in self._not_state}
+        return {k: v for k, v in vars(self).items() if k not in self._not_state and k != "prior"}
+
+    def initial_sample(self, sampler: UnseenSampler) -> Architecture:
+        """A sample of the strategy's random initial phase, marked seen: uniform and unseen, or with a
+        :attr:`prior` the best by the prior of ``prior.draws`` distinct unseen uniform samples."""
+        if self.prior is None or self.prior.draws <= 1:
+            return sampler.sample(self.rng)
+        candidates: dict[Any, Architecture] = {}
+        for _ in range(self.prior.draws * 20):  # a nearly exhausted space yields fewer new ones
+            arch = self.space.sample(self.rng)
+            if sampler.is_new(arch):
+                candidates.setdefault(self.space.key(arch), arch)
+            if len(candidates) == self.prior.draws:
+                break
+        if not candidates:
+            return sampler.sample(self.rng)
+        archs = list(candidates.values())
+        best = archs[int(np.argmax(np.asarray(self.prior.score(archs), dtype=float)))]
+        sampler.mark([best])
+        return best
 
     def state_to_save(self) -> dict[str, Any]:
         """The state for immediate encoding (:meth:`save_state` reads it at once, so no copy is made)."""

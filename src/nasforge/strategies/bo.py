@@ -90,7 +90,8 @@ class BOConfig:
             raise ValueError("mutations, random, fit_iterations and xi must not be negative")
 
 
-@STRATEGIES.register("bo", aliases=("bayesian",), guided=True, batch=True, paper="LaNAS baseline; Krasser 2018")
+@STRATEGIES.register("bo", aliases=("bayesian",), guided=True, batch=True, prior=True,
+                     paper="LaNAS baseline; Krasser 2018")
 class BayesianOptimisation(Strategy):
     """Bayesian optimisation: GP on one-hot encodings, expected improvement over a mutation/random pool."""
 
@@ -232,7 +233,7 @@ class BayesianOptimisation(Strategy):
 
     def _ask(self, n: int) -> list[Architecture]:
         if not self.fitted:
-            return [self.sampler.sample(self.rng) for _ in range(n)]
+            return [self.initial_sample(self.sampler) for _ in range(n)]
         self._refresh_pool()
         n_real = self.gp.n
         z = self._targets()

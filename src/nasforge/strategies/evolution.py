@@ -27,7 +27,7 @@ class EvolutionConfig:
             raise ValueError("need population >= 1 and 1 <= sample_size <= population")
 
 
-@STRATEGIES.register("re", aliases=("evolution",), guided=True, batch=True, paper="Real et al. 2019")
+@STRATEGIES.register("re", aliases=("evolution",), guided=True, batch=True, prior=True, paper="Real et al. 2019")
 class RegularizedEvolution(Strategy):
     """Regularized (aging) evolution: tournament selection, one-decision mutation, oldest dies."""
 
@@ -43,7 +43,7 @@ class RegularizedEvolution(Strategy):
         out = []
         for _ in range(n):
             if self.n_asked < self.config.population or not self.population:
-                out.append(self.sampler.sample(self.rng))
+                out.append(self.initial_sample(self.sampler))
             else:
                 parent = self._tournament()
                 draw = functools.partial(self.space.mutate, parent, self.rng)

@@ -102,7 +102,7 @@ class Node:
         return np.einsum("...j,j->...", x, self.weight) + self.bias > self.threshold
 
 
-@STRATEGIES.register("lanas", guided=True, batch=True, paper="Wang et al. 2019 (LaNAS)")
+@STRATEGIES.register("lanas", guided=True, batch=True, prior=True, paper="Wang et al. 2019 (LaNAS)")
 class LaNAS(Strategy):
     """Latent Action NAS: MCTS over a tree of learned linear good/bad splits of the encodings."""
 
@@ -178,7 +178,10 @@ class LaNAS(Strategy):
             self.learn()
         out = []
         for _ in range(n):
-            arch = self.propose(self.select_path())
+            if self.prior is not None and len(self.rewards) < self.config.initial_samples:
+                arch = self.initial_sample(self.sampler)
+            else:
+                arch = self.propose(self.select_path())
             self._mark([arch])
             out.append(arch)
         return out
