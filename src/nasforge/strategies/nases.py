@@ -61,6 +61,7 @@ from torch import nn
 from ..arch import Architecture
 from ..objectives import MnasConfig, mnas_reward
 from ..paths import default_cache_dir
+from ..predictors.nao import tokens
 from ..registry import STRATEGIES
 from ..result import Result
 from ..spaces.base import SearchSpace
@@ -105,16 +106,6 @@ class NASESConfig(MnasConfig):
 
 
 # --------------------------------------------------------------------- networks
-def tokens(space: SearchSpace, archs: Sequence[Architecture]) -> torch.Tensor:
-    """One token per decision: its option's position in ``space.encode``, or a shared id if inactive."""
-    offsets = np.cumsum([0] + [d.n_choices for d in space.decisions[:-1]])
-    inactive = space.encoding_size
-    rows = []
-    for a in archs:
-        mask = space.active(a.choices)
-        rows.append([int(o + c) if m else inactive for o, c, m in zip(offsets, a.choices, mask)])
-    return torch.tensor(rows, dtype=torch.long)
-
 
 class Simulator(nn.Module):
     """LSTM encoder: an architecture's token sequence to a bounded n-dimensional embedding."""
