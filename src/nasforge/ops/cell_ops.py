@@ -15,7 +15,7 @@ pairs), so that spaces do not hard-code their cells and a super-network can reus
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Callable, Sequence, cast
 
 import torch
 import torch.nn.functional as F
@@ -50,6 +50,10 @@ class ReLUConvBN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.op(x)
 
+    def after_relu(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward`` of an input that already went through the ReLU (cells share it between edges)."""
+        return self.op[2](self.op[1](x))
+
 
 class DilConv(nn.Module):
     """ReLU, depthwise (dilated) convolution, pointwise convolution, batch norm (DARTS)."""
@@ -68,6 +72,10 @@ class DilConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.op(x)
 
+    def after_relu(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward`` of an input that already went through the ReLU (cells share it between edges)."""
+        return self.op[3](self.op[2](self.op[1](x)))
+
 
 class SepConv(nn.Module):
     """Depthwise-separable convolution applied twice, as in NASNet and DARTS (the stride on the first)."""
@@ -82,6 +90,11 @@ class SepConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.op(x)
+
+    def after_relu(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward`` of an input that already went through the ReLU (cells share it between edges)."""
+        first = cast(DilConv, self.op[0])
+        return self.op[1](first.after_relu(x))
 
 
 class FactorizedConv(nn.Module):
@@ -293,6 +306,10 @@ class DAGCell(nn.Module):
                     raise ValueError(f"node {i + n_inputs}: input {src} is not an earlier node")
                 self.edges.append(OPS.create(op, C, C, edge_stride(src, n_inputs, reduction), affine))
                 self.sources[-1].append(src)
+        # Inputs read by several edges that start with a ReLU get it once (same numbers, less work).
+        starts_with_relu = [src for op, src in zip(self.edges, (s for node in self.sources for s in node))
+                            if hasattr(op, "after_relu")]
+        self.shared_relu = {src for src in starts_with_relu if starts_with_relu.count(src) > 1}
         last = n_inputs + len(nodes)
         self.output = tuple(output) if output is not None else tuple(range(n_inputs, last))
         if not self.output or not all(0 <= o < last for o in self.output):
@@ -305,13 +322,24 @@ class DAGCell(nn.Module):
 
     def forward(self, *inputs: torch.Tensor, drop_prob: float = 0.0) -> torch.Tensor:
         states = list(inputs)
+        relued: dict[int, torch.Tensor] = {}
         edges = iter(self.edges)
         for sources in self.sources:
-            states.append(node_sum([(next(edges), states[src]) for src in sources], self.training, drop_prob))
+            pairs: list[tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor]] = []
+            for src in sources:
+                op = next(edges)
+                if src in self.shared_relu and hasattr(op, "after_relu"):
+                    if src not in relued:
+                        relued[src] = F.relu(states[src])
+                    pairs.append((cast(Callable[[torch.Tensor], torch.Tensor], op.after_relu), relued[src]))
+                else:
+                    pairs.append((op, states[src]))
+            states.append(node_sum(pairs, self.training, drop_prob))
         return cell_output(states, self.output)
 
 
-def node_sum(edges: list[tuple[nn.Module, torch.Tensor]], training: bool, drop_prob: float) -> torch.Tensor:
+def node_sum(edges: Sequence[tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor]], training: bool,
+             drop_prob: float) -> torch.Tensor:
     """A node's output: the sum of its incoming edges' operations, scheduled drop-path on non-identity edges."""
     total: torch.Tensor | None = None
     for op, x in edges:
@@ -323,8 +351,37 @@ def node_sum(edges: list[tuple[nn.Module, torch.Tensor]], training: bool, drop_p
     return total
 
 
+class _ChannelCat(torch.autograd.Function):
+    """``torch.cat(parts, dim=1)`` whose backward hands each part a dense gradient.
+
+    The plain concatenation's backward gives channel slices of the output's gradient, which in the
+    channels-last memory format are strided views; batch norm's backward, which most cell nodes end
+    with, runs about ten times slower on those than on a dense tensor (measured on the CPU, torch 2.13).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, *parts: torch.Tensor) -> torch.Tensor:
+        ctx.sizes = [p.shape[1] for p in parts]
+        return torch.cat(parts, dim=1)
+
+    @staticmethod
+    def backward(ctx: Any, *grads: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        (grad,) = grads
+        channels_last = grad.dim() == 4 and grad.is_contiguous(memory_format=torch.channels_last)
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        return tuple(g.contiguous(memory_format=fmt) for g in grad.split(ctx.sizes, dim=1))
+
+
+def channel_cat(parts: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Concatenate along channels (see :class:`_ChannelCat`); the plain ``torch.cat`` when no gradient is needed."""
+    if torch.is_grad_enabled() and any(p.requires_grad for p in parts):
+        out: torch.Tensor = _ChannelCat.apply(*parts)
+        return out
+    return torch.cat(list(parts), dim=1)
+
+
 def cell_output(states: list[torch.Tensor], output: list[int] | tuple[int, ...]) -> torch.Tensor:
     """The cell's output: its one output node, or the concatenation of several along channels."""
     if len(output) == 1:
         return states[output[0]]
-    return torch.cat([states[o] for o in output], dim=1)
+    return channel_cat([states[o] for o in output])

@@ -63,6 +63,8 @@ class TrainConfig:
     flip: bool | None = None  # random horizontal flips (None: where they keep the label)
     cutout: int = 0  # side of the cutout square in pixels (0: none)
     amp: bool = True  # mixed precision on CUDA (ignored on the CPU)
+    channels_last: bool = True  # train convolutions in the channels-last memory format (faster; same numbers)
+    cpu_bf16: bool = False  # bfloat16 autocast on the CPU (about 1.5x faster where the CPU has bf16 instructions)
     eval_batch_size: int = 512  # images per batch when scoring
 
     def __post_init__(self) -> None:
@@ -177,6 +179,7 @@ class Stepper:
                  replicas: Replicas | None = None) -> None:
         self.model, self.config, self.device, self.replicas = model, config, device, replicas
         self.use_amp = config.amp and device.type == "cuda"
+        self.use_bf16 = config.cpu_bf16 and device.type == "cpu"  # needs no loss scaling (float32's range)
         self.optimizer = torch.optim.SGD(
             model.parameters(), lr=config.lr, momentum=config.momentum,
             nesterov=config.nesterov and config.momentum > 0, weight_decay=config.weight_decay,
@@ -185,6 +188,10 @@ class Stepper:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
         self.params = [p for p in model.parameters() if p.requires_grad]
+        self.memory_format = torch.channels_last if config.channels_last else torch.preserve_format
+        if config.channels_last:
+            # in place (the parameters stay the same objects): 4-d weights only, other tensors are unchanged
+            model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         if replicas is not None:
             broadcast_state(model)
 
@@ -193,7 +200,10 @@ class Stepper:
 
         Data-parallel, ``x`` and ``y`` are this replica's part of the batch, ``share`` its fraction of the batch,
         and the loss returned is the whole batch's."""
-        with torch.autocast(device_type=self.device.type, enabled=self.use_amp):
+        if x.dim() == 4:
+            x = x.contiguous(memory_format=self.memory_format)
+        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16 if self.use_bf16 else None,
+                            enabled=self.use_amp or self.use_bf16):
             loss, logits = _loss(self.model(x), y, self.criterion, self.config.auxiliary_weight)
         value = float(loss.detach())
         lr = self.optimizer.param_groups[0]["lr"]
