@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..ops import OPS
-from ..ops.cell_ops import FactorizedReduce, Identity, ReLUConvBN, drop_path, edge_stride, node_sum
+from ..ops.cell_ops import FactorizedReduce, Identity, ReLUConvBN, channel_cat, drop_path, edge_stride, node_sum
 from .darts_net import DartsNetwork
 
 N_INPUTS = 2
@@ -74,7 +74,7 @@ def combine(edges: list[tuple[nn.Module, torch.Tensor]], how: str, training: boo
         if training and drop_prob > 0.0 and not isinstance(op, Identity):
             h = drop_path(h, drop_prob)
         outs.append(h)
-    return torch.cat(outs, dim=1)
+    return channel_cat(outs)
 
 
 class NasnetDAG(nn.Module):
@@ -106,7 +106,7 @@ class NasnetDAG(nn.Module):
             a, b = self.edges[2 * i], self.edges[2 * i + 1]
             edges = [(a, states[block.first[1]]), (b, states[block.second[1]])]
             states.append(combine(edges, block.combine, self.training, drop_prob))
-        return torch.cat([states[c] for c in self.spec.concat], dim=1)
+        return channel_cat([states[c] for c in self.spec.concat])
 
 
 class NasnetCell(nn.Module):

@@ -31,7 +31,7 @@ from ..arch import Architecture
 from ..errors import ConfigError
 from ..models.nasnet_net import N_INPUTS, Block, CellSpec, NasnetCell, NasnetNetwork, combine
 from ..ops import OPS
-from ..ops.cell_ops import FactorizedReduce, ReLUConvBN, edge_stride
+from ..ops.cell_ops import FactorizedReduce, ReLUConvBN, channel_cat, edge_stride
 from ..spaces.darts import DartsModelArgs
 from ..spaces.nasnet import NasnetSpace
 from .base import SUPERNETS, CellSupernet, SupernetOptions
@@ -81,7 +81,7 @@ class SharedNasnetDAG(nn.Module):
         for block in spec.blocks:
             edges = [(self._op(*next(path)), states[src]) for _, src in (block.first, block.second)]
             states.append(combine(edges, block.combine, self.training, drop_prob))
-        return torch.cat([states[c] for c in spec.concat], dim=1)
+        return channel_cat([states[c] for c in spec.concat])
 
 
 class RowSelectConv2d(nn.Conv2d):
