@@ -36,6 +36,8 @@ import torch
 from torch import nn
 
 import nasforge as nf
+from nasforge.ops import cell_ops
+from nasforge.ops.cell_ops import DAGCell
 from nasforge.ops.measure import count_params
 from nasforge.train.loop import Stepper, TrainConfig
 
@@ -167,7 +169,13 @@ def compare(label: str, ref: nn.Module, ours: nn.Module, ref_logits: int, args: 
         with torch.no_grad():
             diff = f"{(logits_of(ref(x), ref_logits) - logits_of(ours(x), 0)).abs().max().item():.1e}"
     ref.train(), ours.train()
-    config = TrainConfig(cpu_bf16=args.bf16, channels_last=not args.no_channels_last)
+    config = TrainConfig(cpu_bf16=args.bf16, channels_last="channels-last" not in args.without)
+    if "shared-relu" in args.without:
+        for module in ours.modules():
+            if isinstance(module, DAGCell):
+                module.shared_relu = set()
+    if "dense-cat" in args.without:
+        cell_ops.channel_cat = lambda parts: torch.cat(list(parts), dim=1)  # type: ignore[assignment]
     start = time.perf_counter()
     steps = {"ref": reference_step(ref, config, ref_logits), "ours": our_step(ours, config)}
     for name in ("ref", "ours"):
@@ -181,7 +189,8 @@ def compare(label: str, ref: nn.Module, ours: nn.Module, ref_logits: int, args: 
     r, o = statistics.median(speeds["ref"]), statistics.median(speeds["ours"])
     # each measurement of ours against the reference's just before it: robust to the load changing
     ratio = statistics.median(b / a for a, b in zip(speeds["ref"], speeds["ours"]))
-    print(f"{label}: params ref {count_params(ref):,} ours {count_params(ours):,}; images/s ref {r:.1f} ours {o:.1f} "
+    off = (f", without {','.join(sorted(args.without))}" if args.without else "") + (", bf16" if args.bf16 else "")
+    print(f"{label}{off}: params ref {count_params(ref):,} ours {count_params(ours):,}; images/s ref {r:.1f} ours {o:.1f} "
           f"ratio {ratio:.2f}x (batch {args.batch}, {args.threads} thread(s), median of {args.repeats}x{args.steps} "
           f"steps, warm-up {setup:.1f} s, max|diff| of eval logits {diff}, load {os.getloadavg()[0]:.2f})",
           flush=True)
@@ -195,7 +204,9 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=11,
                    help="measurements per side, alternating; the medians count (the ratio: of the paired ratios)")
     p.add_argument("--bf16", action="store_true", help="ours with TrainConfig.cpu_bf16 (bfloat16 autocast)")
-    p.add_argument("--no-channels-last", action="store_true", help="ours with TrainConfig.channels_last off")
+    p.add_argument("--without", type=lambda v: set(v.split(",")), default=set(),
+                   help="switch speed-ups of ours off, to see what each contributes: comma-separated of "
+                        "channels-last, shared-relu, dense-cat")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps per side first")
     p.add_argument("--ref-dir", type=Path, default=Path("/tmp/nasforge-ref"), help="scratch folder for the references")
     p.add_argument("--autodl", type=Path, default=MIRROR / "D-X-Y+AutoDL-Projects" / "repo")

@@ -13,7 +13,7 @@ from torch import nn
 
 from nasforge import train as D
 from nasforge.ops.cell_ops import DAGCell, channel_cat
-from nasforge.train.loop import Stepper, TrainConfig, fit
+from nasforge.train.loop import Stepper, TrainConfig, cpu_has_bf16, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 CL = torch.channels_last
@@ -119,6 +119,8 @@ def test_cpu_bf16_autocasts_the_step_and_keeps_float32_weights() -> None:
     assert all(p.dtype == torch.float32 for p in model.parameters())
     plain = Stepper(copy.deepcopy(model), TrainConfig(), steps_per_epoch=10, device=torch.device("cpu"))
     assert plain.step(x, y)[1].dtype == torch.float32  # off by default
+    auto = Stepper(copy.deepcopy(model), TrainConfig(cpu_bf16=None), steps_per_epoch=10, device=torch.device("cpu"))
+    assert auto.use_bf16 == cpu_has_bf16()
 
 
 def test_reference_speed_reads_nb201_strings_as_xautodl_does() -> None:
