@@ -198,7 +198,6 @@ class Stepper:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
         self.params = [p for p in model.parameters() if p.requires_grad]
-        self.memory_format = torch.channels_last if config.channels_last else torch.preserve_format
         if config.channels_last:
             # in place (the parameters stay the same objects): 4-d weights only, other tensors are unchanged
             model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -210,8 +209,8 @@ class Stepper:
 
         Data-parallel, ``x`` and ``y`` are this replica's part of the batch, ``share`` its fraction of the batch,
         and the loss returned is the whole batch's."""
-        if x.dim() == 4:
-            x = x.contiguous(memory_format=self.memory_format)
+        if self.config.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16 if self.use_bf16 else None,
                             enabled=self.use_amp or self.use_bf16):
             loss, logits = _loss(self.model(x), y, self.criterion, self.config.auxiliary_weight)
