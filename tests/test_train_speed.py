@@ -117,9 +117,10 @@ def test_cpu_bf16_autocasts_the_step_and_keeps_float32_weights() -> None:
     loss, logits, _ = stepper.step(x, y)
     assert logits.dtype == torch.bfloat16 and torch.isfinite(torch.tensor(loss))
     assert all(p.dtype == torch.float32 for p in model.parameters())
-    plain = Stepper(copy.deepcopy(model), TrainConfig(), steps_per_epoch=10, device=torch.device("cpu"))
-    assert plain.step(x, y)[1].dtype == torch.float32  # off by default
-    auto = Stepper(copy.deepcopy(model), TrainConfig(cpu_bf16=None), steps_per_epoch=10, device=torch.device("cpu"))
+    plain = Stepper(copy.deepcopy(model), TrainConfig(cpu_bf16=False), steps_per_epoch=10, device=torch.device("cpu"))
+    assert plain.step(x, y)[1].dtype == torch.float32
+    assert TrainConfig().cpu_bf16 is None  # by default: where the CPU has bf16 units
+    auto = Stepper(copy.deepcopy(model), TrainConfig(), steps_per_epoch=10, device=torch.device("cpu"))
     assert auto.use_bf16 == cpu_has_bf16()
 
 
