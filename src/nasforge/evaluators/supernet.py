@@ -154,7 +154,8 @@ class SupernetEvaluator(StatefulEvaluator):
         # The cosine schedule spans the whole search: budget x train_steps updates.
         schedule = TrainConfig(**{**vars(cfg.train_config()), "epochs": 1})
         # data-parallel (torch.distributed): every replica runs this search alike, trains on its share of each
-        # batch and scores on its share of each validation batch; gradients and scores are summed over replicas
+        # batch and scores on its share of each validation batch; gradients and scores are summed over replicas,
+        # and scoring normalises with the whole batch's statistics (rewards and the derivation are one process')
         self.replicas = Replicas.current()
         self.stepper = Stepper(self.child, schedule, max(self.budget * cfg.train_steps, 1), self.device,
                                self.replicas)
@@ -248,7 +249,9 @@ class SupernetEvaluator(StatefulEvaluator):
         self.child.train()  # batch statistics of this minibatch, as ENAS scores its children
         x, y = batch if batch is not None else self.validation_batch()
         x, y, _ = self._share(x, y)
-        with _frozen_running_stats(self.child):
+        # data-parallel, the batch norms normalise with the statistics of the whole batch, as one process does
+        synced = contextlib.nullcontext() if self.replicas is None else self.replicas.synced_batch_norm(self.child)
+        with _frozen_running_stats(self.child), synced:
             out = self.child(x)
         logits = out[0] if isinstance(out, tuple) else out
         correct, seen = float((logits.argmax(1) == y).sum()), float(len(y))
@@ -268,7 +271,7 @@ class SupernetEvaluator(StatefulEvaluator):
         if self.config.report_test:
             self.child.arch = arch
             metrics["test_accuracy"] = 100.0 * accuracy(self.child, self.splits.test, self.splits.normalise,
-                                                        device=self.device)
+                                                        device=self.device, replicas=self.replicas)
         return Result(self.score(arch), metrics, cost=float(len(losses)))
 
     def _relaxed_step(self) -> Result:
