@@ -99,7 +99,7 @@ def sharded_checks(out: str | Path, run_dir: str | Path) -> None:
     init_from_env("cpu")
     replicas = Replicas.current()
     rank = 0 if replicas is None else replicas.rank
-    np.savez(f"{out}.rank{rank}.npz", **score_small(models))
+    np.savez(f"{out}.rank{rank}.npz", **score_small(models))  # type: ignore[arg-type]
     Path(f"{out}.rank{rank}.json").write_text(json.dumps(derive_small(run_dir)))
     shutdown()
 
