@@ -172,3 +172,13 @@ def test_two_process_derivation_is_one_process(sharded) -> None:
     assert np.allclose([c["score"] for c in r0["ranked"]], [c["score"] for c in one["ranked"]], atol=1e-9)
     assert r0["most_likely"] == one["most_likely"]
     assert len({c["score"] for c in one["ranked"]}) > 1, "the candidates must score differently"
+
+
+def test_a_failing_replica_ends_the_command_with_its_code(tmp_path, capsys) -> None:
+    """The replicas (forks of the launcher on Linux) report a bad argument as one process does: exit code 2."""
+    from nasforge.cli import main
+
+    code = main(["-q", "train", "--space", "nb201", "--arch", "|bogus~0|", "--nproc", "2", "--out",
+                 str(tmp_path / "run")])
+    assert code == 2
+    assert not (tmp_path / "run" / "result.json").exists()
