@@ -138,12 +138,21 @@ def sharded(tmp_path_factory) -> dict[str, Any]:
     from nasforge.testing.distributed import sharded_checks
 
     tmp = tmp_path_factory.mktemp("sharded")
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for cls in ("a", "b"):
+            (tmp / "images" / split / cls).mkdir(parents=True)
+            for i in range(3):
+                Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(
+                    tmp / "images" / split / cls / f"{i}.png")
     config = make_run_config({"space": "nb201", "strategy": "enas", "evaluator": "supernet", "dataset": "digits",
                               "budget": 24, "seed": 0},
                              ["evaluator.model_args={C: 4, N: 1}", "evaluator.batch_size=32", "evaluator.val_size=0.2"])
     api.search(config, tmp / "run")
     sharded_checks(tmp / "one", tmp / "run")
-    run_replicas(2, sharded_checks, tmp / "two", tmp / "run")
+    run_replicas(2, sharded_checks, tmp / "two", tmp / "run", tmp / "images")
     return {name: (np.load(tmp / f"{name}.npz"), json.loads((tmp / f"{name}.json").read_text()))
             for name in ("one.rank0", "two.rank0", "two.rank1")}
 
@@ -182,3 +191,11 @@ def test_a_failing_replica_ends_the_command_with_its_code(tmp_path, capsys) -> N
                  str(tmp_path / "run")])
     assert code == 2
     assert not (tmp_path / "run" / "result.json").exists()
+
+
+def test_replicas_decode_images_once(sharded) -> None:
+    """Images not in the cache yet are decoded by rank 0 alone; the other replica reads its cache; once cached,
+    neither decodes."""
+    (_, _), (r0, _), (r1, _) = sharded["one.rank0"], sharded["two.rank0"], sharded["two.rank1"]
+    assert list(r0["decoded"]) == [1, 0] and list(r1["decoded"]) == [0, 0]
+    assert np.array_equal(r0["images"], r1["images"]) and len(r0["images"]) == 6

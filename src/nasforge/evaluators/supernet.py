@@ -139,7 +139,8 @@ class SupernetEvaluator(StatefulEvaluator):
         super().__init__(space, config, context)
         ctx = self.context
         refuse_fidelity("supernet", ctx)
-        data = load_dataset(ctx.dataset or DEFAULT_DATASET, ctx.data, ctx.cache_dir or default_cache_dir())
+        data = load_dataset(ctx.dataset or DEFAULT_DATASET, ctx.data, ctx.cache_dir or default_cache_dir(),
+                            Replicas.current())  # data-parallel: decoded once, by rank 0
         cfg = self.config
         self.splits = make_splits(data, cfg.data_config())
         self.device = resolve_device(ctx.device)

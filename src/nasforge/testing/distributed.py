@@ -13,7 +13,7 @@ from torch import nn
 from ..train.distributed import free_port, replica_env
 
 __all__ = ["derive_small", "free_port", "replica_env", "run_replicas", "score_small", "sharded_checks", "small_model",
-           "train_small"]
+           "train_small", "decodes_small"]
 
 
 def small_model(batch_norm: bool = False, running_stats: bool = True) -> nn.Module:
@@ -86,10 +86,11 @@ def oneshot_small(out: str | Path, budget: int = 12, space: str = "nb201", strat
 
 
 
-def sharded_checks(out: str | Path, run_dir: str | Path) -> None:
+def sharded_checks(out: str | Path, run_dir: str | Path, folder: str | Path | None = None) -> None:
     """What a replica computes of a fixed model's test accuracy (:func:`score_small`) and of a one-shot
-    search's derivation (:func:`derive_small`), saved to ``out`` with ``.rankR.npz`` and ``.rankR.json``; in one
-    process when not in a process group. Both in one start of the replicas, which costs seconds."""
+    search's derivation (:func:`derive_small`), and with ``folder`` how often it decodes that image folder
+    (:func:`decodes_small`), saved to ``out`` with ``.rankR.npz`` and ``.rankR.json``; in one process when not
+    in a process group. All in one start of the replicas, which costs seconds."""
     import json
 
     from ..train.distributed import Replicas, init_from_env, shutdown
@@ -99,9 +100,35 @@ def sharded_checks(out: str | Path, run_dir: str | Path) -> None:
     init_from_env("cpu")
     replicas = Replicas.current()
     rank = 0 if replicas is None else replicas.rank
-    np.savez(f"{out}.rank{rank}.npz", **score_small(models))  # type: ignore[arg-type]
+    arrays = score_small(models)
+    if folder is not None:
+        arrays.update(decodes_small(folder))
+    np.savez(f"{out}.rank{rank}.npz", **arrays)  # type: ignore[arg-type]
     Path(f"{out}.rank{rank}.json").write_text(json.dumps(derive_small(run_dir)))
     shutdown()
+
+
+def decodes_small(folder: str | Path) -> dict[str, np.ndarray]:
+    """Load the image ``folder`` twice with a new cache (``folder.cache``), as data-parallel replicas when in a
+    process group: how many times this process decoded it each time, and the training images it got."""
+    from ..train import readers
+    from ..train.distributed import Replicas
+
+    decoded: list[int] = []
+    original = readers._decode_folder
+
+    def counting(path: Path, name: str) -> readers.ImageData:
+        decoded[-1] += 1
+        return original(path, name)
+
+    readers._decode_folder = counting
+    try:
+        for _ in range(2):
+            decoded.append(0)
+            data = readers.load_dataset("folder", folder, f"{folder}.cache", Replicas.current())
+    finally:
+        readers._decode_folder = original
+    return {"decoded": np.array(decoded), "images": data.train_x}
 
 
 def _trained_models() -> dict[bool, nn.Module]:
