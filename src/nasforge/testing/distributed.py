@@ -75,13 +75,15 @@ def oneshot_small(out: str | Path, budget: int = 12, space: str = "nb201", strat
                               "budget": budget, "seed": 0},
                              ["evaluator.model_args={C: 4, N: 1}", "evaluator.batch_size=32", "evaluator.reward_batch=32"])
     parts = build_components(config)
+    initial = {f"init:{k}": v.detach().numpy().copy()
+               for k, v in parts.evaluator.supernet.state_dict().items()}  # type: ignore[attr-defined]
     record = run_search(parts.space, parts.strategy, parts.evaluator, config.budget, seed=config.seed)
     replicas = Replicas.current()
     rank = 0 if replicas is None else replicas.rank
     arrays = {k: v.detach().numpy() for k, v in parts.evaluator.supernet.state_dict().items()}  # type: ignore[attr-defined]
     rewards = np.array([t.reward for t in record.trials])
     archs = np.array([str(t.arch) for t in record.trials])
-    np.savez(f"{out}.rank{rank}.npz", rewards=rewards, archs=archs, **arrays)
+    np.savez(f"{out}.rank{rank}.npz", rewards=rewards, archs=archs, **arrays, **initial)
     shutdown()
 
 

@@ -61,15 +61,21 @@ class Replicas:
         """Average the gradients of ``params`` over the replicas, each weighted by its share ``weight`` of the
         batch (their sum is 1), and return the batch's loss (non-finite when any replica's is).
 
-        One all-reduce of one flat buffer: gradients and the weighted loss together."""
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        One all-reduce of one flat buffer: gradients and the weighted loss together. Parameters without a gradient
+        on every replica (a super-network's operations outside the child) keep none, so that the optimiser leaves
+        them alone as it does in one process; before, a small all-reduce says which those are."""
+        device = params[0].device if params else torch.device("cpu")
+        present = torch.tensor([p.grad is not None for p in params], dtype=torch.int32, device=device)
+        dist.all_reduce(present)
+        used = [p for p, n in zip(params, present.tolist()) if n > 0]
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in used]
         finite = torch.isfinite(torch.tensor(loss))
-        flat = torch.cat([g.reshape(-1) for g in grads] + [torch.zeros(1, device=grads[0].device if grads else "cpu")])
+        flat = torch.cat([g.reshape(-1) for g in grads] + [torch.zeros(1, device=device)])
         flat.mul_(weight)
         flat[-1] = loss * weight if finite else float("nan")
         dist.all_reduce(flat)
         offset = 0
-        for p, g in zip(params, grads):
+        for p, g in zip(used, grads):
             n = g.numel()
             if p.grad is None:
                 p.grad = flat[offset:offset + n].view_as(p).clone()
