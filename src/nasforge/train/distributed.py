@@ -63,7 +63,7 @@ class Replicas:
 
         One all-reduce of one flat buffer: gradients and the weighted loss together. Parameters without a gradient
         on every replica (a super-network's operations outside the child) keep none, so that the optimiser leaves
-        them alone as it does in one process; before, a small all-reduce says which those are."""
+        them alone as it does in one process; a small all-reduce first says which those are."""
         device = params[0].device if params else torch.device("cpu")
         present = torch.tensor([p.grad is not None for p in params], dtype=torch.int32, device=device)
         dist.all_reduce(present)
@@ -141,7 +141,7 @@ def _synced_forward(bn: nn.modules.batchnorm._BatchNorm, replicas: Replicas) -> 
         if n > 0:
             var, mean = torch.var_mean(x.detach(), dim=dims, unbiased=False)
             rows[replicas.rank, 0] = n
-            rows[replicas.rank, 1:].copy_(torch.cat([mean, var * n]).double())
+            rows[replicas.rank, 1:].copy_(torch.cat([mean.double(), var.double() * n]))
         dist.all_reduce(rows)
         # Chan et al.'s pairwise combination of the replicas' means and sums of squared deviations, in float64
         counts, means, m2 = rows[:, :1], rows[:, 1:1 + x.shape[1]], rows[:, 1 + x.shape[1]:]
