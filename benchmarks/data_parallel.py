@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -52,6 +53,8 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--fraction", type=float, default=0.1, help="part of the training images (train)")
     p.add_argument("--steps", type=int, default=200, help="child steps of the one-shot search")
+    p.add_argument("--derive-batch", type=int, default=4096,
+                   help="validation images that score each candidate of the one-shot derivation")
     a = p.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -66,12 +69,13 @@ def main() -> None:
              f"data.fraction={a.fraction}"]
     oneshot = ["search", "--space", "nb201", "--evaluator", "supernet", "--strategy", "enas", "--dataset", "cifar10",
                "--data", a.data, "--budget", str(a.steps), "--set", "evaluator.model_args={C: 16, N: 1}",
-               "--set", "evaluator.resolution=16"]
+               "--set", "evaluator.resolution=16", "--set", f"evaluator.derive_batch={a.derive_batch}"]
     base: dict[str, float] = {}
     for name, command in (("train", train), ("oneshot", oneshot)):
         for label, extra in (("1 process, 1 thread", ["--threads", "1"]), ("1 process, 2 threads", ["--threads", "2"]),
                              ("2 processes, 1 thread each", ["--nproc", "2", "--threads", "1"])):
             where = out / f"{name}-{label.replace(' ', '').replace(',', '-')}"
+            shutil.rmtree(where, ignore_errors=True)  # an earlier measurement's: the commands refuse to overwrite
             wall, end = run([*command, *extra, "--out", str(where)])
             result = json.loads((where / "result.json").read_text())
             ips = result.get("train_images_per_s")
