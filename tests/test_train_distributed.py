@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -73,9 +76,14 @@ def test_two_process_one_shot_search_stays_in_step(tmp_path) -> None:
     r0, r1 = np.load(tmp_path / "two.rank0.npz"), np.load(tmp_path / "two.rank1.npz")
     assert list(r0["archs"]) == list(r1["archs"]) == list(one["archs"])
     assert np.array_equal(r0["rewards"], r1["rewards"])
-    for key in (k for k in one.files if k not in ("rewards", "archs")):
+    weights = [k for k in one.files if k not in ("rewards", "archs") and not k.startswith("init:")]
+    for key in weights:
         assert np.array_equal(r0[key], r1[key]), key  # replicas never drift apart
-    convs = [k for k in one.files if k not in ("rewards", "archs") and one[k].ndim == 4]
+    untouched = [k for k in weights if np.array_equal(one[k], one[f"init:{k}"])]
+    assert untouched, "some operations are in none of the 4 children"
+    for key in untouched:  # no gradient on any replica: the optimiser leaves them alone, as in one process
+        assert np.array_equal(r0[key], one[key]), key
+    convs = [k for k in weights if one[k].ndim == 4]
     for key in convs:
         apart = np.abs(one[key] - r0[key]).mean() / np.abs(one[key]).mean()
         assert apart < 0.15, (key, apart)
@@ -123,3 +131,76 @@ def test_a_killed_two_process_one_shot_search_resumes(tmp_path) -> None:
     assert a["n_evaluations"] == 45
     assert [(h["arch"], h["reward"]) for h in a["history"]] == [(h["arch"], h["reward"]) for h in b["history"]]
     assert a["derived"]["sampled_best"] == b["derived"]["sampled_best"]
+
+
+
+@pytest.fixture(scope="module")
+def sharded(tmp_path_factory) -> dict[str, Any]:
+    """One process and two replicas (one start for both tests: it costs seconds) score a fixed model and derive
+    from the checkpoint of one short one-shot search."""
+    from nasforge import api
+    from nasforge.config import make_run_config
+    from nasforge.testing.distributed import sharded_checks
+
+    tmp = tmp_path_factory.mktemp("sharded")
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for cls in ("a", "b"):
+            (tmp / "images" / split / cls).mkdir(parents=True)
+            for i in range(3):
+                Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(
+                    tmp / "images" / split / cls / f"{i}.png")
+    config = make_run_config({"space": "nb201", "strategy": "enas", "evaluator": "supernet", "dataset": "digits",
+                              "budget": 24, "seed": 0},
+                             ["evaluator.model_args={C: 4, N: 1}", "evaluator.batch_size=32", "evaluator.val_size=0.2"])
+    api.search(config, tmp / "run")
+    sharded_checks(tmp / "one", tmp / "run")
+    run_replicas(2, sharded_checks, tmp / "two", tmp / "run", tmp / "images")
+    return {name: (np.load(tmp / f"{name}.npz"), json.loads((tmp / f"{name}.json").read_text()))
+            for name in ("one.rank0", "two.rank0", "two.rank1")}
+
+
+def test_sharded_evaluation_scores_like_one_process(sharded) -> None:
+    """Each of two replicas scores its share of every test batch (uneven last batch): the accuracy is one
+    process', for batch norm with running statistics and for batch norm on each batch's statistics (synced over
+    the replicas); and the synced outputs of two halves of a batch are those of the whole batch."""
+    (one, _), (r0, _), (r1, _) = sharded["one.rank0"], sharded["two.rank0"], sharded["two.rank1"]
+    for key in ("acc_running_True", "acc_running_False"):
+        assert float(r0[key]) == float(r1[key]) == float(one[key]), key
+    assert 0.5 < float(one["acc_running_True"]) < 1.0, "a trained model, not chance"
+    assert int(r0["seen"]) + int(r1["seen"]) == int(one["seen"]) and abs(int(r0["seen"]) - int(r1["seen"])) <= 4
+    assert len(r0["outputs"]) == len(r1["outputs"]) == 25
+    assert np.allclose(np.concatenate([r0["outputs"], r1["outputs"]]), one["outputs"], atol=1e-5)
+
+
+def test_two_process_derivation_is_one_process(sharded) -> None:
+    """The derivation's candidates are scored on every validation chunk split between the replicas, with the
+    batch statistics of the whole chunk: both replicas and one process derive the same architecture with the
+    same scores (up to float summation order)."""
+    (_, one), (_, r0), (_, r1) = sharded["one.rank0"], sharded["two.rank0"], sharded["two.rank1"]
+    assert r0 == r1
+    assert r0["sampled_best"]["arch"] == one["sampled_best"]["arch"]
+    assert [c["arch"] for c in r0["ranked"]] == [c["arch"] for c in one["ranked"]]
+    assert np.allclose([c["score"] for c in r0["ranked"]], [c["score"] for c in one["ranked"]], atol=1e-9)
+    assert r0["most_likely"] == one["most_likely"]
+    assert len({c["score"] for c in one["ranked"]}) > 1, "the candidates must score differently"
+
+
+def test_a_failing_replica_ends_the_command_with_its_code(tmp_path, capsys) -> None:
+    """The replicas (forks of the launcher on Linux) report a bad argument as one process does: exit code 2."""
+    from nasforge.cli import main
+
+    code = main(["-q", "train", "--space", "nb201", "--arch", "|bogus~0|", "--nproc", "2", "--out",
+                 str(tmp_path / "run")])
+    assert code == 2
+    assert not (tmp_path / "run" / "result.json").exists()
+
+
+def test_replicas_decode_images_once(sharded) -> None:
+    """Images not in the cache yet are decoded by rank 0 alone; the other replica reads its cache; once cached,
+    neither decodes."""
+    (_, _), (r0, _), (r1, _) = sharded["one.rank0"], sharded["two.rank0"], sharded["two.rank1"]
+    assert list(r0["decoded"]) == [1, 0] and list(r1["decoded"]) == [0, 0]
+    assert np.array_equal(r0["images"], r1["images"]) and len(r0["images"]) == 6

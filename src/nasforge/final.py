@@ -317,9 +317,11 @@ def load_final_data(space: SearchSpace, config: FinalConfig) -> Any:
         _check_lm_config(space, config)
         return load_corpus(config.data or "")
     from .train import default_cache_dir, load_dataset
+    from .train.distributed import Replicas
 
     cache = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
-    return load_dataset(config.dataset or "digits", config.data, cache)
+    # data-parallel: rank 0 decodes what is not in the cache yet, the others then read the cache
+    return load_dataset(config.dataset or "digits", config.data, cache, Replicas.current())
 
 
 def _check_lm_config(space: SearchSpace, config: FinalConfig) -> None:

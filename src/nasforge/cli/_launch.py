@@ -1,10 +1,12 @@
 """``--nproc N``: run a command as N data-parallel replicas on this machine, as ``torchrun`` would.
 
-The launcher starts ``python -m nasforge <the same arguments>`` N times with torchrun's environment variables
-(``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``...) and waits for them; each replica then joins the
-process group (:func:`nasforge.train.distributed.init_from_env`). ``torchrun --nproc-per-node N -m nasforge ...``
-gives the same processes, and runs across machines with its rendezvous. Unless ``--threads`` says otherwise,
-each replica gets an equal part of the free cores, so that N replicas never oversubscribe the machine.
+The launcher runs ``nasforge <the same arguments>`` N times with torchrun's environment variables (``RANK``,
+``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``...) and waits for them; each replica then joins the process
+group (:func:`nasforge.train.distributed.init_from_env`). On Linux the replicas are forks of the launcher, which
+has imported torch and nasforge already (seconds that a new ``python -m nasforge`` would spend again before any
+replica starts working); elsewhere, or once CUDA is initialised, new processes. ``torchrun --nproc-per-node N -m
+nasforge ...`` gives the same replicas, and runs across machines with its rendezvous. Unless ``--threads`` says
+otherwise, each replica gets an equal part of the free cores, so that N replicas never oversubscribe the machine.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Sequence
+from typing import Any
 
 log = logging.getLogger("nasforge.launch")
 
@@ -60,11 +64,14 @@ def launch(argv: Sequence[str], nproc: int, threads: int | None = None) -> int:
         raise ConfigError(f"--nproc: must be at least 1, got {nproc}")
     port, per = free_port(), replica_threads(nproc, threads)
     log.info("starting %d data-parallel replicas, %d CPU thread%s each", nproc, per, "" if per == 1 else "s")
-    command = [sys.executable, "-m", "nasforge", *without_nproc(argv)]
-    procs = []
+    args = without_nproc(argv)
+    procs: list[Any] = []
     for rank in range(nproc):
-        env = {**os.environ, **replica_env(rank, nproc, port), "OMP_NUM_THREADS": str(per)}
-        procs.append(subprocess.Popen(command, env=env))
+        env = {**replica_env(rank, nproc, port), "OMP_NUM_THREADS": str(per)}
+        if _can_fork():
+            procs.append(_fork(args, env))
+        else:
+            procs.append(subprocess.Popen([sys.executable, "-m", "nasforge", *args], env={**os.environ, **env}))
     try:
         return _wait(procs)
     except KeyboardInterrupt:
@@ -76,7 +83,73 @@ def launch(argv: Sequence[str], nproc: int, threads: int | None = None) -> int:
         raise
 
 
-def _wait(procs: list[subprocess.Popen]) -> int:
+def _can_fork() -> bool:
+    """Whether replicas may be forks of this process: Linux (fork is the platform's way; macOS' system libraries
+    are not fork-safe), and no CUDA context to inherit."""
+    if sys.platform != "linux" or not hasattr(os, "fork"):
+        return False
+    torch = sys.modules.get("torch")
+    return torch is None or not torch.cuda.is_initialized()
+
+
+class _Forked:
+    """A forked replica, with the part of :class:`subprocess.Popen` the launcher uses."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self) -> int:
+        if self.returncode is None:
+            try:
+                _, status = os.waitpid(self.pid, 0)
+                self.returncode = os.waitstatus_to_exitcode(status)
+            except ChildProcessError:  # reaped already
+                self.returncode = 1
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.returncode is None:
+            os.kill(self.pid, sig)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+
+def _fork(args: list[str], env: dict[str, str]) -> _Forked:
+    """Run ``nasforge args`` in a fork of this process with ``env`` added to its environment."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        return _Forked(pid)
+    code = 1
+    try:  # the replica: never return into the launcher's code
+        os.environ.update(env)
+        sys.argv = [sys.argv[0], *args]
+        from . import main
+
+        code = main(args)
+    except KeyboardInterrupt:
+        code = 130
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def _wait(procs: list[Any]) -> int:
     while True:
         codes = [p.poll() for p in procs]
         failed = [c for c in codes if c not in (None, 0)]

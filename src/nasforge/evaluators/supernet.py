@@ -139,7 +139,8 @@ class SupernetEvaluator(StatefulEvaluator):
         super().__init__(space, config, context)
         ctx = self.context
         refuse_fidelity("supernet", ctx)
-        data = load_dataset(ctx.dataset or DEFAULT_DATASET, ctx.data, ctx.cache_dir or default_cache_dir())
+        data = load_dataset(ctx.dataset or DEFAULT_DATASET, ctx.data, ctx.cache_dir or default_cache_dir(),
+                            Replicas.current())  # data-parallel: decoded once, by rank 0
         cfg = self.config
         self.splits = make_splits(data, cfg.data_config())
         self.device = resolve_device(ctx.device)
@@ -154,7 +155,8 @@ class SupernetEvaluator(StatefulEvaluator):
         # The cosine schedule spans the whole search: budget x train_steps updates.
         schedule = TrainConfig(**{**vars(cfg.train_config()), "epochs": 1})
         # data-parallel (torch.distributed): every replica runs this search alike, trains on its share of each
-        # batch and scores on its share of each validation batch; gradients and scores are summed over replicas
+        # batch and scores on its share of each validation batch; gradients and scores are summed over replicas,
+        # and scoring normalises with the whole batch's statistics (rewards and the derivation are one process')
         self.replicas = Replicas.current()
         self.stepper = Stepper(self.child, schedule, max(self.budget * cfg.train_steps, 1), self.device,
                                self.replicas)
@@ -248,7 +250,9 @@ class SupernetEvaluator(StatefulEvaluator):
         self.child.train()  # batch statistics of this minibatch, as ENAS scores its children
         x, y = batch if batch is not None else self.validation_batch()
         x, y, _ = self._share(x, y)
-        with _frozen_running_stats(self.child):
+        # data-parallel, the batch norms normalise with the statistics of the whole batch, as one process does
+        synced = contextlib.nullcontext() if self.replicas is None else self.replicas.synced_batch_norm(self.child)
+        with _frozen_running_stats(self.child), synced:
             out = self.child(x)
         logits = out[0] if isinstance(out, tuple) else out
         correct, seen = float((logits.argmax(1) == y).sum()), float(len(y))
@@ -268,7 +272,7 @@ class SupernetEvaluator(StatefulEvaluator):
         if self.config.report_test:
             self.child.arch = arch
             metrics["test_accuracy"] = 100.0 * accuracy(self.child, self.splits.test, self.splits.normalise,
-                                                        device=self.device)
+                                                        device=self.device, replicas=self.replicas)
         return Result(self.score(arch), metrics, cost=float(len(losses)))
 
     def _relaxed_step(self) -> Result:

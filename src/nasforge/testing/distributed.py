@@ -12,16 +12,18 @@ from torch import nn
 
 from ..train.distributed import free_port, replica_env
 
-__all__ = ["free_port", "replica_env", "run_replicas", "small_model", "train_small"]
+__all__ = ["derive_small", "free_port", "replica_env", "run_replicas", "score_small", "sharded_checks", "small_model",
+           "train_small", "decodes_small"]
 
 
-def small_model(batch_norm: bool = False) -> nn.Module:
+def small_model(batch_norm: bool = False, running_stats: bool = True) -> nn.Module:
     """A small convolutional network (seeded by the caller); without batch norm data-parallel training is the
-    one-process training up to float summation order."""
+    one-process training up to float summation order. ``running_stats=False``: the batch norm normalises with
+    each batch's statistics in eval mode too (as a super-network's do)."""
     torch.manual_seed(0)
     layers: list[nn.Module] = [nn.Conv2d(1, 6, 3, padding=1)]
     if batch_norm:
-        layers.append(nn.BatchNorm2d(6))
+        layers.append(nn.BatchNorm2d(6, track_running_stats=running_stats))
     layers += [nn.ReLU(), nn.Flatten(), nn.Linear(6 * 8 * 8, 10)]
     return nn.Sequential(*layers)
 
@@ -73,11 +75,122 @@ def oneshot_small(out: str | Path, budget: int = 12, space: str = "nb201", strat
                               "budget": budget, "seed": 0},
                              ["evaluator.model_args={C: 4, N: 1}", "evaluator.batch_size=32", "evaluator.reward_batch=32"])
     parts = build_components(config)
+    initial = {f"init:{k}": v.detach().numpy().copy()
+               for k, v in parts.evaluator.supernet.state_dict().items()}  # type: ignore[attr-defined]
     record = run_search(parts.space, parts.strategy, parts.evaluator, config.budget, seed=config.seed)
     replicas = Replicas.current()
     rank = 0 if replicas is None else replicas.rank
     arrays = {k: v.detach().numpy() for k, v in parts.evaluator.supernet.state_dict().items()}  # type: ignore[attr-defined]
     rewards = np.array([t.reward for t in record.trials])
     archs = np.array([str(t.arch) for t in record.trials])
-    np.savez(f"{out}.rank{rank}.npz", rewards=rewards, archs=archs, **arrays)
+    np.savez(f"{out}.rank{rank}.npz", rewards=rewards, archs=archs, **arrays, **initial)
     shutdown()
+
+
+
+def sharded_checks(out: str | Path, run_dir: str | Path, folder: str | Path | None = None) -> None:
+    """What a replica computes of a fixed model's test accuracy (:func:`score_small`) and of a one-shot
+    search's derivation (:func:`derive_small`), and with ``folder`` how often it decodes that image folder
+    (:func:`decodes_small`), saved to ``out`` with ``.rankR.npz`` and ``.rankR.json``; in one process when not
+    in a process group. All in one start of the replicas, which costs seconds."""
+    import json
+
+    from ..train.distributed import Replicas, init_from_env, shutdown
+
+    torch.set_num_threads(1)
+    models = _trained_models()  # before joining the group: every replica trains alone, to the same weights
+    init_from_env("cpu")
+    replicas = Replicas.current()
+    rank = 0 if replicas is None else replicas.rank
+    arrays = score_small(models)
+    if folder is not None:
+        arrays.update(decodes_small(folder))
+    np.savez(f"{out}.rank{rank}.npz", **arrays)  # type: ignore[arg-type]
+    Path(f"{out}.rank{rank}.json").write_text(json.dumps(derive_small(run_dir)))
+    shutdown()
+
+
+def decodes_small(folder: str | Path) -> dict[str, np.ndarray]:
+    """Load the image ``folder`` twice with a new cache (``folder.cache``), as data-parallel replicas when in a
+    process group: how many times this process decoded it each time, and the training images it got."""
+    from ..train import readers
+    from ..train.distributed import Replicas
+
+    decoded: list[int] = []
+    original = readers._decode_folder
+
+    def counting(path: Path, name: str) -> readers.ImageData:
+        decoded[-1] += 1
+        return original(path, name)
+
+    readers._decode_folder = counting
+    try:
+        for _ in range(2):
+            decoded.append(0)
+            data = readers.load_dataset("folder", folder, f"{folder}.cache", Replicas.current())
+    finally:
+        readers._decode_folder = original
+    return {"decoded": np.array(decoded), "images": data.train_x}
+
+
+def _trained_models() -> dict[bool, nn.Module]:
+    from ..train import DataConfig, load_dataset, make_splits
+    from ..train.loop import TrainConfig, fit
+
+    splits = make_splits(load_dataset("digits"), DataConfig(val_size=0))
+    models = {}
+    for running in (True, False):
+        model = small_model(batch_norm=True, running_stats=running)
+        fit(model, splits.train, splits.normalise, TrainConfig(epochs=1, batch_size=32, lr=0.05, amp=False),
+            generator=torch.Generator().manual_seed(1), flip=False)
+        models[running] = model
+    return models
+
+
+def score_small(models: dict[bool, nn.Module], batch_size: int = 100) -> dict[str, np.ndarray]:
+    """The digits test accuracy of :func:`small_model` with batch norm on running statistics (``models[True]``)
+    and on batch statistics only (``models[False]``) by :func:`~nasforge.train.loop.accuracy` in batches of
+    ``batch_size`` (``acc_running_True``, ``acc_running_False``), the test images this replica forwarded
+    (``seen``), and this replica's share of the training-mode outputs of one batch of 50 test images under
+    :meth:`Replicas.synced_batch_norm` (``outputs``)."""
+    import contextlib
+
+    from ..train import DataConfig, load_dataset, make_splits
+    from ..train.distributed import Replicas
+    from ..train.loop import accuracy
+
+    splits = make_splits(load_dataset("digits"), DataConfig(val_size=0))
+    replicas = Replicas.current()
+    seen = [0]
+    hook = models[True].register_forward_pre_hook(lambda _, args: seen.__setitem__(0, seen[0] + len(args[0])))
+    out = {f"acc_running_{r}": np.array(accuracy(m, splits.test, splits.normalise, batch_size=batch_size,
+                                                  replicas=replicas)) for r, m in models.items()}
+    hook.remove()
+    model = models[False].train()
+    x = splits.normalise(splits.test.x[:50])
+    part = slice(0, 50) if replicas is None else replicas.share(50)
+    with torch.no_grad(), contextlib.nullcontext() if replicas is None else replicas.synced_batch_norm(model):
+        out["outputs"] = model(x[part]).numpy()
+    out["seen"] = np.array(seen[0])
+    return out
+
+
+def derive_small(run_dir: str | Path, chunk: int = 70, n_samples: int = 30) -> dict[str, Any]:
+    """The derivation from the last checkpoint of the one-shot search in ``run_dir`` (validation chunks of
+    ``chunk`` images), replicated when this process is in a process group."""
+    from ..evaluators import supernet
+    from ..factory import build_components
+    from ..run.rundir import open_store, read_config
+
+    config = read_config(run_dir)
+    with open_store(run_dir, readonly=True) as store:
+        saved = store.load_checkpoint()
+    assert saved is not None, f"{run_dir}: no checkpoint"
+    parts = build_components(config)
+    parts.strategy.load_state_dict(saved[1]["strategy"])
+    parts.evaluator.load_state_dict(saved[1]["evaluator"])  # type: ignore[attr-defined]
+    default, supernet.DERIVE_CHUNK = supernet.DERIVE_CHUNK, chunk  # several chunks of digits' validation images
+    try:
+        return parts.evaluator.derive(parts.strategy, n_samples, config.seed)  # type: ignore[attr-defined]
+    finally:
+        supernet.DERIVE_CHUNK = default

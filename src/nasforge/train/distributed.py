@@ -13,16 +13,20 @@ joins the group (gloo on the CPU, NCCL on CUDA). Ray, by contrast, spreads indep
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: environment variables torchrun sets; present with WORLD_SIZE > 1, the process is one of several replicas
 ENV_VARS = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
@@ -57,15 +61,21 @@ class Replicas:
         """Average the gradients of ``params`` over the replicas, each weighted by its share ``weight`` of the
         batch (their sum is 1), and return the batch's loss (non-finite when any replica's is).
 
-        One all-reduce of one flat buffer: gradients and the weighted loss together."""
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        One all-reduce of one flat buffer: gradients and the weighted loss together. Parameters without a gradient
+        on every replica (a super-network's operations outside the child) keep none, so that the optimiser leaves
+        them alone as it does in one process; a small all-reduce first says which those are."""
+        device = params[0].device if params else torch.device("cpu")
+        present = torch.tensor([p.grad is not None for p in params], dtype=torch.int32, device=device)
+        dist.all_reduce(present)
+        used = [p for p, n in zip(params, present.tolist()) if n > 0]
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in used]
         finite = torch.isfinite(torch.tensor(loss))
-        flat = torch.cat([g.reshape(-1) for g in grads] + [torch.zeros(1, device=grads[0].device if grads else "cpu")])
+        flat = torch.cat([g.reshape(-1) for g in grads] + [torch.zeros(1, device=device)])
         flat.mul_(weight)
         flat[-1] = loss * weight if finite else float("nan")
         dist.all_reduce(flat)
         offset = 0
-        for p, g in zip(params, grads):
+        for p, g in zip(used, grads):
             n = g.numel()
             if p.grad is None:
                 p.grad = flat[offset:offset + n].view_as(p).clone()
@@ -79,6 +89,69 @@ class Replicas:
         t = torch.tensor(list(values), dtype=torch.float64)
         dist.all_reduce(t)
         return [float(v) for v in t]
+
+    def shift(self, start: int, stop: int) -> slice:
+        """This replica's share of the items ``start:stop`` of a sequence (:meth:`share` moved to ``start``)."""
+        part = self.share(stop - start)
+        return slice(start + part.start, start + part.stop)
+
+    @contextlib.contextmanager
+    def synced_batch_norm(self, model: nn.Module) -> Iterator[None]:
+        """Within the block, every batch norm of ``model`` that normalises with batch statistics without updating
+        running ones takes the statistics of the batch of all replicas together: each replica forwards its share
+        of a batch and gets, up to float summation order, the outputs of one process forwarding the whole batch.
+
+        For scoring (no gradients flow between replicas); one small all-reduce per such batch norm and forward.
+        Batch norms that use or update running statistics run as they are."""
+        norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        for m in norms:
+            m.forward = _synced_forward(m, self)  # type: ignore[method-assign,assignment]
+        try:
+            yield
+        finally:
+            for m in norms:
+                del m.forward
+
+    def main_first(self, fn: Callable[[], T], ready: bool) -> T:
+        """``fn()`` on every replica: all at once when every replica is ``ready`` (say, finds the decoded data in
+        its cache), else rank 0 first and the others after it (they then read what rank 0 left in the cache
+        instead of all doing the same work)."""
+        if self.sum([0.0 if ready else 1.0])[0] == 0:
+            return fn()
+        if self.main:
+            try:
+                return fn()
+            finally:  # also when it fails: the others then fail alike instead of waiting forever
+                dist.barrier()
+        dist.barrier()
+        return fn()
+
+
+def _synced_forward(bn: nn.modules.batchnorm._BatchNorm, replicas: Replicas) -> Callable[[torch.Tensor], Any]:
+    original = type(bn).forward
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        batch_stats = bn.training or bn.running_mean is None
+        updates = bn.training and bn.track_running_stats and bn.running_mean is not None
+        if not batch_stats or updates:
+            return original(bn, x)
+        dims = [0, *range(2, x.dim())]
+        n = x.numel() // max(x.shape[1], 1)
+        rows = torch.zeros(replicas.world, 1 + 2 * x.shape[1], dtype=torch.float64, device=x.device)
+        if n > 0:
+            var, mean = torch.var_mean(x.detach(), dim=dims, unbiased=False)
+            rows[replicas.rank, 0] = n
+            rows[replicas.rank, 1:].copy_(torch.cat([mean.double(), var.double() * n]))
+        dist.all_reduce(rows)
+        # Chan et al.'s pairwise combination of the replicas' means and sums of squared deviations, in float64
+        counts, means, m2 = rows[:, :1], rows[:, 1:1 + x.shape[1]], rows[:, 1 + x.shape[1]:]
+        total = counts.sum().clamp(min=1)
+        mean_all = (counts * means).sum(0) / total
+        var_all = (m2.sum(0) + (counts * (means - mean_all) ** 2).sum(0)) / total
+        return nn.functional.batch_norm(x, mean_all.to(x.dtype), var_all.to(x.dtype), bn.weight, bn.bias, False,
+                                        0.0, bn.eps)
+
+    return forward
 
 
 def init_from_env(device: torch.device | str = "cpu") -> Replicas | None:

@@ -13,6 +13,7 @@ diverging architecture does not end a search.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import logging
@@ -336,9 +337,13 @@ def fit(
 @torch.no_grad()
 def accuracy(
     model: nn.Module, data: TensorSet, normalise: Normalise, *, batch_size: int = 512,
-    device: str | torch.device = "cpu",
+    device: str | torch.device = "cpu", replicas: Replicas | None = None,
 ) -> float:
-    """Top-1 accuracy (a fraction) of ``model`` in eval mode on ``data``; nan for an empty set."""
+    """Top-1 accuracy (a fraction) of ``model`` in eval mode on ``data``; nan for an empty set.
+
+    With ``replicas`` (every replica calls this alike) each scores its share of every batch of ``batch_size``
+    and the counts are summed: the accuracy of one process, in about 1/world of the time. Batch norms that
+    normalise with batch statistics see the whole batch's (:meth:`Replicas.synced_batch_norm`)."""
     if len(data) == 0:
         return math.nan
     device = resolve_device(device)
@@ -346,10 +351,15 @@ def accuracy(
     model.eval()
     try:
         correct = 0
-        for start in range(0, len(data), batch_size):
-            x = normalise(data.x[start:start + batch_size].to(device))
-            logits = model(x)
-            correct += int((logits.argmax(1).cpu() == data.y[start:start + batch_size]).sum())
+        with contextlib.nullcontext() if replicas is None else replicas.synced_batch_norm(model):
+            for start in range(0, len(data), batch_size):
+                part = slice(start, start + batch_size)
+                if replicas is not None:
+                    part = replicas.shift(start, min(start + batch_size, len(data)))
+                logits = model(normalise(data.x[part].to(device)))
+                correct += int((logits.argmax(1).cpu() == data.y[part]).sum())
+        if replicas is not None:
+            correct = int(replicas.sum([correct])[0])
         return correct / len(data)
     finally:
         model.train(was_training)
@@ -379,10 +389,13 @@ def train_and_evaluate(
                   flip=splits.flip, callback=callback)
     if trained.failed:
         return TrainOutcome(trained, math.nan, math.nan)
+    replicas = Replicas.current()  # data-parallel: each replica scores its share of the images
     return TrainOutcome(
         trained,
-        accuracy(model, splits.val, splits.normalise, batch_size=config.eval_batch_size, device=device),
-        accuracy(model, splits.test, splits.normalise, batch_size=config.eval_batch_size, device=device),
+        accuracy(model, splits.val, splits.normalise, batch_size=config.eval_batch_size, device=device,
+                 replicas=replicas),
+        accuracy(model, splits.test, splits.normalise, batch_size=config.eval_batch_size, device=device,
+                 replicas=replicas),
     )
 
 

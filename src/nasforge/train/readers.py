@@ -26,13 +26,16 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from sklearn.model_selection import train_test_split
 
 from ..errors import ConfigError, DataError
 from ..registry import Registry
+
+if TYPE_CHECKING:
+    from .distributed import Replicas
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +76,18 @@ class ImageData:
         return len(self.classes)
 
 
-def load_dataset(name: str, path: str | Path | None = None, cache_dir: str | Path | None = None) -> ImageData:
-    """Load a registered data set; ``path`` is where its files are, ``cache_dir`` where decoded arrays go."""
+def load_dataset(name: str, path: str | Path | None = None, cache_dir: str | Path | None = None,
+                 replicas: Replicas | None = None) -> ImageData:
+    """Load a registered data set; ``path`` is where its files are, ``cache_dir`` where decoded arrays go.
+
+    With data-parallel ``replicas`` (every replica calls this alike) images that are not decoded in
+    ``cache_dir`` yet are decoded by rank 0 alone; the others wait and read its cache."""
     entry = DATASETS.get(name)
     if entry.capabilities.get("needs_path") and not path:
         raise ConfigError(f"data: the {entry.name!r} data set needs --data PATH ({entry.summary})")
+    if replicas is not None:
+        ready = not (cache_dir and path and name in ("cifar10", "folder") and _decodes(Path(path), Path(cache_dir), name))
+        return replicas.main_first(lambda: load_dataset(name, path, cache_dir), ready)
     data = entry.factory(Path(path) if path else None, Path(cache_dir) if cache_dir else None)
     expected = entry.capabilities.get("shape")
     if expected and data.shape != tuple(expected):
@@ -332,6 +342,19 @@ def read_cifar_python(folder: Path, name: str = "cifar10") -> ImageData:
 
 # --------------------------------------------------------------------------- image folders and archives
 _SPLIT_RE = re.compile(r"(?:^|/)(train|test)/([^/]+)/([^/]+)$")
+
+
+def _decodes(path: Path, cache_dir: Path, name: str) -> bool:
+    """Whether :func:`read_image_data` of ``path`` may decode images now: an archive or image folder whose
+    arrays are not in ``cache_dir`` (an archive of CIFAR's python batches counts too: telling needs a read of it)."""
+    path = path.expanduser()
+    if path.is_file():
+        return not (_cache_file(cache_dir, name, _file_key(path)) or Path()).is_file()
+    if any((c / "data_batch_1").is_file() for c in (path, path / "cifar-10-batches-py")):
+        return False
+    if (path / "train").is_dir() and (path / "test").is_dir():
+        return not (_cache_file(cache_dir, name, _folder_key(path)) or Path()).is_file()
+    return False
 
 
 def _folder_key(path: Path) -> str:

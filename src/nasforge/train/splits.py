@@ -97,14 +97,20 @@ class Splits:
         return tuple(int(s) for s in self.train.x.shape[1:])  # type: ignore[return-value]
 
 
+#: images per block of :func:`channel_stats`' histograms
+STATS_BLOCK = 2048
+
+
 def channel_stats(x: np.ndarray, max_value: float) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel mean and standard deviation of ``(N, C, H, W)`` pixels scaled to [0, 1]."""
     mean, std = np.zeros(x.shape[1]), np.zeros(x.shape[1])
     for i in range(x.shape[1]):
         channel = x[:, i]
         if channel.dtype == np.uint8:
-            # A histogram of the 256 values is exact and avoids a float copy of CIFAR-10 (400 MB a channel).
-            counts = np.bincount(channel.ravel(), minlength=256)
+            # A histogram of the 256 values is exact and avoids a float copy of CIFAR-10 (400 MB a channel); counted
+            # in blocks, since bincount makes a 64-bit copy of what it counts (7x slower on all of CIFAR-10 at once).
+            counts = sum((np.bincount(channel[start:start + STATS_BLOCK].ravel(), minlength=256)
+                          for start in range(0, len(channel), STATS_BLOCK)), np.zeros(256, dtype=np.int64))
             values = np.arange(256) / max_value
             mean[i] = (counts * values).sum() / counts.sum()
             std[i] = np.sqrt((counts * (values - mean[i]) ** 2).sum() / counts.sum())
@@ -133,7 +139,8 @@ def make_splits(data: ImageData, config: DataConfig | None = None) -> Splits:
         keep = max(round(config.fraction * len(train_idx)), data.num_classes)
         rng = np.random.default_rng(config.split_seed)
         train_idx = np.sort(rng.choice(train_idx, size=min(keep, len(train_idx)), replace=False))
-    mean, std = channel_stats(data.train_x[train_idx], data.max_value)
+    train_x = data.train_x[train_idx]  # one copy for the statistics and the tensors
+    mean, std = channel_stats(train_x, data.max_value)
     size = config.resolution
 
     def tensors(x: np.ndarray, y: np.ndarray) -> TensorSet:
@@ -143,7 +150,7 @@ def make_splits(data: ImageData, config: DataConfig | None = None) -> Splits:
         return TensorSet(images, torch.from_numpy(y.astype(np.int64)))
 
     return Splits(
-        train=tensors(data.train_x[train_idx], data.train_y[train_idx]),
+        train=tensors(train_x, data.train_y[train_idx]),
         val=tensors(data.train_x[val_idx], data.train_y[val_idx]),
         test=tensors(data.test_x, data.test_y),
         normalise=Normalise(torch.from_numpy(mean), torch.from_numpy(std), data.max_value),
