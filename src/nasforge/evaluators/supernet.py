@@ -271,8 +271,9 @@ class SupernetEvaluator(StatefulEvaluator):
         metrics: dict[str, Any] = {"train_loss": float(sum(losses) / max(len(losses), 1)), "step": self.steps}
         if self.config.report_test:
             self.child.arch = arch
+            # batch-statistics normalisation: the batch size is part of the score, kept at 512
             metrics["test_accuracy"] = 100.0 * accuracy(self.child, self.splits.test, self.splits.normalise,
-                                                        device=self.device, replicas=self.replicas)
+                                                        batch_size=512, device=self.device, replicas=self.replicas)
         return Result(self.score(arch), metrics, cost=float(len(losses)))
 
     def _relaxed_step(self) -> Result:

@@ -39,7 +39,7 @@ def train_small(out: str | Path, steps_epochs: int = 2, batch_norm: bool = False
     torch.set_num_threads(1)
     splits = make_splits(load_dataset("digits"), DataConfig(val_size=0, fraction=0.25))
     model = small_model(batch_norm)
-    config = TrainConfig(epochs=steps_epochs, batch_size=batch_size, lr=0.05, amp=False)
+    config = TrainConfig(epochs=steps_epochs, batch_size=batch_size, lr=0.05, amp=False, cpu_bf16=False)
     result = fit(model, splits.train, splits.normalise, config, generator=torch.Generator().manual_seed(1),
                  flip=False)
     replicas = Replicas.current()
@@ -141,7 +141,8 @@ def _trained_models() -> dict[bool, nn.Module]:
     models = {}
     for running in (True, False):
         model = small_model(batch_norm=True, running_stats=running)
-        fit(model, splits.train, splits.normalise, TrainConfig(epochs=1, batch_size=32, lr=0.05, amp=False),
+        config = TrainConfig(epochs=1, batch_size=32, lr=0.05, amp=False, cpu_bf16=False)
+        fit(model, splits.train, splits.normalise, config,
             generator=torch.Generator().manual_seed(1), flip=False)
         models[running] = model
     return models

@@ -67,7 +67,7 @@ class TrainConfig:
     amp: bool = True  # mixed precision on CUDA (ignored on the CPU)
     channels_last: bool = True  # train convolutions in the channels-last memory format (faster; same numbers)
     cpu_bf16: bool | None = None  # bfloat16 autocast on the CPU (~1.5x faster); None: where it has bf16 units
-    eval_batch_size: int = 512  # images per batch when scoring
+    eval_batch_size: int | None = None  # images per batch when scoring (None: 64 on the CPU, 512 on CUDA)
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -336,7 +336,7 @@ def fit(
 
 @torch.no_grad()
 def accuracy(
-    model: nn.Module, data: TensorSet, normalise: Normalise, *, batch_size: int = 512,
+    model: nn.Module, data: TensorSet, normalise: Normalise, *, batch_size: int | None = None,
     device: str | torch.device = "cpu", replicas: Replicas | None = None,
 ) -> float:
     """Top-1 accuracy (a fraction) of ``model`` in eval mode on ``data``; nan for an empty set.
@@ -347,6 +347,11 @@ def accuracy(
     if len(data) == 0:
         return math.nan
     device = resolve_device(device)
+    if batch_size is None:
+        # on the CPU small batches stay in cache: 64 images scored 1.6x as fast per image as 512 (NB201 network)
+        batch_size = 512 if device.type == "cuda" else 64
+    channels_last = any(p.dim() == 4 and p.is_contiguous(memory_format=torch.channels_last)
+                        and not p.is_contiguous() for p in model.parameters())
     was_training = model.training
     model.eval()
     try:
@@ -356,7 +361,10 @@ def accuracy(
                 part = slice(start, start + batch_size)
                 if replicas is not None:
                     part = replicas.shift(start, min(start + batch_size, len(data)))
-                logits = model(normalise(data.x[part].to(device)))
+                x = normalise(data.x[part].to(device))
+                if channels_last and x.dim() == 4:  # a model trained channels-last scores fastest so
+                    x = x.contiguous(memory_format=torch.channels_last)
+                logits = model(x)
                 correct += int((logits.argmax(1).cpu() == data.y[part]).sum())
         if replicas is not None:
             correct = int(replicas.sum([correct])[0])
