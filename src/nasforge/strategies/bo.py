@@ -19,10 +19,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from ..arch import Architecture
+from ..codec import Encoded
 from ..predictors.acquisition import GrowableMatrix, log_expected_improvement
 from ..predictors.gp import (
     KERNELS,
@@ -41,6 +43,25 @@ from .common import UnseenSampler
 log = logging.getLogger(__name__)
 
 BATCH_MODES = ("believer", "liar")
+
+
+class _WholeSpace:
+    """Every architecture of a finite space as a candidate: encodings, which are still unseen, and
+    ``V = L^-1 K(X, C)``, grown by one row per observation like a pool's."""
+
+    def __init__(self, strategy: BayesianOptimisation) -> None:
+        self.archs = list(strategy.space.enumerate())
+        self.C = strategy._encode(self.archs)
+        self.open = np.array([strategy.sampler.is_new(a) for a in self.archs], dtype=bool)
+        self.index = {strategy.space.key(a): i for i, a in enumerate(self.archs)}
+        self.V = GrowableMatrix()
+        self.V.assign(strategy.gp.solve_lower(strategy.gp.kernel(strategy.gp.X, self.C)))
+
+    def close(self, keys: set[Hashable]) -> None:
+        for key in keys:
+            i = self.index.get(key)
+            if i is not None:
+                self.open[i] = False
 
 
 # --------------------------------------------------------------------------- strategy
@@ -76,6 +97,7 @@ class BOConfig:
     random: int = 10  # random samples added to the pool per query
     pool_size: int = 500  # candidates kept between queries
     batch: str = "believer"  # ask(n > 1): "believer" (fantasy = posterior mean) or "liar" (worst seen)
+    exhaustive: int = 20000  # a finite space of at most this many architectures: score all unseen ones (0: pool)
 
     def __post_init__(self) -> None:
         if self.kernel not in KERNELS:
@@ -86,8 +108,8 @@ class BOConfig:
             raise ValueError(f"batch must be one of {', '.join(BATCH_MODES)}, got {self.batch!r}")
         if self.initial < 2 or self.refit_every < 1 or self.top < 1 or self.pool_size < 1:
             raise ValueError("need initial >= 2, refit_every >= 1, top >= 1 and pool_size >= 1")
-        if min(self.mutations, self.random, self.fit_iterations) < 0 or self.xi < 0:
-            raise ValueError("mutations, random, fit_iterations and xi must not be negative")
+        if min(self.mutations, self.random, self.fit_iterations, self.exhaustive) < 0 or self.xi < 0:
+            raise ValueError("mutations, random, fit_iterations, exhaustive and xi must not be negative")
 
 
 @STRATEGIES.register("bo", aliases=("bayesian",), guided=True, batch=True, prior=True,
@@ -96,6 +118,8 @@ class BayesianOptimisation(Strategy):
     """Bayesian optimisation: GP on one-hot encodings, expected improvement over a mutation/random pool."""
 
     Config = BOConfig
+    #: the whole-space candidates are derived from the space and the GP: rebuilt, never saved
+    _not_state = (*Strategy._not_state, "_all")
 
     def __init__(self, space: SearchSpace, config: BOConfig | None = None, seed: int = 0) -> None:
         super().__init__(space, config, seed)
@@ -115,6 +139,9 @@ class BayesianOptimisation(Strategy):
         self.pool_keys: list[Hashable] = []  # space.key of each candidate, aligned with pool_archs
         self.pool_C = np.zeros((0, len(self.gp.groups)))
         self.pool_V = GrowableMatrix()
+        # a small finite space is scored whole: every unseen architecture is a candidate
+        self.exhaustive = space.size is not None and space.size <= self.config.exhaustive
+        self._all: _WholeSpace | None = None
 
     # ---------------------------------------------------------------- observations
     def _targets(self) -> np.ndarray:
@@ -131,6 +158,8 @@ class BayesianOptimisation(Strategy):
         # our own proposals left the pool when asked; results for others' may still be in it
         foreign = {self.space.key(a) for a in archs if self.sampler.is_new(a)}
         self._drop_from_pool(foreign)
+        if self._all is not None:
+            self._all.close(foreign)
         self.sampler.mark(archs)
         new = []
         for arch, result, ok in zip(archs, results, usable(results)):
@@ -163,6 +192,8 @@ class BayesianOptimisation(Strategy):
         log.debug("bo: refit on %d observations, theta=%s", len(X), np.round(self.gp.fitted_theta, 3))
 
     def _recompute_pool_V(self) -> None:
+        if self._all is not None:
+            self._all.V.assign(self.gp.solve_lower(self.gp.kernel(self.gp.X, self._all.C)))
         self.pool_V.assign(self.gp.solve_lower(self.gp.kernel(self.gp.X, self.pool_C)))
 
     def _add_input(self, x: np.ndarray) -> None:
@@ -174,6 +205,9 @@ class BayesianOptimisation(Strategy):
             self._recompute_pool_V()
             return
         l, d = row
+        if self._all is not None:
+            k = self.gp.kernel(x[None, :], self._all.C)[0]
+            self._all.V.append_row((k - l @ self._all.V.view[:n]) / d)
         k = self.gp.kernel(x[None, :], self.pool_C)[0]
         self.pool_V.append_row((k - l @ self.pool_V.view[:n]) / d)
 
@@ -234,6 +268,8 @@ class BayesianOptimisation(Strategy):
     def _ask(self, n: int) -> list[Architecture]:
         if not self.fitted:
             return [self.initial_sample(self.sampler) for _ in range(n)]
+        if self.exhaustive:
+            return self._ask_whole(n)
         self._refresh_pool()
         n_real = self.gp.n
         z = self._targets()
@@ -258,6 +294,37 @@ class BayesianOptimisation(Strategy):
             self.gp.truncate(n_real)
             self.pool_V.truncate_rows(n_real)
         return out
+
+    def _ask_whole(self, n: int) -> list[Architecture]:
+        """The unseen architectures of largest expected improvement over the whole (finite) space."""
+        if self._all is None:
+            self._all = _WholeSpace(self)
+        whole, n_real = self._all, self.gp.n
+        z = self._targets()
+        best = float(z.max())
+        out = []
+        for i in range(n):
+            if not whole.open.any():
+                out.append(self.sampler.sample(self.rng))
+                continue
+            mean, std = self.gp.posterior(self.gp.solve_lower(z), whole.V.view)
+            acq = np.where(whole.open, log_expected_improvement(mean, std, best, self.config.xi), -np.inf)
+            j = int(np.argmax(acq))
+            out.append(whole.archs[j])
+            self.sampler.mark([whole.archs[j]])
+            whole.open[j] = False
+            if i + 1 < n:
+                self._add_input(whole.C[j].copy())
+                z = np.append(z, mean[j] if self.config.batch == "believer" else z[:n_real].min())
+        if self.gp.n > n_real:
+            self.gp.truncate(n_real)
+            whole.V.truncate_rows(n_real)
+            self.pool_V.truncate_rows(n_real)
+        return out
+
+    def load_state_dict(self, state: dict[str, Any] | Encoded) -> None:
+        super().load_state_dict(state)
+        self._all = None  # rebuilt from the restored GP and seen set at the next ask
 
     def _acquisition(self, z: np.ndarray, best: float) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and log EI of every candidate."""
