@@ -87,6 +87,7 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=30)
     p.add_argument("--budget", type=int, default=300)
     p.add_argument("--real", default=REAL, help="the real NB201 CIFAR-10 table")
+    p.add_argument("--per-seed", action="store_true", help="also print each seed's evaluations to the optimum")
     p.add_argument("--set", nargs="*", default=[], help="strategy.key=value overrides, e.g. bo.pool_size=1000")
     a = p.parse_args()
     from nasforge.config import parse_scalar
@@ -116,6 +117,8 @@ def main() -> None:
                   f"found {np.mean([x is not None for x in steps]):4.0%} worst {s.max():4d} "
                   f"cpu {1000 * cpu / s.sum():6.2f} ms/query  seeds {a.seeds} budget {a.budget} "
                   f"{' '.join(f'{k}={v}' for k, v in overrides.get(name, {}).items())}", flush=True)
+            if a.per_seed:
+                print("  per seed:", " ".join(str(x) for x in s), flush=True)
 
 
 if __name__ == "__main__":

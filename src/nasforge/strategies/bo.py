@@ -98,6 +98,8 @@ class BOConfig:
     pool_size: int = 500  # candidates kept between queries
     batch: str = "believer"  # ask(n > 1): "believer" (fantasy = posterior mean) or "liar" (worst seen)
     exhaustive: int = 20000  # a finite space of at most this many architectures: score all unseen ones (0: pool)
+    additive: bool = True  # add first- and second-order covariance terms (additive effects, pairwise interactions)
+    local_every: int = 3  # every k-th proposal: the incumbent's best unseen neighbour by posterior mean (0: never)
 
     def __post_init__(self) -> None:
         if self.kernel not in KERNELS:
@@ -106,6 +108,8 @@ class BOConfig:
             raise ValueError(f"target must be one of {', '.join(TARGETS)}, got {self.target!r}")
         if self.batch not in BATCH_MODES:
             raise ValueError(f"batch must be one of {', '.join(BATCH_MODES)}, got {self.batch!r}")
+        if self.local_every < 0:
+            raise ValueError(f"local_every must not be negative, got {self.local_every}")
         if self.initial < 2 or self.refit_every < 1 or self.top < 1 or self.pool_size < 1:
             raise ValueError("need initial >= 2, refit_every >= 1, top >= 1 and pool_size >= 1")
         if min(self.mutations, self.random, self.fit_iterations, self.exhaustive) < 0 or self.xi < 0:
@@ -125,7 +129,7 @@ class BayesianOptimisation(Strategy):
         super().__init__(space, config, seed)
         self.sampler = UnseenSampler(space)
         self.gp = GaussianProcess(encoding_groups(space, self.config.ard), self.config.kernel,
-                                  self.config.fit_iterations)
+                                  self.config.fit_iterations, self.config.additive)
         self.fitted = False
         self.n_at_fit = 0
         # observations: one row per distinct network; repeated results are averaged
@@ -142,6 +146,7 @@ class BayesianOptimisation(Strategy):
         # a small finite space is scored whole: every unseen architecture is a candidate
         self.exhaustive = space.size is not None and space.size <= self.config.exhaustive
         self._all: _WholeSpace | None = None
+        self.n_proposed = 0  # proposals since the first fit (every local_every-th is a local one)
 
     # ---------------------------------------------------------------- observations
     def _targets(self) -> np.ndarray:
@@ -280,12 +285,22 @@ class BayesianOptimisation(Strategy):
             if not self.pool_archs:
                 out.append(self.sampler.sample(self.rng))
                 continue
-            mean, acq = self._acquisition(z, best)
-            j = int(np.argmax(acq))
-            arch, x = self.pool_archs[j], self.pool_C[j].copy()
+            local = self._local_candidates() if self._local_turn() else []
+            if local:
+                x = self._encode(local)
+                mean_local, _ = self.gp.predict(z, x)
+                k = int(np.argmax(mean_local))
+                arch, x = local[k], x[k]
+                self._drop_from_pool({self.space.key(arch)})
+                mean = np.array([mean_local[k]])
+                j = 0
+            else:
+                mean, acq = self._acquisition(z, best)
+                j = int(np.argmax(acq))
+                arch, x = self.pool_archs[j], self.pool_C[j].copy()
+                self._remove_candidate(j)
             out.append(arch)
             self.sampler.mark([arch])
-            self._remove_candidate(j)
             if i + 1 < n:
                 # kriging believer / constant liar: pretend the pending proposal was observed
                 self._add_input(x)
@@ -308,8 +323,12 @@ class BayesianOptimisation(Strategy):
                 out.append(self.sampler.sample(self.rng))
                 continue
             mean, std = self.gp.posterior(self.gp.solve_lower(z), whole.V.view)
-            acq = np.where(whole.open, log_expected_improvement(mean, std, best, self.config.xi), -np.inf)
-            j = int(np.argmax(acq))
+            local = self._local_candidates() if self._local_turn() else []
+            if local:
+                j = max((whole.index[self.space.key(a)] for a in local), key=lambda k: (mean[k], -k))
+            else:
+                acq = np.where(whole.open, log_expected_improvement(mean, std, best, self.config.xi), -np.inf)
+                j = int(np.argmax(acq))
             out.append(whole.archs[j])
             self.sampler.mark([whole.archs[j]])
             whole.open[j] = False
@@ -321,6 +340,24 @@ class BayesianOptimisation(Strategy):
             whole.V.truncate_rows(n_real)
             self.pool_V.truncate_rows(n_real)
         return out
+
+    def _local_turn(self) -> bool:
+        self.n_proposed += 1
+        k = self.config.local_every
+        return k > 0 and self.n_proposed % k == 0
+
+    def _local_candidates(self) -> list[Architecture]:
+        """The unseen one-decision neighbours of the best observed architecture that has any.
+
+        Many optima sit next to a near-tie the model ranks equally well; a model that is wrong about
+        one decision would never propose them, while a local step reaches them (and a local search
+        around the incumbent is guaranteed to end at a local optimum)."""
+        means = np.asarray(self.obs_sum) / np.asarray(self.obs_count)
+        for i in np.argsort(-means, kind="stable"):
+            fresh = [a for a in self.space.neighbours(self.obs_archs[i]) if self.sampler.is_new(a)]
+            if fresh:
+                return fresh
+        return []
 
     def load_state_dict(self, state: dict[str, Any] | Encoded) -> None:
         super().load_state_dict(state)
