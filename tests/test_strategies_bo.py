@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 import nasforge as nf
+from nasforge.predictors.acquisition import log_expected_improvement
 from nasforge.result import Result
 from nasforge.run.loop import run_search
-from nasforge.predictors.acquisition import log_expected_improvement
 from nasforge.strategies.bo import BOConfig, BayesianOptimisation
 from nasforge.testing.toy import ToyEvaluator, toy_optimum
 
@@ -118,6 +118,25 @@ def test_whole_space_batch_and_foreign_results() -> None:
     foreign = [a for a in strategy.space.enumerate() if strategy.sampler.is_new(a)][:3]
     _tell_all(strategy, evaluator, batch + foreign)
     assert not set(foreign + batch) & set(strategy.ask(20))
+
+
+def test_local_turns_propose_the_best_unseen_neighbour_of_the_incumbent_by_posterior_mean() -> None:
+    strategy, evaluator = _toy_strategy(seed=7, local_every=1)
+    _tell_all(strategy, evaluator, strategy.ask(12))
+    space = strategy.space
+    for _ in range(4):
+        means = np.asarray(strategy.obs_sum) / np.asarray(strategy.obs_count)
+        incumbent = strategy.obs_archs[int(np.argmax(means))]
+        fresh = [a for a in space.neighbours(incumbent) if strategy.sampler.is_new(a)]
+        mean, _ = strategy.gp.predict(strategy._targets(), strategy._encode(fresh))
+        (arch,) = strategy.ask(1)
+        assert arch == fresh[int(np.argmax(mean))]
+        _tell_all(strategy, evaluator, [arch])
+    # with a pool instead of the whole space too
+    pooled, _ = _toy_strategy(seed=7, local_every=1, exhaustive=0)
+    _tell_all(pooled, evaluator, pooled.ask(12))
+    best = pooled.obs_archs[int(np.argmax(pooled.obs_sum))]
+    assert pooled.ask(1)[0] in space.neighbours(best)
 
 
 def test_finds_the_toy_optimum_much_sooner_than_random_search() -> None:

@@ -3,9 +3,14 @@
 This is the BO baseline of the LaNAS paper ("Neural architecture search by learning action space
 for Monte Carlo tree search", Wang et al.): a GP surrogate with expected improvement, after the
 reference implementation it cites (Krasser 2018: Matern 5/2 kernel, EI with a small exploration
-margin ``xi``). The paper does not say how EI is maximised over a discrete space; we maximise it
-over a candidate pool of neighbours and mutations of the best architectures plus random samples,
-the usual choice for NAS, since proposals stay valid members of any space.
+margin ``xi``). The paper does not say how EI is maximised over a discrete space. A finite space of
+at most ``exhaustive`` architectures (NAS-Bench-201's 15,625) is scored whole: EI of every unseen
+architecture, each query. Larger spaces use a candidate pool of neighbours and mutations of the best
+architectures plus random samples, the usual choice for NAS, since proposals stay valid members of
+any space. Two additions serve sample efficiency (issue 16, the LaNAS paper's own measure): the
+kernel has additive and pairwise terms besides the Matern one (see
+:class:`~nasforge.predictors.gp.GaussianProcess`), and every ``local_every``-th proposal is the
+incumbent's unseen one-decision neighbour of largest posterior mean.
 
 The strategy stays cheap per query by keeping everything incremental between hyper-parameter fits:
 the Cholesky factor of the kernel matrix grows by one row per observation (rank-one extension),
@@ -78,11 +83,18 @@ class BOConfig:
     Ten random architectures (``initial``) are a common initial design for budgets of a few hundred.
     Refitting every ``refit_every`` = 10 observations, warm-started, keeps the amortised
     marginal-likelihood cost small; in between the factor is only extended. Each query adds to the
-    candidate pool ``mutations`` one-decision mutations of the ``top`` best architectures,
+    candidate pool (a space larger than ``exhaustive``; smaller finite spaces are scored whole, at
+    O(n) per architecture and query, 5-20 ms on NAS-Bench-201) ``mutations`` one-decision mutations
+    of the ``top`` best architectures,
     ``random`` fresh samples and, for a new incumbent, all its neighbours, so local refinement and
     global exploration both stay available; past 25% over ``pool_size`` the pool is cut back to its
     ``pool_size`` best candidates by acquisition. ``believer`` batches matched sequential BO on
-    NAS-Bench-201 (batches of 4) while the constant liar was slower.
+    NAS-Bench-201 (batches of 4) while the constant liar was slower. ``additive`` adds covariance
+    terms for per-decision effects and pairwise interactions, which predict an unseen combination of
+    good options from few observations; ``local_every`` = 3 makes every third proposal after the
+    initial design the best unseen neighbour (by posterior mean) of the best observed architecture
+    that has one, which reaches an optimum next to a near-tie the model ranks wrongly. Both were
+    chosen on NAS-Bench-201-format tables (docs/benchmarks.md, "Samples to the optimum").
     """
 
     initial: int = 10  # random architectures before the first GP fit
