@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import nasforge as nf
+from nasforge.predictors.acquisition import log_expected_improvement
 from nasforge.result import Result
 from nasforge.run.loop import run_search
 from nasforge.strategies.bo import BOConfig, BayesianOptimisation
@@ -66,7 +67,7 @@ def test_repeated_and_failed_results_do_not_break_the_model() -> None:
 
 
 def test_results_for_unasked_architectures_leave_the_pool() -> None:
-    strategy, evaluator = _toy_strategy(seed=3)
+    strategy, evaluator = _toy_strategy(seed=3, exhaustive=0)
     _tell_all(strategy, evaluator, strategy.ask(12))
     strategy.ask(1)
     foreign = strategy.pool_archs[:3]
@@ -78,7 +79,7 @@ def test_results_for_unasked_architectures_leave_the_pool() -> None:
 
 def test_pool_stays_bounded_and_consistent() -> None:
     space = nf.create_space("toy")
-    strategy = BayesianOptimisation(space, BOConfig(pool_size=40, random=20, mutations=20), seed=2)
+    strategy = BayesianOptimisation(space, BOConfig(pool_size=40, random=20, mutations=20, exhaustive=0), seed=2)
     run_search(space, strategy, ToyEvaluator(space), 60, seed=2)
     assert len(strategy.pool_archs) <= 40 + 40 // 4
     assert strategy.pool_V.view.shape == (strategy.gp.n, len(strategy.pool_archs))
@@ -86,6 +87,56 @@ def test_pool_stays_bounded_and_consistent() -> None:
     assert not set(strategy.pool_archs) & set(strategy.obs_archs)
     fresh = strategy.gp.solve_lower(strategy.gp.kernel(strategy.gp.X, strategy.pool_C))
     np.testing.assert_allclose(strategy.pool_V.view, fresh, atol=1e-6)  # incremental rows stay exact
+
+
+def test_small_finite_space_is_scored_whole_and_proposes_the_best_unseen_by_ei() -> None:
+    strategy, evaluator = _toy_strategy(seed=5)
+    assert strategy.exhaustive and not _toy_strategy(exhaustive=100)[0].exhaustive
+    _tell_all(strategy, evaluator, strategy.ask(12))
+    for _ in range(3):  # past the first ask the candidates' V grows incrementally
+        _tell_all(strategy, evaluator, strategy.ask(1))
+    space = strategy.space
+    unseen = [a for a in space.enumerate() if strategy.sampler.is_new(a)]
+    z = strategy._targets()
+    mean, std = strategy.gp.predict(z, strategy._encode(unseen))
+    acq = log_expected_improvement(mean, std, float(z.max()), strategy.config.xi)
+    expected = unseen[int(np.argmax(acq))]
+    assert strategy.ask(1) == [expected]
+    whole = strategy._all
+    assert whole is not None and not whole.open[whole.index[space.key(expected)]]
+    fresh = strategy.gp.solve_lower(strategy.gp.kernel(strategy.gp.X, whole.C))
+    np.testing.assert_allclose(whole.V.view, fresh, atol=1e-6)
+    assert whole.open.sum() == len(unseen) - 1 == space.size - len(strategy.sampler.seen)
+
+
+def test_whole_space_batch_and_foreign_results() -> None:
+    strategy, evaluator = _toy_strategy(seed=6)
+    _tell_all(strategy, evaluator, strategy.ask(12))
+    batch = strategy.ask(5)
+    assert len(set(batch)) == 5 and not set(batch) & set(strategy.obs_archs)
+    assert strategy.gp.n == 12 and strategy._all is not None and strategy._all.V.rows == 12
+    foreign = [a for a in strategy.space.enumerate() if strategy.sampler.is_new(a)][:3]
+    _tell_all(strategy, evaluator, batch + foreign)
+    assert not set(foreign + batch) & set(strategy.ask(20))
+
+
+def test_local_turns_propose_the_best_unseen_neighbour_of_the_incumbent_by_posterior_mean() -> None:
+    strategy, evaluator = _toy_strategy(seed=7, local_every=1)
+    _tell_all(strategy, evaluator, strategy.ask(12))
+    space = strategy.space
+    for _ in range(4):
+        means = np.asarray(strategy.obs_sum) / np.asarray(strategy.obs_count)
+        incumbent = strategy.obs_archs[int(np.argmax(means))]
+        fresh = [a for a in space.neighbours(incumbent) if strategy.sampler.is_new(a)]
+        mean, _ = strategy.gp.predict(strategy._targets(), strategy._encode(fresh))
+        (arch,) = strategy.ask(1)
+        assert arch == fresh[int(np.argmax(mean))]
+        _tell_all(strategy, evaluator, [arch])
+    # with a pool instead of the whole space too
+    pooled, _ = _toy_strategy(seed=7, local_every=1, exhaustive=0)
+    _tell_all(pooled, evaluator, pooled.ask(12))
+    best = pooled.obs_archs[int(np.argmax(pooled.obs_sum))]
+    assert pooled.ask(1)[0] in space.neighbours(best)
 
 
 def test_finds_the_toy_optimum_much_sooner_than_random_search() -> None:

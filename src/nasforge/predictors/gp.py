@@ -61,6 +61,13 @@ def _sqdist(a: np.ndarray, b: np.ndarray, w: np.ndarray) -> np.ndarray:
     return np.maximum(d, 0.0)
 
 
+def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Normalised dot products of the rows of a and b: for one-hot encodings, the share of decisions that agree."""
+    na = np.sqrt((a * a).sum(1))
+    nb = np.sqrt((b * b).sum(1))
+    return (a @ b.T) / np.maximum(na[:, None] * nb[None, :], 1e-12)
+
+
 def encoding_groups(space: SearchSpace, ard: bool) -> np.ndarray:
     """Which length-scale each encoding column uses: one per decision (ARD) or one shared.
 
@@ -80,18 +87,26 @@ class GaussianProcess:
     Hyper-parameters (log length-scale per column group, log signal variance, log noise variance)
     are fitted by maximum a posteriori marginal likelihood with L-BFGS-B, warm-started from the last
     fit. Targets are expected to be normalised (zero mean, unit scale), which the priors assume.
+
+    With ``additive`` the covariance also has a first- and a second-order term in the normalised dot
+    product ``c`` of the encodings (``s1 c + s2 c^2``, two more variances in ``theta`` before the
+    signal's): on one-hot encodings ``c`` is the share of decisions two architectures agree on, so
+    these are the covariances of additive per-decision effects and of pairwise interactions. They
+    generalise from few observations where the stationary kernel stays local (an architecture far from
+    every observation but made of options that were good elsewhere is predicted good).
     """
 
     #: prior standard deviations of log length-scales, log signal and log noise variance (weak)
     PRIOR_STD = (1.5, 1.0, 2.0)
 
-    def __init__(self, groups: np.ndarray, kind: str = "matern52", max_iter: int = 50) -> None:
+    def __init__(self, groups: np.ndarray, kind: str = "matern52", max_iter: int = 50, additive: bool = False) -> None:
         if kind not in KERNELS:
             raise ValueError(f"kernel must be one of {KERNELS}, got {kind!r}")
         self.groups = np.asarray(groups, dtype=int)
         self.n_groups = int(self.groups.max()) + 1
         self.kind = kind
         self.max_iter = max_iter
+        self.n_extra = 2 if additive else 0  # variances of the first- and second-order terms
         self.theta: np.ndarray | None = None  # [log l_g..., log s2, log noise]
         self.prior_mean: np.ndarray | None = None
         self.X = np.zeros((0, len(self.groups)))
@@ -110,7 +125,8 @@ class GaussianProcess:
 
     @property
     def signal(self) -> float:
-        return float(np.exp(self.fitted_theta[-2]))
+        """Prior variance of f at any point (the kernel's diagonal)."""
+        return float(np.exp(self.fitted_theta[self.n_groups :-1]).sum())
 
     @property
     def noise(self) -> float:
@@ -121,8 +137,13 @@ class GaussianProcess:
 
     def kernel(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Signal covariance between the rows of a and b (no noise)."""
-        k, _ = _kernel_and_slope(_sqdist(a, b, self._weights(self.fitted_theta)), self.kind)
-        return self.signal * k
+        theta = self.fitted_theta
+        k, _ = _kernel_and_slope(_sqdist(a, b, self._weights(theta)), self.kind)
+        k = math.exp(theta[-2]) * k
+        if self.n_extra:
+            c = _cosine(a, b)
+            k += math.exp(theta[self.n_groups]) * c + math.exp(theta[self.n_groups + 1]) * c * c
+        return k
 
     def _group_distances(self, X: np.ndarray) -> np.ndarray:
         return np.stack([_sqdist(X, X, (self.groups == g).astype(float)) for g in range(self.n_groups)])
@@ -134,14 +155,16 @@ class GaussianProcess:
         log_ls = 0.5 * np.log(np.asarray(med) * self.n_groups)
         # Unit signal variance (targets are normalised) and a small noise: tabular and trained
         # rewards are both close to deterministic, and the fit lets noise grow where the data say so.
-        self.prior_mean = np.concatenate([log_ls, [0.0, math.log(1e-2)]])
+        # The additive terms start at the stationary kernel's variance: the fit decides the mix.
+        self.prior_mean = np.concatenate([log_ls, [0.0] * self.n_extra, [0.0, math.log(1e-2)]])
         if self.theta is None:
             self.theta = self.prior_mean.copy()
 
     def _bounds(self) -> list[tuple[float, float]]:
         assert self.prior_mean is not None, "the prior is set by the first fit, before any bounds are needed"
         ls = [(m - 3.0, m + 4.0) for m in self.prior_mean[: self.n_groups]]
-        return ls + [(math.log(0.05), math.log(20.0)), (math.log(1e-6), math.log(1.0))]
+        extra = [(math.log(1e-4), math.log(20.0))] * self.n_extra
+        return ls + extra + [(math.log(0.05), math.log(20.0)), (math.log(1e-6), math.log(1.0))]
 
     def _neg_log_posterior(self, theta: np.ndarray, X: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
         """Negative log marginal likelihood plus log prior of ``theta``, and its gradient."""
@@ -149,6 +172,10 @@ class GaussianProcess:
         k, slope = _kernel_and_slope(_sqdist(X, X, w[self.groups]), self.kind)
         s2, noise = math.exp(theta[-2]), math.exp(theta[-1])
         K = s2 * k + (noise + 1e-8) * np.eye(len(y))
+        if self.n_extra:
+            c = _cosine(X, X)
+            v1, v2 = math.exp(theta[self.n_groups]), math.exp(theta[self.n_groups + 1])
+            K += v1 * c + v2 * c * c
         try:
             factor = linalg.cho_factor(K, lower=True, check_finite=False)
         except linalg.LinAlgError:
@@ -167,8 +194,11 @@ class GaussianProcess:
         per_column = 2.0 * (M.sum(1) @ (X * X)) - 2.0 * np.einsum("ij,ij->j", X, M @ X)
         grad[: self.n_groups] = w * np.bincount(self.groups, per_column, minlength=self.n_groups)
         grad[-2] = -0.5 * np.sum(W * (s2 * k))
+        if self.n_extra:
+            grad[self.n_groups] = -0.5 * np.sum(W * (v1 * c))
+            grad[self.n_groups + 1] = -0.5 * np.sum(W * (v2 * c * c))
         grad[-1] = -0.5 * noise * np.trace(W)
-        sd = np.repeat(self.PRIOR_STD, [self.n_groups, 1, 1])
+        sd = np.repeat((*self.PRIOR_STD[:2], *self.PRIOR_STD[1:]), [self.n_groups, self.n_extra, 1, 1])
         diff = (theta - self.prior_mean) / sd
         return nll + 0.5 * diff @ diff, grad + diff / sd
 

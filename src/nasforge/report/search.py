@@ -338,7 +338,7 @@ def _bo_view(run: SearchRun) -> str:
     X = np.array([run.space.encode(t.arch) for t in ok], dtype=float)
     y = np.array([t.reward for t in ok], dtype=float)
     step = max(int(cfg.refit_every), -(-(len(ok) - cfg.initial) // 20))  # at most 20 fits
-    gp = GaussianProcess(encoding_groups(run.space, cfg.ard), cfg.kernel, cfg.fit_iterations)
+    gp = GaussianProcess(encoding_groups(run.space, cfg.ard), cfg.kernel, cfg.fit_iterations, cfg.additive)
     predicted, observed = [], []
     for k in range(int(cfg.initial), len(ok) - 1, step):
         mu, sd = float(y[:k].mean()), float(y[:k].std()) or 1.0

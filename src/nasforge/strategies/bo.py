@@ -3,9 +3,14 @@
 This is the BO baseline of the LaNAS paper ("Neural architecture search by learning action space
 for Monte Carlo tree search", Wang et al.): a GP surrogate with expected improvement, after the
 reference implementation it cites (Krasser 2018: Matern 5/2 kernel, EI with a small exploration
-margin ``xi``). The paper does not say how EI is maximised over a discrete space; we maximise it
-over a candidate pool of neighbours and mutations of the best architectures plus random samples,
-the usual choice for NAS, since proposals stay valid members of any space.
+margin ``xi``). The paper does not say how EI is maximised over a discrete space. A finite space of
+at most ``exhaustive`` architectures (NAS-Bench-201's 15,625) is scored whole: EI of every unseen
+architecture, each query. Larger spaces use a candidate pool of neighbours and mutations of the best
+architectures plus random samples, the usual choice for NAS, since proposals stay valid members of
+any space. Two additions serve sample efficiency (issue 16, the LaNAS paper's own measure): the
+kernel has additive and pairwise terms besides the Matern one (see
+:class:`~nasforge.predictors.gp.GaussianProcess`), and every ``local_every``-th proposal is the
+incumbent's unseen one-decision neighbour of largest posterior mean.
 
 The strategy stays cheap per query by keeping everything incremental between hyper-parameter fits:
 the Cholesky factor of the kernel matrix grows by one row per observation (rank-one extension),
@@ -19,10 +24,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from ..arch import Architecture
+from ..codec import Encoded
 from ..predictors.acquisition import GrowableMatrix, log_expected_improvement
 from ..predictors.gp import (
     KERNELS,
@@ -43,6 +50,25 @@ log = logging.getLogger(__name__)
 BATCH_MODES = ("believer", "liar")
 
 
+class _WholeSpace:
+    """Every architecture of a finite space as a candidate: encodings, which are still unseen, and
+    ``V = L^-1 K(X, C)``, grown by one row per observation like a pool's."""
+
+    def __init__(self, strategy: BayesianOptimisation) -> None:
+        self.archs = list(strategy.space.enumerate())
+        self.C = strategy._encode(self.archs)
+        self.open = np.array([strategy.sampler.is_new(a) for a in self.archs], dtype=bool)
+        self.index = {strategy.space.key(a): i for i, a in enumerate(self.archs)}
+        self.V = GrowableMatrix()
+        self.V.assign(strategy.gp.solve_lower(strategy.gp.kernel(strategy.gp.X, self.C)))
+
+    def close(self, keys: set[Hashable]) -> None:
+        for key in keys:
+            i = self.index.get(key)
+            if i is not None:
+                self.open[i] = False
+
+
 # --------------------------------------------------------------------------- strategy
 @dataclass
 class BOConfig:
@@ -57,11 +83,18 @@ class BOConfig:
     Ten random architectures (``initial``) are a common initial design for budgets of a few hundred.
     Refitting every ``refit_every`` = 10 observations, warm-started, keeps the amortised
     marginal-likelihood cost small; in between the factor is only extended. Each query adds to the
-    candidate pool ``mutations`` one-decision mutations of the ``top`` best architectures,
+    candidate pool (a space larger than ``exhaustive``; smaller finite spaces are scored whole, at
+    O(n) per architecture and query, 5-20 ms on NAS-Bench-201) ``mutations`` one-decision mutations
+    of the ``top`` best architectures,
     ``random`` fresh samples and, for a new incumbent, all its neighbours, so local refinement and
     global exploration both stay available; past 25% over ``pool_size`` the pool is cut back to its
     ``pool_size`` best candidates by acquisition. ``believer`` batches matched sequential BO on
-    NAS-Bench-201 (batches of 4) while the constant liar was slower.
+    NAS-Bench-201 (batches of 4) while the constant liar was slower. ``additive`` adds covariance
+    terms for per-decision effects and pairwise interactions, which predict an unseen combination of
+    good options from few observations; ``local_every`` = 3 makes every third proposal after the
+    initial design the best unseen neighbour (by posterior mean) of the best observed architecture
+    that has one, which reaches an optimum next to a near-tie the model ranks wrongly. Both were
+    chosen on NAS-Bench-201-format tables (docs/benchmarks.md, "Samples to the optimum").
     """
 
     initial: int = 10  # random architectures before the first GP fit
@@ -76,6 +109,9 @@ class BOConfig:
     random: int = 10  # random samples added to the pool per query
     pool_size: int = 500  # candidates kept between queries
     batch: str = "believer"  # ask(n > 1): "believer" (fantasy = posterior mean) or "liar" (worst seen)
+    exhaustive: int = 20000  # a finite space of at most this many architectures: score all unseen ones (0: pool)
+    additive: bool = True  # add first- and second-order covariance terms (additive effects, pairwise interactions)
+    local_every: int = 3  # every k-th proposal: the incumbent's best unseen neighbour by posterior mean (0: never)
 
     def __post_init__(self) -> None:
         if self.kernel not in KERNELS:
@@ -84,10 +120,12 @@ class BOConfig:
             raise ValueError(f"target must be one of {', '.join(TARGETS)}, got {self.target!r}")
         if self.batch not in BATCH_MODES:
             raise ValueError(f"batch must be one of {', '.join(BATCH_MODES)}, got {self.batch!r}")
+        if self.local_every < 0:
+            raise ValueError(f"local_every must not be negative, got {self.local_every}")
         if self.initial < 2 or self.refit_every < 1 or self.top < 1 or self.pool_size < 1:
             raise ValueError("need initial >= 2, refit_every >= 1, top >= 1 and pool_size >= 1")
-        if min(self.mutations, self.random, self.fit_iterations) < 0 or self.xi < 0:
-            raise ValueError("mutations, random, fit_iterations and xi must not be negative")
+        if min(self.mutations, self.random, self.fit_iterations, self.exhaustive) < 0 or self.xi < 0:
+            raise ValueError("mutations, random, fit_iterations, exhaustive and xi must not be negative")
 
 
 @STRATEGIES.register("bo", aliases=("bayesian",), guided=True, batch=True, prior=True,
@@ -96,12 +134,14 @@ class BayesianOptimisation(Strategy):
     """Bayesian optimisation: GP on one-hot encodings, expected improvement over a mutation/random pool."""
 
     Config = BOConfig
+    #: the whole-space candidates are derived from the space and the GP: rebuilt, never saved
+    _not_state = (*Strategy._not_state, "_all")
 
     def __init__(self, space: SearchSpace, config: BOConfig | None = None, seed: int = 0) -> None:
         super().__init__(space, config, seed)
         self.sampler = UnseenSampler(space)
         self.gp = GaussianProcess(encoding_groups(space, self.config.ard), self.config.kernel,
-                                  self.config.fit_iterations)
+                                  self.config.fit_iterations, self.config.additive)
         self.fitted = False
         self.n_at_fit = 0
         # observations: one row per distinct network; repeated results are averaged
@@ -115,6 +155,10 @@ class BayesianOptimisation(Strategy):
         self.pool_keys: list[Hashable] = []  # space.key of each candidate, aligned with pool_archs
         self.pool_C = np.zeros((0, len(self.gp.groups)))
         self.pool_V = GrowableMatrix()
+        # a small finite space is scored whole: every unseen architecture is a candidate
+        self.exhaustive = space.size is not None and space.size <= self.config.exhaustive
+        self._all: _WholeSpace | None = None
+        self.n_proposed = 0  # proposals since the first fit (every local_every-th is a local one)
 
     # ---------------------------------------------------------------- observations
     def _targets(self) -> np.ndarray:
@@ -131,6 +175,8 @@ class BayesianOptimisation(Strategy):
         # our own proposals left the pool when asked; results for others' may still be in it
         foreign = {self.space.key(a) for a in archs if self.sampler.is_new(a)}
         self._drop_from_pool(foreign)
+        if self._all is not None:
+            self._all.close(foreign)
         self.sampler.mark(archs)
         new = []
         for arch, result, ok in zip(archs, results, usable(results)):
@@ -163,6 +209,8 @@ class BayesianOptimisation(Strategy):
         log.debug("bo: refit on %d observations, theta=%s", len(X), np.round(self.gp.fitted_theta, 3))
 
     def _recompute_pool_V(self) -> None:
+        if self._all is not None:
+            self._all.V.assign(self.gp.solve_lower(self.gp.kernel(self.gp.X, self._all.C)))
         self.pool_V.assign(self.gp.solve_lower(self.gp.kernel(self.gp.X, self.pool_C)))
 
     def _add_input(self, x: np.ndarray) -> None:
@@ -174,6 +222,9 @@ class BayesianOptimisation(Strategy):
             self._recompute_pool_V()
             return
         l, d = row
+        if self._all is not None:
+            k = self.gp.kernel(x[None, :], self._all.C)[0]
+            self._all.V.append_row((k - l @ self._all.V.view[:n]) / d)
         k = self.gp.kernel(x[None, :], self.pool_C)[0]
         self.pool_V.append_row((k - l @ self.pool_V.view[:n]) / d)
 
@@ -234,6 +285,8 @@ class BayesianOptimisation(Strategy):
     def _ask(self, n: int) -> list[Architecture]:
         if not self.fitted:
             return [self.initial_sample(self.sampler) for _ in range(n)]
+        if self.exhaustive:
+            return self._ask_whole(n)
         self._refresh_pool()
         n_real = self.gp.n
         z = self._targets()
@@ -244,12 +297,22 @@ class BayesianOptimisation(Strategy):
             if not self.pool_archs:
                 out.append(self.sampler.sample(self.rng))
                 continue
-            mean, acq = self._acquisition(z, best)
-            j = int(np.argmax(acq))
-            arch, x = self.pool_archs[j], self.pool_C[j].copy()
+            local = self._local_candidates() if self._local_turn() else []
+            if local:
+                x = self._encode(local)
+                mean_local, _ = self.gp.predict(z, x)
+                k = int(np.argmax(mean_local))
+                arch, x = local[k], x[k]
+                self._drop_from_pool({self.space.key(arch)})
+                mean = np.array([mean_local[k]])
+                j = 0
+            else:
+                mean, acq = self._acquisition(z, best)
+                j = int(np.argmax(acq))
+                arch, x = self.pool_archs[j], self.pool_C[j].copy()
+                self._remove_candidate(j)
             out.append(arch)
             self.sampler.mark([arch])
-            self._remove_candidate(j)
             if i + 1 < n:
                 # kriging believer / constant liar: pretend the pending proposal was observed
                 self._add_input(x)
@@ -258,6 +321,59 @@ class BayesianOptimisation(Strategy):
             self.gp.truncate(n_real)
             self.pool_V.truncate_rows(n_real)
         return out
+
+    def _ask_whole(self, n: int) -> list[Architecture]:
+        """The unseen architectures of largest expected improvement over the whole (finite) space."""
+        if self._all is None:
+            self._all = _WholeSpace(self)
+        whole, n_real = self._all, self.gp.n
+        z = self._targets()
+        best = float(z.max())
+        out = []
+        for i in range(n):
+            if not whole.open.any():
+                out.append(self.sampler.sample(self.rng))
+                continue
+            mean, std = self.gp.posterior(self.gp.solve_lower(z), whole.V.view)
+            local = self._local_candidates() if self._local_turn() else []
+            if local:
+                j = max((whole.index[self.space.key(a)] for a in local), key=lambda k: (mean[k], -k))
+            else:
+                acq = np.where(whole.open, log_expected_improvement(mean, std, best, self.config.xi), -np.inf)
+                j = int(np.argmax(acq))
+            out.append(whole.archs[j])
+            self.sampler.mark([whole.archs[j]])
+            whole.open[j] = False
+            if i + 1 < n:
+                self._add_input(whole.C[j].copy())
+                z = np.append(z, mean[j] if self.config.batch == "believer" else z[:n_real].min())
+        if self.gp.n > n_real:
+            self.gp.truncate(n_real)
+            whole.V.truncate_rows(n_real)
+            self.pool_V.truncate_rows(n_real)
+        return out
+
+    def _local_turn(self) -> bool:
+        self.n_proposed += 1
+        k = self.config.local_every
+        return k > 0 and self.n_proposed % k == 0
+
+    def _local_candidates(self) -> list[Architecture]:
+        """The unseen one-decision neighbours of the best observed architecture that has any.
+
+        Many optima sit next to a near-tie the model ranks equally well; a model that is wrong about
+        one decision would never propose them, while a local step reaches them (and a local search
+        around the incumbent is guaranteed to end at a local optimum)."""
+        means = np.asarray(self.obs_sum) / np.asarray(self.obs_count)
+        for i in np.argsort(-means, kind="stable"):
+            fresh = [a for a in self.space.neighbours(self.obs_archs[i]) if self.sampler.is_new(a)]
+            if fresh:
+                return fresh
+        return []
+
+    def load_state_dict(self, state: dict[str, Any] | Encoded) -> None:
+        super().load_state_dict(state)
+        self._all = None  # rebuilt from the restored GP and seen set at the next ask
 
     def _acquisition(self, z: np.ndarray, best: float) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and log EI of every candidate."""
