@@ -35,6 +35,24 @@ def test_nwot_is_the_log_determinant_of_the_activation_pattern_kernel() -> None:
     assert sign > 0 and got["nwot"] == pytest.approx(logdet)
 
 
+def test_nwot_counts_the_relu_of_every_edge_as_the_reference_network_does() -> None:
+    """A cell's inputs read by several edges get one shared ReLU call in training; NASWOT hooks ReLU modules and
+    must still see one pattern per edge (the reference NB201 network's ReLUConvBN)."""
+    from nasforge.ops.cell_ops import DAGCell
+
+    space = nf.create_space("nb201")
+    torch.manual_seed(0)
+    model = space.build(space.parse(ALL_CONV), num_classes=10, in_channels=3, C=4, N=1)
+    cells = [m for m in model.modules() if isinstance(m, DAGCell)]
+    assert any(cell.shared_relu for cell in cells)
+    batch = [(torch.randn(8, 3, 8, 8, generator=torch.Generator().manual_seed(1)), torch.zeros(8, dtype=torch.long))]
+    shared = measure(model, batch, ["nwot"])["nwot"]
+    assert any(cell.shared_relu for cell in cells)  # training keeps sharing after the measure
+    for cell in cells:
+        cell.shared_relu = set()  # every edge runs its own nn.ReLU, as in the reference implementation
+    assert shared == pytest.approx(measure(model, batch, ["nwot"])["nwot"], rel=1e-9)
+
+
 def test_jacov_prefers_uncorrelated_jacobians_and_floors_constant_ones() -> None:
     rng = np.random.default_rng(0)
     base = rng.normal(size=(1, 50))

@@ -15,7 +15,8 @@ pairs), so that spaces do not hard-code their cells and a super-network can reus
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence, cast
+import contextlib
+from typing import Any, Callable, Iterator, Sequence, cast
 
 import torch
 import torch.nn.functional as F
@@ -336,6 +337,23 @@ class DAGCell(nn.Module):
                     pairs.append((op, states[src]))
             states.append(node_sum(pairs, self.training, drop_prob))
         return cell_output(states, self.output)
+
+
+@contextlib.contextmanager
+def relu_per_edge(model: nn.Module) -> Iterator[None]:
+    """Within the block every cell's edges apply their own ``nn.ReLU`` modules, as the reference networks do.
+
+    For measures that hook ReLU modules (NASWOT's activation patterns count one per edge): the shared ReLU of
+    :class:`DAGCell` is a function call they would not see. The numbers computed are the same either way."""
+    cells = [m for m in model.modules() if isinstance(m, DAGCell)]
+    saved = [cell.shared_relu for cell in cells]
+    for cell in cells:
+        cell.shared_relu = set()
+    try:
+        yield
+    finally:
+        for cell, shared in zip(cells, saved):
+            cell.shared_relu = shared
 
 
 def node_sum(edges: Sequence[tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor]], training: bool,

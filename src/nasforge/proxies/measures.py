@@ -28,6 +28,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..ops.cell_ops import relu_per_edge
+
 #: every proxy, in the order a full evaluation reports them
 PROXIES = ("nwot", "synflow", "snip", "grad_norm", "jacov", "params", "flops")
 #: proxies that need the minibatch's gradients or activations (the others need no data)
@@ -78,7 +80,8 @@ def batch_proxies(model: nn.Module, x: torch.Tensor, y: torch.Tensor, wanted: It
     need_input_grad = "jacov" in wanted
     x = x.clone().requires_grad_(need_input_grad)
     try:
-        logits = _logits(model(x))
+        with relu_per_edge(model):  # every edge's ReLU is a module the hooks see
+            logits = _logits(model(x))
     finally:
         for h in hooks:
             h.remove()
