@@ -176,9 +176,8 @@ def test_sharded_evaluation_scores_like_one_process(sharded) -> None:
 
 
 def test_two_process_derivation_is_one_process(sharded) -> None:
-    """The derivation's candidates are scored on every validation chunk split between the replicas, with the
-    batch statistics of the whole chunk: both replicas and one process derive the same architecture with the
-    same scores (up to float summation order)."""
+    """The derivation's candidates are split between the replicas, each scoring its candidates on every whole
+    validation chunk: both replicas and one process derive the same architecture with the same scores."""
     (_, one), (_, r0), (_, r1) = sharded["one.rank0"], sharded["two.rank0"], sharded["two.rank1"]
     assert r0 == r1
     assert r0["sampled_best"]["arch"] == one["sampled_best"]["arch"]

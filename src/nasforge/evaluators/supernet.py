@@ -239,26 +239,34 @@ class SupernetEvaluator(StatefulEvaluator):
                 for idx in order.tensor_split(chunks)]
 
     def score_on(self, arch: Architecture, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
-        """Accuracy (percent) of ``arch`` over ``batches``, weighted by their sizes."""
-        sizes = [len(y) for _, y in batches]
-        return sum(self.score(arch, b) * n for b, n in zip(batches, sizes)) / sum(sizes)
+        """Accuracy (percent) of ``arch`` over whole ``batches`` in this process (each with its own batch
+        statistics); data-parallel derivation splits the candidates between the replicas, not the images."""
+        counts = [self._correct(arch, x, y) for x, y in batches]
+        return 100.0 * sum(c for c, _ in counts) / max(sum(n for _, n in counts), 1.0)
 
     @torch.no_grad()
     def score(self, arch: Architecture, batch: tuple[torch.Tensor, torch.Tensor] | None = None) -> float:
-        """Accuracy (percent) of ``arch`` with the shared weights on one validation minibatch."""
-        self.child.arch = arch
-        self.child.train()  # batch statistics of this minibatch, as ENAS scores its children
+        """Accuracy (percent) of ``arch`` with the shared weights on one validation minibatch.
+
+        Data-parallel, each replica scores its share of the minibatch with its share's batch statistics (as each
+        trains on its share), and the counts are summed: every replica gets the same reward."""
         x, y = batch if batch is not None else self.validation_batch()
         x, y, _ = self._share(x, y)
-        # data-parallel, the batch norms normalise with the statistics of the whole batch, as one process does
-        synced = contextlib.nullcontext() if self.replicas is None else self.replicas.synced_batch_norm(self.child)
-        with _frozen_running_stats(self.child), synced:
-            out = self.child(x)
-        logits = out[0] if isinstance(out, tuple) else out
-        correct, seen = float((logits.argmax(1) == y).sum()), float(len(y))
+        correct, seen = self._correct(arch, x, y)
         if self.replicas is not None:  # every replica gets the same reward, so their strategies stay alike
             correct, seen = self.replicas.sum([correct, seen])
-        return 100.0 * correct / seen
+        return 100.0 * correct / max(seen, 1.0)
+
+    @torch.no_grad()
+    def _correct(self, arch: Architecture, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+        """Correct predictions of ``arch`` on ``x`` and the number of images, normalised with the batch's
+        statistics (as ENAS scores its children) and no running statistics moved."""
+        self.child.arch = arch
+        self.child.train()
+        with _frozen_running_stats(self.child):
+            out = self.child(x)
+        logits = out[0] if isinstance(out, tuple) else out
+        return float((logits.argmax(1) == y).sum()), float(len(y))
 
     def _evaluate(self, arch: Architecture, fidelity: float | None, seed: int) -> Result:
         self.space.validate(arch)
@@ -316,7 +324,8 @@ class SupernetEvaluator(StatefulEvaluator):
         and the most likely architecture."""
         batches = self.derive_batches()
         return derive_from_policy(self.space, strategy, lambda a: (self.score_on(a, batches), {}), n_samples, seed,
-                                  rerank=self._proxy_rerank() if self.config.derive_proxy else None)
+                                  rerank=self._proxy_rerank() if self.config.derive_proxy else None,
+                                  replicas=self.replicas)
 
     def _proxy_rerank(self) -> Callable[[list[Architecture], list[float]], list[tuple[float, dict]]]:
         """The derivation's combination with ``derive_proxy``: each candidate's score becomes the mean of its
@@ -356,14 +365,15 @@ class SupernetEvaluator(StatefulEvaluator):
 def derive_from_policy(space: SearchSpace, strategy: Any, score: Callable[[Architecture], tuple[float, dict]],
                        n_samples: int = 100, seed: int = 0, keep: int = DERIVE_KEEP,
                        rerank: Callable[[list[Architecture], list[float]], list[tuple[float, dict]]] | None = None,
-                       ) -> dict[str, Any] | None:
+                       replicas: Replicas | None = None) -> dict[str, Any] | None:
     """The result of a one-shot search, as EDNAS derives it: ``n_samples`` architectures sampled from the
     trained policy, each scored (on the same validation data), the best kept; and the policy's most likely
     architecture. ``score`` returns the score and any further numbers to record. The ``keep`` best-scored
     distinct candidates are listed under ``"ranked"`` (best first), for a user who retrains several. ``rerank``
     turns the scores of all candidates (the most likely architecture among them) into the final scores and
-    numbers to record (a combination with a training-free proxy). None for strategies without a policy (their
-    best trial is the result)."""
+    numbers to record (a combination with a training-free proxy). With ``replicas`` (data-parallel) each replica
+    scores its share of the candidates whole and the scores are exchanged: the result is one process'. None for
+    strategies without a policy (their best trial is the result)."""
     policy = getattr(strategy, "policy", None)
     if policy is None:
         return None
@@ -371,21 +381,29 @@ def derive_from_policy(space: SearchSpace, strategy: Any, score: Callable[[Archi
         drawn = policy.trace(n_samples, torch.Generator().manual_seed(seed)).choices.tolist()
         greedy = policy.trace(1).choices[0].tolist()
     candidates = sorted({space.make(c) for c in drawn if space.is_valid(c)}, key=str)
-    scored = [(score(a), a) for a in candidates]
     top = space.make(greedy) if space.is_valid(greedy) else None
+    pool = candidates + ([top] if top is not None and top not in candidates else [])
+    scores = dict(zip(pool, _score_all(pool, score, replicas)))
     if rerank is not None:
-        pool = candidates + ([top] if top is not None and top not in candidates else [])
-        first = {a: value for (value, _), a in scored}
-        final = dict(zip(pool, rerank(pool, [first[a] if a in first else score(a)[0] for a in pool])))
-        scored = [(final[a], a) for a in candidates]
-        score = final.__getitem__
-    out: dict[str, Any] = {"n_samples": n_samples, "n_distinct": len(scored)}
-    ranked = sorted(scored, key=lambda item: -item[0][0])  # stable: ties keep the string order
+        scores = dict(zip(pool, rerank(pool, [scores[a][0] for a in pool])))
+    out: dict[str, Any] = {"n_samples": n_samples, "n_distinct": len(candidates)}
+    ranked = sorted(((scores[a], a) for a in candidates), key=lambda item: -item[0][0])  # stable: string order
     if ranked:
         (best, extra), arch = ranked[0]
         out["sampled_best"] = {"arch": str(arch), "score": best, **extra}
         out["ranked"] = [{"arch": str(a), "score": value} for (value, _), a in ranked[:keep]]
     if top is not None:
-        value, extra = score(top)
+        value, extra = scores[top]
         out["most_likely"] = {"arch": str(top), "score": value, **extra}
     return out
+
+
+def _score_all(archs: list[Architecture], score: Callable[[Architecture], tuple[float, dict]],
+               replicas: Replicas | None) -> list[tuple[float, dict]]:
+    """``score`` of every architecture; data-parallel, replica r scores every world-th one from the r-th and all
+    replicas receive every score (no communication inside a forward pass)."""
+    if replicas is None:
+        return [score(a) for a in archs]
+    mine = [score(a) for a in archs[replicas.rank::replicas.world]]
+    shares = replicas.gather(mine)
+    return [shares[i % replicas.world][i // replicas.world] for i in range(len(archs))]

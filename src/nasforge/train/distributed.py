@@ -90,6 +90,12 @@ class Replicas:
         dist.all_reduce(t)
         return [float(v) for v in t]
 
+    def gather(self, value: T) -> list[T]:
+        """Every replica's ``value`` (small picklable objects such as lists of scores), in rank order."""
+        values: list[Any] = [None] * self.world
+        dist.all_gather_object(values, value)
+        return values
+
     def shift(self, start: int, stop: int) -> slice:
         """This replica's share of the items ``start:stop`` of a sequence (:meth:`share` moved to ``start``)."""
         part = self.share(stop - start)
