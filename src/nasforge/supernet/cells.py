@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..ops import OPS
@@ -58,6 +59,10 @@ class SharedDAGCell(nn.Module):
             that node itself), as in :class:`~nasforge.ops.cell_ops.DAGCell`.
         affine: learnable batch-norm scale and shift inside the candidate operations.
 
+    A cell whose output concatenates every intermediate node (DARTS) also runs a description of fewer nodes
+    (the first ``k``; a growing cell, PNAS): its output is then the concatenation of those ``k`` nodes, as the
+    fixed cell of ``k`` nodes computes, ``k * C`` channels wide.
+
     ``edges[edge_index[(node, src)]][op]`` is the module of operation ``op`` on edge ``src -> node``;
     edges are numbered node by node, sources in increasing order (NAS-Bench-301's and NAS-Bench-201's
     order: 14 edges for 2 inputs and 4 nodes, 6 for 1 input and 3 nodes).
@@ -74,6 +79,7 @@ class SharedDAGCell(nn.Module):
         affine: bool = False,
     ) -> None:
         super().__init__()
+        self.C = C
         self.n_inputs = n_inputs
         self.ops = tuple(ops)
         self.edge_index: dict[tuple[int, int], int] = {}
@@ -86,6 +92,7 @@ class SharedDAGCell(nn.Module):
         last = n_inputs + n_nodes
         self.n_nodes = n_nodes
         self.output = tuple(output) if output is not None else tuple(range(n_inputs, last))
+        self.concat_all = self.output == tuple(range(n_inputs, last))  # a smaller description can run
         self.selected: CellDescription | None = None
         self.mixture: Mixture | None = None
 
@@ -121,7 +128,16 @@ class SharedDAGCell(nn.Module):
         for i, node in enumerate(self.selected):
             edges = [(self._op(self.locate(self.n_inputs + i, src, name), name), states[src]) for name, src in node]
             states.append(node_sum(edges, self.training, drop_prob))
-        return cell_output(states, self.output)
+        return cell_output(states, self.outputs(len(self.selected)))
+
+    def outputs(self, n_nodes: int) -> tuple[int, ...]:
+        """The nodes concatenated as the output of a description of ``n_nodes`` nodes."""
+        if n_nodes == self.n_nodes:
+            return self.output
+        if not (self.concat_all and 1 <= n_nodes < self.n_nodes):
+            raise ValueError(f"a description of {n_nodes} nodes given to a cell of {self.n_nodes} nodes "
+                             f"with output {self.output}")
+        return tuple(range(self.n_inputs, self.n_inputs + n_nodes))
 
     def forward_mixed(self, states: list[torch.Tensor], mixture: Mixture) -> torch.Tensor:
         """Every node sums all its incoming edges, each edge the weighted sum of its operations (no drop-path:
@@ -145,6 +161,44 @@ class SharedDAGCell(nn.Module):
             assert total is not None  # every intermediate node has at least one incoming edge
             states.append(total)
         return cell_output(states, self.output)
+
+
+# ---------------------------------------------------------------------- layers reading a cell of any width
+class RowSelectConv2d(nn.Conv2d):
+    """A convolution built for the widest input whose step uses the input channels in :attr:`select` only
+    (indices or a slice of the weight's input dimension)."""
+
+    select: torch.Tensor | slice | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.weight if self.select is None else self.weight[:, self.select]
+        return F.conv2d(x, weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+class RowSelectLinear(nn.Linear):
+    """A linear layer built for the widest input whose step uses the input features in :attr:`select` only."""
+
+    select: torch.Tensor | slice | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.weight if self.select is None else self.weight[:, self.select]
+        return F.linear(x, weight, self.bias)
+
+
+def row_select(module: nn.Module) -> RowSelectConv2d | RowSelectLinear:
+    """The row-selecting counterpart of a 1x1 convolution or linear layer, holding the same parameters."""
+    new: RowSelectConv2d | RowSelectLinear
+    if isinstance(module, nn.Conv2d):
+        new = RowSelectConv2d(module.in_channels, module.out_channels, module.kernel_size,  # type: ignore[arg-type]
+                              module.stride, module.padding, module.dilation, module.groups,  # type: ignore[arg-type]
+                              module.bias is not None, device="meta")
+    elif isinstance(module, nn.Linear):
+        new = RowSelectLinear(module.in_features, module.out_features, module.bias is not None, device="meta")
+    else:
+        raise TypeError(f"{type(module).__name__} cannot select input rows")
+    new.weight = module.weight
+    new.bias = module.bias
+    return new
 
 
 def placeholder(n_nodes: int, n_inputs: int) -> list[list[tuple[str, int]]]:

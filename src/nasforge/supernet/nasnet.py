@@ -24,7 +24,6 @@ import re
 from typing import Any, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..arch import Architecture
@@ -35,6 +34,7 @@ from ..ops.cell_ops import FactorizedReduce, ReLUConvBN, channel_cat, edge_strid
 from ..spaces.darts import DartsModelArgs
 from ..spaces.nasnet import NasnetSpace
 from .base import SUPERNETS, CellSupernet, SupernetOptions
+from .cells import RowSelectConv2d, RowSelectLinear, row_select
 
 
 class SharedNasnetDAG(nn.Module):
@@ -82,42 +82,6 @@ class SharedNasnetDAG(nn.Module):
             edges = [(self._op(*next(path)), states[src]) for _, src in (block.first, block.second)]
             states.append(combine(edges, block.combine, self.training, drop_prob))
         return channel_cat([states[c] for c in spec.concat])
-
-
-class RowSelectConv2d(nn.Conv2d):
-    """A convolution built for the widest input whose step uses the input channels in :attr:`select` only."""
-
-    select: torch.Tensor | None = None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = self.weight if self.select is None else self.weight[:, self.select]
-        return F.conv2d(x, weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
-
-
-class RowSelectLinear(nn.Linear):
-    """A linear layer built for the widest input whose step uses the input features in :attr:`select` only."""
-
-    select: torch.Tensor | None = None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = self.weight if self.select is None else self.weight[:, self.select]
-        return F.linear(x, weight, self.bias)
-
-
-def _row_select(module: nn.Module) -> RowSelectConv2d | RowSelectLinear:
-    """The row-selecting counterpart of a 1x1 convolution or linear layer, holding the same parameters."""
-    new: RowSelectConv2d | RowSelectLinear
-    if isinstance(module, nn.Conv2d):
-        new = RowSelectConv2d(module.in_channels, module.out_channels, module.kernel_size,  # type: ignore[arg-type]
-                              module.stride, module.padding, module.dilation, module.groups,  # type: ignore[arg-type]
-                              module.bias is not None, device="meta")
-    elif isinstance(module, nn.Linear):
-        new = RowSelectLinear(module.in_features, module.out_features, module.bias is not None, device="meta")
-    else:
-        raise TypeError(f"{type(module).__name__} cannot select input rows")
-    new.weight = module.weight
-    new.bias = module.bias
-    return new
 
 
 def _frame(n_blocks: int) -> CellSpec:
@@ -174,7 +138,7 @@ class NasnetSupernet(CellSupernet, NasnetNetwork):
         else:
             targets = {path: module}
         for name, layer in targets.items():
-            self._selecting[name] = _row_select(layer)
+            self._selecting[name] = row_select(layer)
             self.set_submodule(name, self._selecting[name])
             self.readers[name] = (source, C)
 
