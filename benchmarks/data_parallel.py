@@ -2,6 +2,8 @@
 ``--nproc 2``, one line per measurement.
 
     python benchmarks/data_parallel.py --data ../shared/data/cifar10-jpeg.tar.gz --out /tmp/dp
+    python benchmarks/data_parallel.py --data ../shared/data/cifar10-jpeg.tar.gz --out /tmp/dp201 --only oneshot \
+        --cells 5 --resolution 32 --steps 50 --derive-batch 1024      # NAS-Bench-201's own search network
 
 Each configuration runs as a subprocess (``python -m nasforge ...``) and is timed from outside; the training
 reports its own images per second after the first epoch (``train_images_per_s`` in result.json). A single process
@@ -55,6 +57,9 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=200, help="child steps of the one-shot search")
     p.add_argument("--derive-batch", type=int, default=4096,
                    help="validation images that score each candidate of the one-shot derivation")
+    p.add_argument("--cells", type=int, default=1, help="cells per stage of the super-network (N; NAS-Bench-201: 5)")
+    p.add_argument("--resolution", type=int, default=16, help="image size of the one-shot search (NAS-Bench-201: 32)")
+    p.add_argument("--only", choices=("train", "oneshot"), help="measure one of the two jobs")
     a = p.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -68,10 +73,12 @@ def main() -> None:
              "--epochs", str(a.epochs), "--set", "model.C=16", "--set", "model.N=1", "--set",
              f"data.fraction={a.fraction}"]
     oneshot = ["search", "--space", "nb201", "--evaluator", "supernet", "--strategy", "enas", "--dataset", "cifar10",
-               "--data", a.data, "--budget", str(a.steps), "--set", "evaluator.model_args={C: 16, N: 1}",
-               "--set", "evaluator.resolution=16", "--set", f"evaluator.derive_batch={a.derive_batch}"]
+               "--data", a.data, "--budget", str(a.steps), "--set", f"evaluator.model_args={{C: 16, N: {a.cells}}}",
+               "--set", f"evaluator.resolution={a.resolution}", "--set", f"evaluator.derive_batch={a.derive_batch}"]
     base: dict[str, float] = {}
     for name, command in (("train", train), ("oneshot", oneshot)):
+        if a.only not in (None, name):
+            continue
         for label, extra in (("1 process, 1 thread", ["--threads", "1"]), ("1 process, 2 threads", ["--threads", "2"]),
                              ("2 processes, 1 thread each", ["--nproc", "2", "--threads", "1"])):
             where = out / f"{name}-{label.replace(' ', '').replace(',', '-')}"

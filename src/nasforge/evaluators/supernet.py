@@ -99,13 +99,16 @@ class SupernetConfig(TrainConfig, DataConfig):
 
 
 @contextlib.contextmanager
-def _frozen_running_stats(model: nn.Module) -> Iterator[None]:
+def _frozen_running_stats(model: nn.Module, norms: list[nn.Module] | None = None) -> Iterator[None]:
     """Batch norms in training mode normalise with the batch's statistics without updating their buffers.
 
     Scoring a child must not move the running averages (``running_stats=True``) that training keeps:
     with ``track_running_stats`` off, a batch norm in training mode neither reads nor writes them.
+    ``norms``: the model's batch norms that track running statistics, when the caller keeps the list (walking a
+    super-network's modules for every scored child is a noticeable part of a small child's step).
     """
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if norms is None:
+        norms = _tracking_norms(model)
     for m in norms:
         m.track_running_stats = False
     try:
@@ -113,6 +116,10 @@ def _frozen_running_stats(model: nn.Module) -> Iterator[None]:
     finally:
         for m in norms:
             m.track_running_stats = True
+
+
+def _tracking_norms(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
 
 
 class _Child(nn.Module):
@@ -165,6 +172,7 @@ class SupernetEvaluator(StatefulEvaluator):
         self.flip = self.splits.flip if cfg.flip is None else cfg.flip
         self.steps = 0
         self.relaxation: Any = None  # an attached differentiable strategy (DARTS, GDAS)
+        self._norms = _tracking_norms(self.supernet)
         log.info("supernet evaluator: %s on %s, %d training / %d validation images, %d shared parameters",
                  space.name, data.name, len(self.splits.train), len(self.splits.val),
                  sum(p.numel() for p in self.supernet.parameters()))
@@ -209,7 +217,7 @@ class SupernetEvaluator(StatefulEvaluator):
     def train_step(self, arch: Architecture) -> float:
         """One SGD step of the shared weights through ``arch``; returns the loss (not finite: no update)."""
         self.child.arch = arch
-        self.child.train()
+        self._train_mode()
         x, y = self._batch(self.splits.train, self.config.batch_size)
         x = augment_batch(x, self.generator, padding=self.padding, flip=self.flip, cutout_size=self.config.cutout)
         x, y, share = self._share(x, y)
@@ -262,11 +270,16 @@ class SupernetEvaluator(StatefulEvaluator):
         """Correct predictions of ``arch`` on ``x`` and the number of images, normalised with the batch's
         statistics (as ENAS scores its children) and no running statistics moved."""
         self.child.arch = arch
-        self.child.train()
-        with _frozen_running_stats(self.child):
+        self._train_mode()
+        with _frozen_running_stats(self.child, self._norms):
             out = self.child(x)
         logits = out[0] if isinstance(out, tuple) else out
         return float((logits.argmax(1) == y).sum()), float(len(y))
+
+    def _train_mode(self) -> None:
+        """Training mode (batch statistics); the modules are walked only when something (a test pass) left it."""
+        if not self.supernet.training:
+            self.child.train()
 
     def _evaluate(self, arch: Architecture, fidelity: float | None, seed: int) -> Result:
         self.space.validate(arch)
