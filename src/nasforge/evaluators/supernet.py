@@ -99,7 +99,7 @@ class SupernetConfig(TrainConfig, DataConfig):
 
 
 @contextlib.contextmanager
-def _frozen_running_stats(model: nn.Module, norms: list[nn.Module] | None = None) -> Iterator[None]:
+def _frozen_running_stats(model: nn.Module, norms: list[nn.modules.batchnorm._BatchNorm] | None = None) -> Iterator[None]:
     """Batch norms in training mode normalise with the batch's statistics without updating their buffers.
 
     Scoring a child must not move the running averages (``running_stats=True``) that training keeps:
@@ -118,7 +118,7 @@ def _frozen_running_stats(model: nn.Module, norms: list[nn.Module] | None = None
             m.track_running_stats = True
 
 
-def _tracking_norms(model: nn.Module) -> list[nn.Module]:
+def _tracking_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
 
 
@@ -268,11 +268,12 @@ class SupernetEvaluator(StatefulEvaluator):
     @torch.no_grad()
     def _correct(self, arch: Architecture, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
         """Correct predictions of ``arch`` on ``x`` and the number of images, normalised with the batch's
-        statistics (as ENAS scores its children) and no running statistics moved."""
+        statistics (as ENAS scores its children) and no running statistics moved; in the training step's
+        precision (bfloat16 where the CPU has bf16 units: ``evaluator.cpu_bf16=false`` for float32)."""
         self.child.arch = arch
         self._train_mode()
-        with _frozen_running_stats(self.child, self._norms):
-            out = self.child(x)
+        with _frozen_running_stats(self.child, self._norms), self.stepper.precision():
+            out = self.child(self.stepper.layout(x))
         logits = out[0] if isinstance(out, tuple) else out
         return float((logits.argmax(1) == y).sum()), float(len(y))
 

@@ -205,15 +205,25 @@ class Stepper:
         if replicas is not None:
             broadcast_state(model)
 
+    def layout(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` in the memory format the model's weights have (channels-last images when configured)."""
+        if self.config.channels_last and x.dim() == 4:
+            return x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def precision(self) -> torch.autocast:
+        """The step's autocast: float16 AMP on CUDA, bfloat16 on a CPU with bf16 units (``cpu_bf16``), else off.
+        Also for forward passes that score with the training's numbers (a super-network's rewards)."""
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16 if self.use_bf16 else None,
+                              enabled=self.use_amp or self.use_bf16)
+
     def step(self, x: torch.Tensor, y: torch.Tensor, share: float = 1.0) -> tuple[float, torch.Tensor, float]:
         """One update; returns the loss (not finite: no update was made), the logits and the rate used.
 
         Data-parallel, ``x`` and ``y`` are this replica's part of the batch, ``share`` its fraction of the batch,
         and the loss returned is the whole batch's."""
-        if self.config.channels_last and x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16 if self.use_bf16 else None,
-                            enabled=self.use_amp or self.use_bf16):
+        x = self.layout(x)
+        with self.precision():
             loss, logits = _loss(self.model(x), y, self.criterion, self.config.auxiliary_weight)
         value = float(loss.detach())
         lr = self.optimizer.param_groups[0]["lr"]
