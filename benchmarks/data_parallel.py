@@ -4,6 +4,7 @@
     python benchmarks/data_parallel.py --data ../shared/data/cifar10-jpeg.tar.gz --out /tmp/dp
     python benchmarks/data_parallel.py --data ../shared/data/cifar10-jpeg.tar.gz --out /tmp/dp201 --only oneshot \
         --cells 5 --resolution 32 --steps 50 --derive-batch 1024      # NAS-Bench-201's own search network
+    python benchmarks/data_parallel.py --data ../shared/data/cifar10-jpeg.tar.gz --out /tmp/dp5 --only train --cells 5
 
 Each configuration runs as a subprocess (``python -m nasforge ...``) and is timed from outside; the training
 reports its own images per second after the first epoch (``train_images_per_s`` in result.json). A single process
@@ -57,7 +58,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=200, help="child steps of the one-shot search")
     p.add_argument("--derive-batch", type=int, default=4096,
                    help="validation images that score each candidate of the one-shot derivation")
-    p.add_argument("--cells", type=int, default=1, help="cells per stage of the super-network (N; NAS-Bench-201: 5)")
+    p.add_argument("--cells", type=int, default=1,
+                   help="cells per stage of the trained network and of the super-network (N; NAS-Bench-201: 5)")
     p.add_argument("--resolution", type=int, default=16, help="image size of the one-shot search (NAS-Bench-201: 32)")
     p.add_argument("--only", choices=("train", "oneshot"), help="measure one of the two jobs")
     a = p.parse_args()
@@ -70,7 +72,7 @@ def main() -> None:
     print(f"# data cached in {default_cache_dir()} ({time.perf_counter() - start:.1f} s)", flush=True)
     print(f"# load average at start: {os.getloadavg()[0]:.2f}", flush=True)
     train = ["train", "--space", "nb201", "--arch", ARCH, "--dataset", "cifar10", "--data", a.data,
-             "--epochs", str(a.epochs), "--set", "model.C=16", "--set", "model.N=1", "--set",
+             "--epochs", str(a.epochs), "--set", "model.C=16", "--set", f"model.N={a.cells}", "--set",
              f"data.fraction={a.fraction}"]
     oneshot = ["search", "--space", "nb201", "--evaluator", "supernet", "--strategy", "enas", "--dataset", "cifar10",
                "--data", a.data, "--budget", str(a.steps), "--set", f"evaluator.model_args={{C: 16, N: {a.cells}}}",

@@ -2,6 +2,8 @@
 and how many batch norms one NB201 child (C=16, N=1) runs in a forward pass: data-parallel scoring syncs each.
 
 Usage: python benchmarks/gloo_allreduce.py [--count 2000] [--channels 32]
+       python benchmarks/gloo_allreduce.py --floats 1 --count 200    # a float32 buffer of that size instead
+       python benchmarks/gloo_allreduce.py --floats 316346 --count 200   # the gradients of an NB201 network, N=1
 """
 
 from __future__ import annotations
@@ -23,18 +25,20 @@ CELLS = {
 }
 
 
-def replica(rank: int, count: int, channels: int, port: int) -> None:
+def replica(rank: int, count: int, channels: int, port: int, floats: int = 0) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=2)
     rows = torch.zeros(2, 1 + 2 * channels, dtype=torch.float64)  # what Replicas.synced_batch_norm reduces
+    if floats:
+        rows = torch.zeros(floats)  # a flat gradient buffer, as Replicas.reduce_step reduces
     for _ in range(50):
         dist.all_reduce(rows)
     start = time.perf_counter()
     for _ in range(count):
         dist.all_reduce(rows)
     if rank == 0:
-        print(f"gloo all_reduce of {rows.numel()} float64: {1e3 * (time.perf_counter() - start) / count:.3f} ms each",
+        print(f"gloo all_reduce of {rows.numel()} {str(rows.dtype)[6:]}: {1e3 * (time.perf_counter() - start) / count:.3f} ms each",
               flush=True)
     dist.destroy_process_group()
 
@@ -57,10 +61,11 @@ def main() -> None:
     p.add_argument("--count", type=int, default=2000)
     p.add_argument("--channels", type=int, default=32)
     p.add_argument("--port", type=int, default=29533)
+    p.add_argument("--floats", type=int, default=0, help="all-reduce a float32 buffer of this size instead")
     a = p.parse_args()
     for name, arch in CELLS.items():
         print(f"batch norms in one forward of an NB201 child (C=16, N=1), {name}: {batch_norms_run(arch)}", flush=True)
-    mp.spawn(replica, args=(a.count, a.channels, a.port), nprocs=2)
+    mp.spawn(replica, args=(a.count, a.channels, a.port, a.floats), nprocs=2)
 
 
 if __name__ == "__main__":
