@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from nasforge.train import augment as aug
@@ -45,3 +46,16 @@ def test_augmentation_is_seeded_by_its_generator():
 
     assert torch.equal(run(5), run(5))
     assert not torch.equal(run(5), run(6))
+
+
+def test_a_replicas_rows_get_what_they_get_in_the_whole_batch() -> None:
+    """Data-parallel: augmenting rows 3:7 of a batch of 10 (drawing the whole batch's numbers) gives those rows of
+    the whole batch's augmentation, and leaves the generator where the whole batch leaves it."""
+    x = torch.randn(10, 3, 8, 8)
+    whole_gen, part_gen = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    whole = aug.augment_batch(x, whole_gen, padding=2, flip=True, cutout_size=3)
+    part = aug.augment_batch(x[3:7], part_gen, padding=2, flip=True, cutout_size=3, rows=(10, slice(3, 7)))
+    assert torch.equal(part, whole[3:7])
+    assert torch.equal(whole_gen.get_state(), part_gen.get_state())
+    with pytest.raises(ValueError, match="rows 3:7 of 10"):
+        aug.augment_batch(x[3:6], part_gen, padding=2, rows=(10, slice(3, 7)))

@@ -305,14 +305,13 @@ def fit(
         total_loss, correct, seen, images = 0.0, 0, 0, 0
         epoch_start = time.perf_counter()
         for step, idx in enumerate(_batches(len(data), config.batch_size, generator), start=1):
-            # the whole batch is augmented on every replica, so that all draw the same numbers from generator
-            x = normalise(data.x[idx].to(device, non_blocking=True))
-            x = augment_batch(x, generator, padding=padding, flip=do_flip, cutout_size=config.cutout)
-            y = data.y[idx].to(device, non_blocking=True)
-            share = 1.0
-            if replicas is not None:
-                part = replicas.share(len(y))
-                x, y, share = x[part], y[part], (part.stop - part.start) / len(idx)
+            # data-parallel, a replica augments its share but draws the whole batch's numbers, as all replicas do
+            part = slice(0, len(idx)) if replicas is None else replicas.share(len(idx))
+            x = normalise(data.x[idx[part]].to(device, non_blocking=True))
+            x = augment_batch(x, generator, padding=padding, flip=do_flip, cutout_size=config.cutout,
+                              rows=(len(idx), part))
+            y = data.y[idx[part]].to(device, non_blocking=True)
+            share = (part.stop - part.start) / len(idx)
             loss, logits, lr = stepper.step(x, y, share)
             if not math.isfinite(loss):
                 result.failed, result.error = True, f"training loss became {loss} in epoch {epoch}, step {step}"
