@@ -43,6 +43,7 @@ def _weights(arrays: Any, prefix: str) -> list[str]:
     return [k for k in arrays.files if k.startswith(prefix)]
 
 
+@pytest.mark.slow  # starts processes (the shared fixture: ~20 s on one core)
 def test_two_processes_train_a_fixed_cell_like_one(runs) -> None:
     """2 epochs of final training on 7 columns (4 + 3 per replica, varying window lengths): the replicas hold the
     same weights, equal to one process' within 1e-4, with the same losses and validation and test perplexities."""
@@ -62,6 +63,7 @@ def test_two_processes_train_a_fixed_cell_like_one(runs) -> None:
     assert r0["final_columns"].tolist() == [[0, 3], [1, 4]] and r1["final_columns"].tolist() == [[0, 2], [1, 3]]
 
 
+@pytest.mark.slow  # starts processes (the shared fixture: ~20 s on one core)
 def test_two_process_supernet_lm_search_is_one_process(runs) -> None:
     """8 steps of a supernet-lm search: both replicas see the same rewards (so their policies sample the same
     cells) and hold the same shared weights; rewards, losses and weights are one process' within tolerance, and
@@ -83,6 +85,7 @@ def test_two_process_supernet_lm_search_is_one_process(runs) -> None:
     assert np.allclose([c["score"] for c in d0["ranked"]], [c["score"] for c in d1["ranked"]], rtol=1e-5)
 
 
+@pytest.mark.slow  # starts processes (the shared fixture: ~20 s on one core)
 def test_a_checkpoint_holds_the_whole_batchs_hidden_state(runs) -> None:
     """Each replica carries the hidden state of its columns only (4 and 3 of 7); a checkpoint gathers the whole
     batch's, one process' state, and a replica loading it takes its own columns back."""
@@ -95,6 +98,7 @@ def test_a_checkpoint_holds_the_whole_batchs_hidden_state(runs) -> None:
         assert np.array_equal(r["reloaded_hidden"], r["local_hidden"])
 
 
+@pytest.mark.slow  # starts processes
 def test_search_nproc_2_on_a_language_model(corpus: Path, tmp_path: Path) -> None:
     """``nasforge search --evaluator supernet-lm --nproc 2`` end to end, then the derived cell's final training
     with ``nasforge train --nproc 2``: rank 0 writes each run directory, the numbers are those of a trained
