@@ -254,9 +254,9 @@ def test_final_training_and_the_supernet_take_the_same_lm_step(monkeypatch, tmp_
     calls: list[str] = []
     original = text.LMStepper.step
 
-    def spy(self, x, y, hidden, module=None):
+    def spy(self, x, y, hidden, module=None, **kwargs):
         calls.append("child" if module is not None else "model")
-        return original(self, x, y, hidden, module)
+        return original(self, x, y, hidden, module, **kwargs)
 
     monkeypatch.setattr(text.LMStepper, "step", spy)
     corpus = _synthetic_corpus()

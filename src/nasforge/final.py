@@ -393,7 +393,8 @@ def _train_lm(space: SearchSpace, arch: Architecture, config: FinalConfig, setti
         "kind": "train", "space": space.name, "arch": str(arch), "dataset": "ptb", "data": config.data,
         "seed": config.seed, "device": str(device), "valid_perplexity": done.valid_perplexity,
         "test_perplexity": done.test_perplexity, "params": done.params, "epochs": done.epochs,
-        "train_time_s": done.time_s, "failed": done.failed, "error": done.error, "history": done.history,
+        "train_time_s": done.time_s, "replicas": _replica_count(), "failed": done.failed, "error": done.error,
+        "history": done.history,
         "config": {"train": to_dict(settings), "model": dict(config.model_args), "space": dict(config.space_args)},
         "genotype": genotype,
     }

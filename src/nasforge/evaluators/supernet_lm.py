@@ -25,11 +25,21 @@ Dropout masks come from a random state of the evaluator's own (saved in checkpoi
 global generator, so that a search is reproducible and resumes exactly. The search loop checkpoints
 the evaluator at every epoch of shared-weight training (weights, optimiser, generators, data cursors,
 hidden state); a killed search resumes from the last checkpoint and redoes the evaluations after it.
+
+Data-parallel (``--nproc N``, torchrun): every replica runs the search alike and holds the same shared weights;
+each trains on its contiguous share of the training text's columns (every replica reads the same windows, with
+its part of the hidden state), the gradients are averaged (:class:`~nasforge.train.text.LMStepper`), and the
+rewards, the derivation's scores and the test perplexity sum the replicas' losses and word counts over their
+columns, so that every replica gets the reward one process gets (up to float summation order) and the policies
+stay alike. Checkpoints hold the whole batch's hidden state (gathered from the replicas), so a search resumes
+with any number of processes. Each replica draws dropout masks for its own columns from a stream of its own;
+with dropout the search is thus not the one-process search, without dropout it is.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import math
 from dataclasses import dataclass, field
@@ -44,15 +54,18 @@ from ..registry import EVALUATORS
 from ..result import Result
 from ..spaces.base import SearchSpace
 from ..spaces.enas_rnn import EnasRNNSpace
+from ..train.distributed import Replicas
 from ..train.loop import resolve_device
 from ..train.text import (
     Corpus,
     LMStepper,
     batchify,
+    column_share,
     evaluate_perplexity,
     lm_loss,
     load_corpus,
     perplexity,
+    replica_seed,
     window_lengths,
 )
 from .base import EvalContext, StatefulEvaluator, refuse_fidelity
@@ -123,12 +136,15 @@ class SupernetLMEvaluator(StatefulEvaluator):
             self.supernet = self.rnn_space.supernet(self.corpus.vocab_size, **cfg.model_args).to(self.device)
             self.dropout_state = torch.get_rng_state()
         try:
-            self.train_data = batchify(self.corpus.train, cfg.batch_size).to(self.device)
+            train_data = batchify(self.corpus.train, cfg.batch_size).to(self.device)
             self.valid_data = batchify(self.corpus.valid, cfg.valid_batch_size).to(self.device)
         except ValueError as exc:
             raise ConfigError(f"evaluator: the corpus is too small for these batch sizes: {exc}") from None
+        # data-parallel: this replica's columns of the training text (every replica reads the same windows)
+        self.replicas = Replicas.current()
+        self.train_data, self.share = column_share(train_data, self.replicas, "evaluator.batch_size")
         self.stepper = LMStepper.sgd(self.supernet, lr=cfg.lr, weight_decay=cfg.weight_decay, bptt=cfg.bptt,
-                                     clip=cfg.clip)
+                                     clip=cfg.clip, replicas=self.replicas)
         self.optimizer = self.stepper.optimizer
         self.generator = torch.Generator().manual_seed(seed)
         self.steps = 0
@@ -146,7 +162,7 @@ class SupernetLMEvaluator(StatefulEvaluator):
         self.lengths = window_lengths(self.train_data.shape[0], self.config.bptt, generator)
         self.window = 0
         self.start = 0
-        self.hidden = self.supernet.init_hidden(self.config.batch_size)
+        self.hidden = self.supernet.init_hidden(self.train_data.shape[1])
 
     def _next_window(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self.window >= len(self.lengths):
@@ -169,19 +185,43 @@ class SupernetLMEvaluator(StatefulEvaluator):
     def _own_randomness(self) -> Iterator[None]:
         # Dropout masks draw from torch's global generator: swap ours in, and put the caller's back.
         with torch.random.fork_rng(devices=[]):
-            torch.set_rng_state(self.dropout_state)
+            if self.replicas is None:
+                torch.set_rng_state(self.dropout_state)
+                try:
+                    yield
+                finally:
+                    self.dropout_state = torch.get_rng_state()
+                return
+            # Data-parallel: each replica draws its columns' masks from a stream of its own (with one stream,
+            # column i of every replica's share would get the same masks); the state they share (and checkpoint)
+            # moves on alike on every replica, whatever each drew.
+            seed = int.from_bytes(hashlib.sha256(self.dropout_state.numpy().tobytes()).digest()[:8], "little") >> 1
+            torch.manual_seed(replica_seed(seed, self.replicas.rank))
             try:
                 yield
             finally:
-                self.dropout_state = torch.get_rng_state()
+                self.dropout_state = torch.Generator().manual_seed(seed).get_state()
 
     # ----------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
-        """Shared weights, optimiser, generators, data cursors and hidden state (for checkpoints)."""
+        """Shared weights, optimiser, generators, data cursors and hidden state (for checkpoints).
+
+        Data-parallel, every replica calls this alike (the search loop checkpoints on all of them): the hidden
+        state saved is the whole batch's, gathered from the replicas' columns."""
         return {"supernet": self.supernet.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "generator": self.generator.get_state(), "dropout": self.dropout_state.clone(),
                 "steps": self.steps, "epoch": self.epoch, "lengths": list(self.lengths), "window": self.window,
-                "start": self.start, "hidden": self.hidden.detach().cpu().clone(), "valid_start": self.valid_start}
+                "start": self.start, "hidden": self._whole_hidden(), "valid_start": self.valid_start}
+
+    def _whole_hidden(self) -> torch.Tensor:
+        """The hidden state of all the batch's columns (this replica's alone holds its share of them)."""
+        hidden = self.hidden.detach().cpu().clone()
+        if self.replicas is None:
+            return hidden
+        whole = hidden.new_zeros(self.config.batch_size, *hidden.shape[1:])
+        whole[self.replicas.share(self.config.batch_size)] = hidden
+        torch.distributed.all_reduce(whole)  # each column is non-zero on one replica only: the sum places them
+        return whole
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.supernet.load_state_dict(state["supernet"])
@@ -193,7 +233,10 @@ class SupernetLMEvaluator(StatefulEvaluator):
         self.dropout_state = state["dropout"].clone()
         self.steps, self.epoch = state["steps"], state["epoch"]
         self.lengths, self.window, self.start = list(state["lengths"]), state["window"], state["start"]
-        self.hidden = state["hidden"].to(self.device)
+        hidden = state["hidden"]
+        if self.replicas is not None:
+            hidden = hidden[self.replicas.share(self.config.batch_size)]
+        self.hidden = hidden.to(self.device)
         self.valid_start = state["valid_start"]
 
     # ----------------------------------------------------------------- training and scoring
@@ -206,9 +249,9 @@ class SupernetLMEvaluator(StatefulEvaluator):
         returns the loss per word (not finite: no update, and the hidden state starts again from zero)."""
         x, y = self._next_window()
         with self._own_randomness():  # the backward pass and the update draw nothing: only dropout does
-            value, hidden = self.stepper.step(x, y, self.hidden, self.child(arch))
+            value, hidden = self.stepper.step(x, y, self.hidden, self.child(arch), share=self.share)
         self.steps += 1
-        self.hidden = hidden if math.isfinite(value) else self.supernet.init_hidden(self.config.batch_size)
+        self.hidden = hidden if math.isfinite(value) else self.supernet.init_hidden(self.train_data.shape[1])
         return value
 
     def validation_window(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -223,11 +266,23 @@ class SupernetLMEvaluator(StatefulEvaluator):
 
     @torch.no_grad()
     def perplexity(self, arch: Architecture, window: tuple[torch.Tensor, torch.Tensor] | None = None) -> float:
-        """Perplexity of ``arch`` with the shared weights on one validation window, from a zero hidden state."""
+        """Perplexity of ``arch`` with the shared weights on one validation window, from a zero hidden state.
+
+        Data-parallel, each replica reads its share of the window's columns and the summed losses and word
+        counts are summed over the replicas: every replica gets the same number, one process' up to float order."""
         self.supernet.eval()
         x, y = window if window is not None else self.validation_window()
-        loss, _ = lm_loss(self.child(arch), x, y, self.supernet.init_hidden(x.shape[1]))
-        return perplexity(float(loss))
+        if self.replicas is None:
+            loss, _ = lm_loss(self.child(arch), x, y, self.supernet.init_hidden(x.shape[1]))
+            return perplexity(float(loss))
+        part = self.replicas.share(x.shape[1])
+        total, words = 0.0, 0.0
+        if part.stop > part.start:  # more replicas than columns: some read none
+            x, y = x[:, part], y[:, part]
+            loss, _ = lm_loss(self.child(arch), x, y, self.supernet.init_hidden(x.shape[1]))
+            total, words = float(loss) * y.numel(), float(y.numel())
+        total, words = self.replicas.sum([total, words])
+        return perplexity(total / words)
 
     def reward(self, perplexity: float) -> float:
         """ENAS' reward ``c / perplexity``."""
@@ -250,7 +305,7 @@ class SupernetLMEvaluator(StatefulEvaluator):
     def test_perplexity(self, arch: Architecture) -> float:
         """Perplexity of ``arch`` with the shared weights on the whole test text (hidden state carried)."""
         return evaluate_perplexity(self.child(arch), self.corpus.test, self.config.bptt, self.config.valid_batch_size,
-                                   self.device)
+                                   self.device, self.replicas)
 
     def derive(self, strategy: Any, n_samples: int = 100, seed: int = 0) -> dict[str, Any] | None:
         """Best of ``n_samples`` policy samples on one validation window, and the most likely cell; scores are

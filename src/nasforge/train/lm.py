@@ -7,6 +7,12 @@ every epoch the validation perplexity is measured; the weights with the best one
 epoch does not improve on it the learning rate is divided by ``lr_decay`` (the annealing of PyTorch's
 word-language-model example, simpler than AWD-LSTM's switch to averaged SGD and enough for short runs).
 The test perplexity is that of the kept weights.
+
+Data-parallel (``nasforge train --nproc N``, torchrun), every process reads the same windows of its share of the
+training text's columns and the gradients are averaged (:class:`~nasforge.train.text.LMStepper`); validation and
+test perplexities are split by columns too and summed, so every process keeps the same weights and takes the same
+learning-rate decisions. Each process draws its own dropout masks for its columns (:func:`~nasforge.train.text.replica_seed`),
+so with dropout the run is not the one-process run; without dropout it is, up to float summation order.
 """
 
 from __future__ import annotations
@@ -23,8 +29,9 @@ from torch import nn
 
 from ..arch import Architecture
 from ..spaces.base import SearchSpace
+from .distributed import Replicas
 from .loop import resolve_device
-from .text import Corpus, LMStepper, TrainingDiverged, batchify, evaluate_perplexity
+from .text import Corpus, LMStepper, TrainingDiverged, batchify, evaluate_perplexity, replica_seed
 
 log = logging.getLogger(__name__)
 
@@ -82,13 +89,16 @@ def train_language_model(
     """
     device = resolve_device(device)
     start = time.perf_counter()
+    replicas = Replicas.current()  # data-parallel: each process trains and scores its share of the columns
     # Module constructors and dropout masks draw from torch's global generator: fork it, leave it as it was.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = space.build(arch, vocab_size=corpus.vocab_size, **(model_args or {})).to(device)
         params = sum(p.numel() for p in model.parameters())
         stepper = LMStepper.sgd(model, lr=config.lr, weight_decay=config.weight_decay, bptt=config.bptt,
-                                clip=config.clip)
+                                clip=config.clip, replicas=replicas)
+        if replicas is not None:
+            torch.manual_seed(replica_seed(seed, replicas.rank))
         lengths = torch.Generator().manual_seed(seed) if config.vary_length else None
         train = batchify(corpus.train, config.batch_size).to(device)
         best, best_state, history, error = math.inf, None, [], None
@@ -98,7 +108,7 @@ def train_language_model(
             except TrainingDiverged as exc:
                 error = str(exc)
                 break
-            valid = evaluate_perplexity(model, corpus.valid, config.bptt, config.eval_batch_size, device)
+            valid = evaluate_perplexity(model, corpus.valid, config.bptt, config.eval_batch_size, device, replicas)
             record = {"epoch": epoch, "train_loss": loss, "valid_perplexity": valid,
                       "lr": stepper.lr, "time_s": time.perf_counter() - start}
             history.append(record)
@@ -112,7 +122,7 @@ def train_language_model(
                     group["lr"] /= config.lr_decay
     if best_state is not None:
         model.load_state_dict(best_state)
-    test = evaluate_perplexity(model, corpus.test, config.bptt, config.eval_batch_size, device) \
+    test = evaluate_perplexity(model, corpus.test, config.bptt, config.eval_batch_size, device, replicas) \
         if best_state is not None else math.nan
     valid = best if math.isfinite(best) else math.nan
     return LMTraining(model, params, valid, test, len(history), time.perf_counter() - start, history,

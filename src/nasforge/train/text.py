@@ -14,6 +14,7 @@ is the one training step of every language model, final training and super-netwo
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import zipfile
@@ -25,7 +26,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..errors import DataError, NasforgeError
+from ..errors import ConfigError, DataError, NasforgeError
+from .distributed import Replicas, broadcast_state
 from .loop import resolve_device
 
 log = logging.getLogger(__name__)
@@ -163,6 +165,26 @@ def batchify(ids: torch.Tensor, batch_size: int) -> torch.Tensor:
     return ids[: steps * batch_size].view(batch_size, steps).t().contiguous()
 
 
+def column_share(data: torch.Tensor, replicas: Replicas | None, what: str = "batch_size") -> tuple[torch.Tensor, float]:
+    """This replica's contiguous share of the columns of a batchified ``(T, B)`` stream and its fraction of
+    them (all of it, 1.0, in one process). ``what`` names the setting in the error when ``B`` columns are too
+    few to give every replica one."""
+    if replicas is None:
+        return data, 1.0
+    columns = data.shape[1]
+    if columns < replicas.world:
+        raise ConfigError(f"{what}: {columns} columns cannot be split among {replicas.world} data-parallel "
+                          f"processes (each needs at least one); raise it or lower --nproc")
+    part = replicas.share(columns)
+    return data[:, part], (part.stop - part.start) / columns
+
+
+def replica_seed(seed: int, rank: int) -> int:
+    """The seed of data-parallel replica ``rank``'s dropout masks in a run seeded by ``seed``: replicas with
+    the same stream would give column ``i`` of each one's share the same masks."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{rank}".encode()).digest()[:8], "little") >> 1
+
+
 def window_lengths(total: int, bptt: int, generator: torch.Generator | None = None) -> list[int]:
     """Lengths of the successive windows over ``total`` time steps (the last input has no target).
 
@@ -236,42 +258,63 @@ class LMStepper:
     the optimiser steps. The optimiser's own learning rate is left as it was, so a schedule or a decay
     applied to it between steps (``param_groups[i]["lr"]``) is what the next step scales. A loss that is
     not finite makes no update; the caller decides whether that ends training or restarts the state.
+
+    With ``replicas`` (data-parallel) the model starts from rank 0's weights, each step's gradients are
+    averaged over the replicas (weighted by their shares of the columns) before the rate scaling, the clipping
+    and the update, and the loss a step returns is the whole batch's.
     """
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, *, bptt: int, clip: float) -> None:
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, *, bptt: int, clip: float,
+                 replicas: Replicas | None = None) -> None:
         if bptt < 1 or clip < 0:
             raise ValueError(f"need bptt >= 1 and clip >= 0, got bptt={bptt}, clip={clip}")
         self.model, self.optimizer, self.bptt, self.clip = model, optimizer, bptt, clip
+        self.replicas = replicas
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        if replicas is not None:
+            broadcast_state(model)
 
     @classmethod
-    def sgd(cls, model: nn.Module, *, lr: float, weight_decay: float, bptt: int, clip: float) -> LMStepper:
+    def sgd(cls, model: nn.Module, *, lr: float, weight_decay: float, bptt: int, clip: float,
+            replicas: Replicas | None = None) -> LMStepper:
         """The AWD-LSTM / ENAS recipe: plain SGD (no momentum) with weight decay."""
-        return cls(model, torch.optim.SGD(model.parameters(), lr=lr, weight_decay=weight_decay), bptt=bptt, clip=clip)
+        return cls(model, torch.optim.SGD(model.parameters(), lr=lr, weight_decay=weight_decay), bptt=bptt, clip=clip,
+                   replicas=replicas)
 
     @property
     def lr(self) -> float:
         """The base learning rate (of the first parameter group), before the per-window scaling."""
         return float(self.optimizer.param_groups[0]["lr"])
 
-    def step(self, x: torch.Tensor, y: torch.Tensor, hidden: Any, module: nn.Module | None = None) -> tuple[float, Any]:
+    def step(self, x: torch.Tensor, y: torch.Tensor, hidden: Any, module: nn.Module | None = None,
+             share: float = 1.0) -> tuple[float, Any]:
         """One update on the window ``x -> y`` from ``hidden``; returns the loss per word (nats) and the
         detached hidden state the window ends in (not finite: no update was made).
 
         ``module`` runs the forward pass instead of the stepper's model, e.g. a super-network seen through
         one child; its parameters must be among the model's (the optimiser's and the clipped ones).
+        Data-parallel, ``x``, ``y`` and ``hidden`` are this replica's columns, ``share`` its fraction of the
+        batch's columns (:func:`column_share`), and the loss returned is the whole batch's.
         """
         forward = self.model if module is None else module
         forward.train()
         loss, hidden = lm_loss(forward, x, y, _detach(hidden))
         value = float(loss.detach())
+        if self.replicas is not None:  # every replica joins the reduction, a diverged one too
+            self.optimizer.zero_grad(set_to_none=True)
+            if math.isfinite(value):
+                loss.backward()
+            value = self.replicas.reduce_step(self.params, value, share)
         if not math.isfinite(value):
             return value, _detach(hidden)
         base = [group["lr"] for group in self.optimizer.param_groups]
         try:
             for group, lr in zip(self.optimizer.param_groups, base):
                 group["lr"] = lr * x.shape[0] / self.bptt
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if self.replicas is None:
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+            # after the reduction: the rate and the clipping see the whole batch's gradient, as in one process
             if self.clip > 0:
                 nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
             self.optimizer.step()
@@ -285,41 +328,52 @@ class LMStepper:
         from window to window; returns the mean loss per word (nats).
 
         With ``generator`` the window lengths vary (:func:`window_lengths`). A loss that is not finite
-        raises :class:`TrainingDiverged` before any update with it.
+        raises :class:`TrainingDiverged` before any update with it. Data-parallel, ``data`` is the whole
+        stream: each replica trains on its share of the columns and the loss returned is the whole batch's.
         """
-        hidden = self.model.init_hidden(data.shape[1])  # type: ignore[operator]  # the language-model contract
+        local, share = column_share(data, self.replicas)
+        hidden = self.model.init_hidden(local.shape[1])  # type: ignore[operator]  # the language-model contract
         total, count = 0.0, 0
-        for window, (x, y) in enumerate(bptt_batches(data, self.bptt, generator), start=1):
-            value, hidden = self.step(x, y, hidden)
+        for window, (x, y) in enumerate(bptt_batches(local, self.bptt, generator), start=1):
+            value, hidden = self.step(x, y, hidden, share=share)
             if not math.isfinite(value):
                 raise TrainingDiverged(
                     f"language-model training loss became {value} at window {window} "
                     f"(lr {self.lr}, clip {self.clip}): lower the learning rate or clip harder"
                 )
-            total += value * y.numel()
-            count += y.numel()
+            words = y.shape[0] * data.shape[1]  # the whole batch's
+            total += value * words
+            count += words
         return total / count
 
 
 @torch.no_grad()
 def evaluate_perplexity(
-    model: nn.Module, data: torch.Tensor, bptt: int, batch_size: int, device: str | torch.device = "cpu"
+    model: nn.Module, data: torch.Tensor, bptt: int, batch_size: int, device: str | torch.device = "cpu",
+    replicas: Replicas | None = None,
 ) -> float:
     """Perplexity of ``model`` on a 1-D token stream, read as ``batch_size`` columns in windows of ``bptt``.
 
     ``model`` follows the language-model contract ``model(tokens (T, B), hidden) -> (logits, hidden)``
     with ``model.init_hidden(B)``; it is put in evaluation mode. The state carries over every window.
     A model so wrong that the perplexity would overflow a float gets ``exp(700)`` (:func:`perplexity`).
+    With ``replicas`` (every replica calls this alike) each reads its share of the columns and the losses and
+    word counts are summed: one process' perplexity up to float summation order.
     """
     device = resolve_device(device)
     model.to(device).eval()
     columns = batchify(data, batch_size).to(device)
-    hidden = model.init_hidden(batch_size)  # type: ignore[operator]  # nn.Module types attributes as Tensor | Module
-    total, count = 0.0, 0
-    for x, y in bptt_batches(columns, bptt):
-        loss, hidden = lm_loss(model, x, y, hidden)
-        total += float(loss) * y.numel()
-        count += y.numel()
+    part = slice(0, batch_size) if replicas is None else replicas.share(batch_size)
+    total, count = 0.0, 0.0
+    if part.stop > part.start:  # more replicas than columns: some read none
+        columns = columns[:, part]
+        hidden = model.init_hidden(columns.shape[1])  # type: ignore[operator]  # nn.Module types attributes as Tensor | Module
+        for x, y in bptt_batches(columns, bptt):
+            loss, hidden = lm_loss(model, x, y, hidden)
+            total += float(loss) * y.numel()
+            count += y.numel()
+    if replicas is not None:
+        total, count = replicas.sum([total, count])
     return perplexity(total / count)
 
 
