@@ -4,7 +4,8 @@ Usage: python benchmarks/oneshot_nb201.py RUN_DIR [RUN_DIR ...] [--table ../shar
        [--archs 100] [--val-images 4096]
 For each run (a `nasforge search --space nb201 --evaluator supernet ...` directory) prints one line with the
 `test_acc_200` of the derived cells (best of the policy's samples, its most likely cell, and the pick of
-`nasforge derive RUN --retrain-top K` if it ran: for its best 3, 5, 10 candidates), then the Kendall tau
+`nasforge derive RUN --retrain-top K` if it ran: for its best 3, 5, 10 candidates; earlier derivations from
+`nasforge derive`, each with its settings, e.g. `(evaluator.derive_proxy=ensemble)`), then the Kendall tau
 between the super-network's validation accuracy (shared weights of the last checkpoint, `--val-images` validation
 images in chunks of 1,024, as the derivation scores) and `test_acc_200` over `--archs` uniformly random cells
 (`--archs 0` skips it).
@@ -46,12 +47,17 @@ def retrained_summary(derived: dict, space, table: Table) -> list[str]:
             f"retrained {tau_retrained:.3f})"]
 
 
+def settings(derived: dict) -> str:
+    """How a derivation was made: `nasforge derive`'s overrides (e.g. the proxy combined), "plain" without."""
+    return "(" + (" ".join(derived.get("overrides") or []) or "plain") + ")"
+
+
 def judge(run_dir: Path, table: Table, n_archs: int, val_images: int) -> str:
     config = read_config(run_dir)
     result = json.loads((run_dir / "result.json").read_text())
     space = nf.create_space("nb201")
     derived = result.get("derived", {})
-    parts = []
+    parts = [settings(derived)] if derived.get("overrides") else []
     for key in ("sampled_best", "most_likely"):
         if key in derived:
             acc = table.value(space.parse(derived[key]["arch"]), "test_acc_200")
@@ -60,7 +66,8 @@ def judge(run_dir: Path, table: Table, n_archs: int, val_images: int) -> str:
     for i, earlier in enumerate(result.get("derived_history", [])):  # earlier derivations (`nasforge derive`)
         if "sampled_best" in earlier:
             acc = table.value(space.parse(earlier["sampled_best"]["arch"]), "test_acc_200")
-            parts.append(f"derivation {i + 1} sampled_best {acc:.2f}")
+            parts.append(f"derivation {i + 1}{' ' + settings(earlier) if 'checkpoint' in earlier else ''} "
+                         f"sampled_best {acc:.2f}")
     if n_archs == 0:
         return f"{run_dir}: " + ", ".join(parts)
     evaluator = nf.create_evaluator(config, space)
