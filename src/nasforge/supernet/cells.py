@@ -28,7 +28,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ops import OPS
-from ..ops.cell_ops import CellDescription, DAGCell, Zero, cell_output, edge_stride, node_sum
+from ..ops.cell_ops import (
+    CellDescription,
+    DAGCell,
+    FactorizedReduce,
+    ReLUConvBN,
+    Zero,
+    cell_output,
+    edge_stride,
+    node_sum,
+)
 
 
 @dataclass
@@ -199,6 +208,22 @@ def row_select(module: nn.Module) -> RowSelectConv2d | RowSelectLinear:
     new.weight = module.weight
     new.bias = module.bias
     return new
+
+
+def make_reading(root: nn.Module, path: str, module: nn.Module) -> dict[str, RowSelectConv2d | RowSelectLinear]:
+    """Swap the layers of ``module`` (at ``path`` in ``root``) that read a cell's output for row-selecting ones:
+    a preprocessing ReLU-conv-BN's convolution, a factorized reduction's two convolutions, or ``module`` itself (a
+    1x1 convolution or the classifier). Returns them by their paths in ``root``."""
+    if isinstance(module, ReLUConvBN):
+        targets = {f"{path}.op.1": module.op[1]}
+    elif isinstance(module, FactorizedReduce):
+        targets = {f"{path}.conv_1": module.conv_1, f"{path}.conv_2": module.conv_2}
+    else:
+        targets = {path: module}
+    swapped = {name: row_select(layer) for name, layer in targets.items()}
+    for name, layer in swapped.items():
+        root.set_submodule(name, layer)
+    return swapped
 
 
 def placeholder(n_nodes: int, n_inputs: int) -> list[list[tuple[str, int]]]:

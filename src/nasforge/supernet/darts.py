@@ -31,10 +31,9 @@ from torch import nn
 
 from ..arch import Architecture
 from ..models.darts_net import DartsCell, DartsNetwork
-from ..ops.cell_ops import FactorizedReduce, ReLUConvBN
 from ..spaces.darts import DartsModelArgs, DartsSpace
 from .base import SUPERNETS, CellSupernet, Relaxed, SupernetOptions
-from .cells import CellDescription, RowSelectConv2d, RowSelectLinear, placeholder, row_select, share_cells
+from .cells import CellDescription, RowSelectConv2d, RowSelectLinear, make_reading, placeholder, share_cells
 
 
 @SUPERNETS.register("darts", model_args=DartsModelArgs, any_blocks=True)
@@ -81,15 +80,8 @@ class DartsSupernet(CellSupernet, DartsNetwork):
 
     def _reads(self, path: str, module: nn.Module, source: int) -> None:
         """Make the 1x1 convolutions (or the linear layer) at ``path`` able to read a smaller cell ``source``."""
-        if isinstance(module, ReLUConvBN):
-            targets = {f"{path}.op.1": module.op[1]}
-        elif isinstance(module, FactorizedReduce):
-            targets = {f"{path}.conv_1": module.conv_1, f"{path}.conv_2": module.conv_2}
-        else:
-            targets = {path: module}
-        for name, layer in targets.items():
-            self._selecting[name] = row_select(layer)
-            self.set_submodule(name, self._selecting[name])
+        for name, layer in make_reading(self, path, module).items():
+            self._selecting[name] = layer
             self.readers[name] = f"cells.{source}.dag"
 
     def descriptions(self, arch: Architecture) -> dict[str, CellDescription]:

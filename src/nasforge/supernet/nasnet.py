@@ -30,11 +30,11 @@ from ..arch import Architecture
 from ..errors import ConfigError
 from ..models.nasnet_net import N_INPUTS, Block, CellSpec, NasnetCell, NasnetNetwork, combine
 from ..ops import OPS
-from ..ops.cell_ops import FactorizedReduce, ReLUConvBN, channel_cat, edge_stride
+from ..ops.cell_ops import channel_cat, edge_stride
 from ..spaces.darts import DartsModelArgs
 from ..spaces.nasnet import NasnetSpace
 from .base import SUPERNETS, CellSupernet, SupernetOptions
-from .cells import RowSelectConv2d, RowSelectLinear, row_select
+from .cells import RowSelectConv2d, RowSelectLinear, make_reading
 
 
 class SharedNasnetDAG(nn.Module):
@@ -131,15 +131,8 @@ class NasnetSupernet(CellSupernet, NasnetNetwork):
     def _reads(self, path: str, module: nn.Module, source: int, cells: list[NasnetCell]) -> None:
         """Make the 1x1 convolutions (or the linear layer) at ``path`` select the rows of cell ``source``'s blocks."""
         C = cells[source].dag.C
-        if isinstance(module, ReLUConvBN):
-            targets = {f"{path}.op.1": module.op[1]}
-        elif isinstance(module, FactorizedReduce):
-            targets = {f"{path}.conv_1": module.conv_1, f"{path}.conv_2": module.conv_2}
-        else:
-            targets = {path: module}
-        for name, layer in targets.items():
-            self._selecting[name] = row_select(layer)
-            self.set_submodule(name, self._selecting[name])
+        for name, layer in make_reading(self, path, module).items():
+            self._selecting[name] = layer
             self.readers[name] = (source, C)
 
     def descriptions(self, arch: Architecture) -> dict[str, Any]:
