@@ -177,3 +177,29 @@ def test_derivation_combines_the_shared_weights_rank_with_the_proxy_rank() -> No
     assert "proxy" in derived["most_likely"]
     with pytest.raises(ConfigError, match="proxy must be one of"):
         nf.build_components(nf.RunConfig(**{**vars(cfg), "evaluator_args": {"derive_proxy": "grasp"}}))
+
+
+def test_bench_gives_the_strategies_their_prior(tmp_path: Path) -> None:
+    """``nasforge bench --prior zerocost`` chooses each search's initial samples as ``nasforge search`` does (it was
+    silently ignored): the bench's search records what the same search run alone records, and not what it records
+    without the prior."""
+    import json
+
+    from nasforge.bench import make_spec, run_bench
+    from nasforge.run.loop import run_search
+
+    table = write_nb201_table(tmp_path / "table.csv")
+    cfg = nf.make_run_config({"space": "nb201", "strategy": "re", "benchmark": str(table), "budget": 4,
+                              "dataset": "digits", "prior": "zerocost", "prior_draws": 4},
+                             ["prior.proxy=synflow", "prior.model_args={C: 4, N: 1}", "prior.resolution=4",
+                              "prior.batch_size=8"])
+
+    def bench(config: nf.RunConfig, name: str) -> list[float]:
+        run_bench(make_spec(config, ["re"], [0]), tmp_path / name)
+        job = json.loads(next((tmp_path / name / "runs").rglob("*.json")).read_text())
+        return job["incumbent_reward"]
+
+    parts = nf.build_components(cfg)
+    alone = run_search(parts.space, parts.strategy, parts.evaluator, cfg.budget, seed=0)
+    assert bench(cfg, "guided") == [inc.reward for inc in alone.incumbents()]
+    assert bench(nf.RunConfig(**{**vars(cfg), "prior": None}), "plain") != [inc.reward for inc in alone.incumbents()]

@@ -109,12 +109,13 @@ def _init_worker(base: RunConfig) -> None:
 
 def run_job(config: RunConfig) -> dict[str, Any]:
     """One search with an in-memory record; returns its compact curve."""
-    from .factory import create_strategy, objective_settings
+    from .factory import create_prior, create_strategy, objective_settings
     from .objectives import objective_matrix, parse_objectives
     from .run.loop import run_search
 
     space, evaluator = _WORKER["space"], _WORKER["evaluator"]
     strategy = create_strategy(config.strategy, space, config.seed, **objective_settings(config, strict=False).strategy_args)
+    strategy.prior = create_prior(config, space)  # --prior: per job, since the run's seed fixes the proxy's draws
     start = time.perf_counter()
     record = run_search(space, strategy, evaluator, config.budget, seed=config.seed)
     wall = time.perf_counter() - start
