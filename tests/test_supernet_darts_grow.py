@@ -19,6 +19,7 @@ from nasforge.registry import EVALUATORS
 from nasforge.spaces.nb201 import NB201_OPS
 from nasforge.supernet import SUPERNETS, SharedDAGCell, build_supernet, extract_child
 from nasforge.supernet.cells import placeholder
+from nasforge.testing.supernets import assert_child_matches
 
 MODEL = {"C": 4, "layers": 3, "auxiliary": True}  # reductions at cells 1 and 2; the head reads cell 2
 
@@ -60,15 +61,7 @@ def test_smaller_child_with_inherited_weights_computes_the_same(options: dict) -
         child = extract_child(net, arch)
         assert [len(c.dag.sources) for c in child.cells] == [k] * 3
         assert child.classifier.in_features == k * 16  # the last cell (C=16 after two reductions) has k nodes
-        net.train(), child.train()
-        for a, b in zip(net(x, arch), child(x)):  # logits and the auxiliary head's
-            torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
-        net.drop_path_prob = child.drop_path_prob = 0.3
-        torch.manual_seed(5)
-        a = net(x, arch)[0]
-        torch.manual_seed(5)
-        torch.testing.assert_close(a, child(x)[0], atol=1e-5, rtol=0)  # the same drop-path masks
-        net.drop_path_prob = 0.0
+        assert_child_matches(net, child, arch, x)
 
 
 def test_a_smaller_child_trains_only_its_nodes() -> None:

@@ -14,6 +14,7 @@ import nasforge as nf
 from nasforge.errors import ConfigError
 from nasforge.supernet import SUPERNETS, build_supernet, extract_child
 from nasforge.testing import conformance
+from nasforge.testing.supernets import assert_child_matches
 
 ENAS_MICRO = {"ops": "enas", "blocks": 5}  # ENAS: 5 operations, B = 5, repeated inputs, loose ends
 MODEL = {"C": 4, "layers": 5, "auxiliary": True}
@@ -54,15 +55,7 @@ def test_child_with_inherited_weights_computes_the_same(space_args: dict, option
     for arch in [space.sample(rng) for _ in range(2)]:
         child = extract_child(net, arch)
         assert type(child) is type(space.build(arch, num_classes=3, in_channels=1, **MODEL))
-        net.train(), child.train()
-        for a, b in zip(net(x, arch), child(x)):  # logits and the auxiliary head's
-            torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
-        net.drop_path_prob = child.drop_path_prob = 0.3
-        torch.manual_seed(5)
-        a = net(x, arch)[0]
-        torch.manual_seed(5)
-        torch.testing.assert_close(a, child(x)[0], atol=1e-5, rtol=0)  # the same drop-path masks
-        net.drop_path_prob = 0.0
+        assert_child_matches(net, child, arch, x)
 
 
 def test_a_step_runs_and_trains_only_the_child() -> None:

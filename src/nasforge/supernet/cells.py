@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -208,6 +208,20 @@ def row_select(module: nn.Module) -> RowSelectConv2d | RowSelectLinear:
     new.weight = module.weight
     new.bias = module.bias
     return new
+
+
+@contextlib.contextmanager
+def rows_selected(layers: dict[str, RowSelectConv2d | RowSelectLinear],
+                  rows: Mapping[str, torch.Tensor | slice | None]) -> Iterator[None]:
+    """Within the block each reading layer uses the input rows ``rows`` gives it (all rows when absent or None);
+    afterwards every layer reads all rows again."""
+    try:
+        for name, select in rows.items():
+            layers[name].select = select
+        yield
+    finally:
+        for layer in layers.values():
+            layer.select = None
 
 
 def make_reading(root: nn.Module, path: str, module: nn.Module) -> dict[str, RowSelectConv2d | RowSelectLinear]:

@@ -33,7 +33,15 @@ from ..arch import Architecture
 from ..models.darts_net import DartsCell, DartsNetwork
 from ..spaces.darts import DartsModelArgs, DartsSpace
 from .base import SUPERNETS, CellSupernet, Relaxed, SupernetOptions
-from .cells import CellDescription, RowSelectConv2d, RowSelectLinear, make_reading, placeholder, share_cells
+from .cells import (
+    CellDescription,
+    RowSelectConv2d,
+    RowSelectLinear,
+    make_reading,
+    placeholder,
+    rows_selected,
+    share_cells,
+)
 
 
 @SUPERNETS.register("darts", model_args=DartsModelArgs, any_blocks=True)
@@ -106,14 +114,8 @@ class DartsSupernet(CellSupernet, DartsNetwork):
     def forward(self, x: torch.Tensor, arch: Architecture | Relaxed) -> Any:  # type: ignore[override]
         if isinstance(arch, Relaxed):  # every node of every cell: full width
             return super().forward(x, arch)
-        rows = self._rows(self.space.validate(arch))
-        try:
-            for name, select in rows.items():
-                self._selecting[name].select = select
+        with rows_selected(self._selecting, self._rows(self.space.validate(arch))):
             return super().forward(x, arch)
-        finally:
-            for layer in self._selecting.values():
-                layer.select = None
 
     def child_tensor(self, arch: Architecture, key: str, state: dict[str, torch.Tensor]) -> torch.Tensor | None:
         match = re.fullmatch(r"(.+)\.weight", key)

@@ -34,7 +34,7 @@ from ..ops.cell_ops import channel_cat, edge_stride
 from ..spaces.darts import DartsModelArgs
 from ..spaces.nasnet import NasnetSpace
 from .base import SUPERNETS, CellSupernet, SupernetOptions
-from .cells import RowSelectConv2d, RowSelectLinear, make_reading
+from .cells import RowSelectConv2d, RowSelectLinear, make_reading, rows_selected
 
 
 class SharedNasnetDAG(nn.Module):
@@ -151,14 +151,8 @@ class NasnetSupernet(CellSupernet, NasnetNetwork):
 
     def forward(self, x: torch.Tensor, arch: Architecture) -> Any:  # type: ignore[override]
         self.space.validate(arch)
-        rows = self._rows(arch)
-        try:
-            for name, layer in self._selecting.items():
-                layer.select = rows[name]
+        with rows_selected(self._selecting, self._rows(arch)):
             return super().forward(x, arch)
-        finally:
-            for layer in self._selecting.values():
-                layer.select = None
 
     def child_tensor(self, arch: Architecture, key: str, state: dict[str, torch.Tensor]) -> torch.Tensor | None:
         match = re.fullmatch(r"(.+)\.weight", key)
