@@ -236,8 +236,9 @@ def test_sigterm_stops_like_ctrl_c_and_the_run_resumes(tmp_path: Path) -> None:
     while _done(run / "run.db") < 20 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(60) == 130
+    code = proc.wait(60)
     err = proc.stderr.read()
+    assert code == 130, err
     assert f"continue with `nasforge search --resume {run}`" in err and "Traceback" not in err
     partial = json.loads((run / RESULT_FILE).read_text())
     assert 0 < partial["n_evaluations"] < 80 and not partial["complete"]

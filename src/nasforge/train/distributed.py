@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import socket
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
@@ -181,9 +182,19 @@ def barrier() -> None:
 
 
 def shutdown() -> None:
-    """Leave the process group (end of a data-parallel command)."""
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+    """Leave the process group (end of a data-parallel command).
+
+    Leaving normally, every replica first waits for the others: a replica that tore down its connections while
+    another was still busy (rank 0 writing results, say) could make gloo abort the other process at exit. Leaving
+    on an exception it does not wait, so that the others fail on their next collective instead of hanging."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if sys.exc_info()[0] is None:
+        try:
+            dist.barrier()
+        except RuntimeError as exc:  # another replica already left on an error: it reports that
+            log.debug("replicas did not meet before leaving: %s", exc)
+    dist.destroy_process_group()
 
 
 def broadcast_state(model: torch.nn.Module, src: int = 0) -> None:
