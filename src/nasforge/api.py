@@ -72,14 +72,23 @@ def search(
     finally:
         if out is not None:
             if result is None:  # interrupted: a partial result.json still shows what was found
-                store.load(parts.space.from_dict)
-                partial = SearchRecord(parts.space, store.finished(), config.budget)
-                write_result(out, result_dict(config, partial, parts.evaluator.optimum()))
+                _write_partial_result(out, config, parts, store)
             else:
                 write_result(out, result)
         store.close()
         parts.evaluator.close()
     return record, result
+
+
+def _write_partial_result(out: str | Path, config: RunConfig, parts: Components, store: RunStore) -> None:
+    """``result.json`` of an interrupted search. A failure here is logged, never raised: it would hide why the
+    search stopped (the run database keeps everything recorded either way)."""
+    try:
+        store.load(parts.space.from_dict)
+        partial = SearchRecord(parts.space, store.finished(), config.budget)
+        write_result(out, result_dict(config, partial, parts.evaluator.optimum()))
+    except Exception as exc:
+        log.warning("could not write the partial %s: %s", Path(out) / "result.json", exc)
 
 
 def _final_result(config: RunConfig, record: SearchRecord, parts: Components) -> dict[str, Any]:

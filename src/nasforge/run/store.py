@@ -31,6 +31,7 @@ from .. import codec
 from ..arch import Architecture
 from ..errors import RunDirError
 from ..result import Result
+from .interrupts import deferred_interrupts
 
 #: version of the tables below; a database of another version is refused (1 was never written; databases
 #: before versions were recorded read 0 and pickled their strategy states), but for 2 (see MIGRATIONS)
@@ -382,12 +383,13 @@ class RunStore:
                         row[12], row[13] = 1, row[13] + p[0]
                     else:
                         batches.setdefault(sql, []).append(p)
-        with _Txn(self.db):
-            for sql, rows in batches.items():
-                if rows:
-                    self.db.executemany(sql, rows)
-        del self._pending[: len(pending)]
-        self._at_risk = 0.0
+        with deferred_interrupts():  # committed writes must leave the queue with the commit
+            with _Txn(self.db):
+                for sql, rows in batches.items():
+                    if rows:
+                        self.db.executemany(sql, rows)
+            del self._pending[: len(pending)]
+            self._at_risk = 0.0
 
     def _event(self, kind: str, n: int, trials: Sequence[Trial]) -> tuple[str, Any, bool]:
         self._last_event += 1
@@ -475,16 +477,17 @@ class RunStore:
         drop = [tid for tid in self._trials if tid not in keep]
         row = self.db.execute("SELECT event_seq FROM checkpoint WHERE id = 1").fetchone()
         last_event = row[0] if row is not None else 0
-        with _Txn(self.db):
-            self.db.executemany("DELETE FROM trials WHERE id = ?", [(tid,) for tid in drop])
-            self.db.executemany("DELETE FROM attempts WHERE trial_id = ?", [(tid,) for tid in drop])
-            self.db.execute("DELETE FROM snapshots WHERE n_done > ?", (n_done,))
-            self.db.execute("DELETE FROM events WHERE seq > ?", (last_event,))
-            self.db.execute("DELETE FROM state")
-        for tid in drop:
-            del self._trials[tid]
-        self._recount()
-        self._last_event = last_event
+        with deferred_interrupts():
+            with _Txn(self.db):
+                self.db.executemany("DELETE FROM trials WHERE id = ?", [(tid,) for tid in drop])
+                self.db.executemany("DELETE FROM attempts WHERE trial_id = ?", [(tid,) for tid in drop])
+                self.db.execute("DELETE FROM snapshots WHERE n_done > ?", (n_done,))
+                self.db.execute("DELETE FROM events WHERE seq > ?", (last_event,))
+                self.db.execute("DELETE FROM state")
+            for tid in drop:
+                del self._trials[tid]
+            self._recount()
+            self._last_event = last_event
 
     def add_snapshot(self, n_done: int, snapshot: Any) -> None:
         if self.persistent:
