@@ -99,8 +99,7 @@ class GaussianProcess:
     #: prior standard deviations of log length-scales, log signal and log noise variance (weak)
     PRIOR_STD = (1.5, 1.0, 2.0)
 
-    def __init__(self, groups: np.ndarray, kind: str = "matern52", max_iter: int = 50, additive: bool = False,
-                 additive_prior: float = 1.0) -> None:
+    def __init__(self, groups: np.ndarray, kind: str = "matern52", max_iter: int = 50, additive: bool = False) -> None:
         if kind not in KERNELS:
             raise ValueError(f"kernel must be one of {KERNELS}, got {kind!r}")
         self.groups = np.asarray(groups, dtype=int)
@@ -108,7 +107,6 @@ class GaussianProcess:
         self.kind = kind
         self.max_iter = max_iter
         self.n_extra = 2 if additive else 0  # variances of the first- and second-order terms
-        self.additive_prior = additive_prior  # prior median of those variances (the signal's is 1)
         self.theta: np.ndarray | None = None  # [log l_g..., log s2, log noise]
         self.prior_mean: np.ndarray | None = None
         self.X = np.zeros((0, len(self.groups)))
@@ -158,8 +156,7 @@ class GaussianProcess:
         # Unit signal variance (targets are normalised) and a small noise: tabular and trained
         # rewards are both close to deterministic, and the fit lets noise grow where the data say so.
         # The additive terms start at the stationary kernel's variance: the fit decides the mix.
-        self.prior_mean = np.concatenate([log_ls, [math.log(self.additive_prior)] * self.n_extra,
-                                          [0.0, math.log(1e-2)]])
+        self.prior_mean = np.concatenate([log_ls, [0.0] * self.n_extra, [0.0, math.log(1e-2)]])
         if self.theta is None:
             self.theta = self.prior_mean.copy()
 

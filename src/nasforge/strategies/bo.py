@@ -10,7 +10,7 @@ architectures plus random samples, the usual choice for NAS, since proposals sta
 any space. Two additions serve sample efficiency (issue 16, the LaNAS paper's own measure): the
 kernel has additive and pairwise terms besides the Matern one (see
 :class:`~nasforge.predictors.gp.GaussianProcess`), and every ``local_every``-th proposal is the
-incumbent's unseen one-decision neighbour of largest posterior mean.
+incumbent's unseen one-decision neighbour of largest posterior mean (after a stall, a runner-up's).
 
 The strategy stays cheap per query by keeping everything incremental between hyper-parameter fits:
 the Cholesky factor of the kernel matrix grows by one row per observation (rank-one extension),
@@ -48,7 +48,6 @@ from .common import UnseenSampler
 log = logging.getLogger(__name__)
 
 BATCH_MODES = ("believer", "liar")
-LOCAL_ACQ = ("mean", "ei", "ucb")
 
 
 class _WholeSpace:
@@ -58,7 +57,6 @@ class _WholeSpace:
     def __init__(self, strategy: BayesianOptimisation) -> None:
         self.archs = list(strategy.space.enumerate())
         self.C = strategy._encode(self.archs)
-        self.choices = np.array([a.choices for a in self.archs], dtype=np.int64)
         self.open = np.array([strategy.sampler.is_new(a) for a in self.archs], dtype=bool)
         self.index = {strategy.space.key(a): i for i, a in enumerate(self.archs)}
         self.V = GrowableMatrix()
@@ -95,18 +93,18 @@ class BOConfig:
     terms for per-decision effects and pairwise interactions, which predict an unseen combination of
     good options from few observations; ``local_every`` = 3 makes every third proposal after the
     initial design the best unseen neighbour (by posterior mean) of the best observed architecture
-    that has one, which reaches an optimum next to a near-tie the model ranks wrongly. Both were
-    chosen on NAS-Bench-201-format tables (docs/benchmarks.md, "Samples to the optimum").
+    that has one, which reaches an optimum next to a near-tie the model ranks wrongly. After
+    ``stall`` = 30 observations without a better one, those local steps climb around the 2nd to
+    ``top + 1``-th best architectures in turn, so that a search whose model keeps favouring a wrong
+    region still climbs elsewhere (the incumbent's neighbourhood is exhausted by then). All three
+    were chosen on NAS-Bench-201-format tables (docs/benchmarks.md, "Samples to the optimum").
     """
 
     initial: int = 10  # random architectures before the first GP fit
     kernel: str = "matern52"  # "matern52" or "rbf"
     ard: bool = True  # one length-scale per decision (one-hot encodings) instead of one shared
     target: str = "rank"  # target normalisation: "rank" (Gaussian rank scores) or "standardize"
-    floor: float = 0.0  # targets below this quantile of the observed ones are tied at it (0: none)
     xi: float = 0.01  # EI exploration margin, in normalised target units
-    stall_every: int = 0  # local_every while stalled (see stall; 0: local_every)
-    stall_xi: float = 0.0  # EI margin while stalled (see stall; 0: xi)
     refit_every: int = 10  # observations between hyper-parameter fits (factor extended in between)
     fit_iterations: int = 50  # L-BFGS-B iterations per fit (warm-started)
     mutations: int = 10  # mutations of the top architectures added to the pool per query
@@ -117,11 +115,7 @@ class BOConfig:
     exhaustive: int = 20000  # a finite space of at most this many architectures: score all unseen ones (0: pool)
     additive: bool = True  # add first- and second-order covariance terms (additive effects, pairwise interactions)
     local_every: int = 3  # every k-th proposal: the incumbent's best unseen neighbour by posterior mean (0: never)
-    additive_prior: float = 1.0  # prior median of the additive terms' variances (the stationary term's is 1)
-    radius: int = 0  # whole-space EI only among architectures within this many decisions of the top ones (0: all)
-    local_acq: str = "mean"  # how a local step ranks neighbours: "mean" (posterior mean) or "ei"
-    local_top: int = 1  # a local step chooses among the unseen neighbours of this many best observed cells
-    stall: int = 0  # proposals without a new incumbent after which local steps move to the next-best cells (0: never)
+    stall: int = 30  # observations without a better one after which local steps climb around the next-best cells
 
     def __post_init__(self) -> None:
         if self.kernel not in KERNELS:
@@ -130,16 +124,8 @@ class BOConfig:
             raise ValueError(f"target must be one of {', '.join(TARGETS)}, got {self.target!r}")
         if self.batch not in BATCH_MODES:
             raise ValueError(f"batch must be one of {', '.join(BATCH_MODES)}, got {self.batch!r}")
-        if self.local_acq not in LOCAL_ACQ:
-            raise ValueError(f"local_acq must be one of {', '.join(LOCAL_ACQ)}, got {self.local_acq!r}")
-        if not 0 <= self.floor < 1:
-            raise ValueError(f"floor must be in [0, 1), got {self.floor}")
-        if self.additive_prior <= 0:
-            raise ValueError(f"additive_prior must be positive, got {self.additive_prior}")
-        if self.local_top < 1 or self.stall < 0:
-            raise ValueError("need local_top >= 1 and stall >= 0")
-        if self.local_every < 0:
-            raise ValueError(f"local_every must not be negative, got {self.local_every}")
+        if self.local_every < 0 or self.stall < 0:
+            raise ValueError(f"local_every and stall must not be negative, got {self.local_every}, {self.stall}")
         if self.initial < 2 or self.refit_every < 1 or self.top < 1 or self.pool_size < 1:
             raise ValueError("need initial >= 2, refit_every >= 1, top >= 1 and pool_size >= 1")
         if min(self.mutations, self.random, self.fit_iterations, self.exhaustive) < 0 or self.xi < 0:
@@ -159,7 +145,7 @@ class BayesianOptimisation(Strategy):
         super().__init__(space, config, seed)
         self.sampler = UnseenSampler(space)
         self.gp = GaussianProcess(encoding_groups(space, self.config.ard), self.config.kernel,
-                                  self.config.fit_iterations, self.config.additive, self.config.additive_prior)
+                                  self.config.fit_iterations, self.config.additive)
         self.fitted = False
         self.n_at_fit = 0
         # observations: one row per distinct network; repeated results are averaged
@@ -177,18 +163,12 @@ class BayesianOptimisation(Strategy):
         self.exhaustive = space.size is not None and space.size <= self.config.exhaustive
         self._all: _WholeSpace | None = None
         self.n_proposed = 0  # proposals since the first fit (every local_every-th is a local one)
-        self.best_mean = -np.inf  # best observed mean reward
-        self.n_since_best = 0  # observations since best_mean last improved
+        self.best_mean = -np.inf  # best mean reward observed so far
+        self.n_since_best = 0  # observations since best_mean last improved (see BOConfig.stall)
 
     # ---------------------------------------------------------------- observations
     def _targets(self) -> np.ndarray:
-        z = normalise(np.asarray(self.obs_sum) / np.asarray(self.obs_count), self.config.target)
-        if self.config.floor > 0 and len(z) > 1:
-            # tie everything below the floor quantile: the model spends itself on the good cells
-            z = np.maximum(z, np.quantile(z, self.config.floor))
-            std = z.std()
-            z = (z - z.mean()) / (std if std > 0 else 1.0)
-        return z
+        return normalise(np.asarray(self.obs_sum) / np.asarray(self.obs_count), self.config.target)
 
     def _encode(self, archs: Sequence[Architecture]) -> np.ndarray:
         return np.array([self.space.encode(a) for a in archs], dtype=float).reshape(len(archs), len(self.gp.groups))
@@ -222,9 +202,8 @@ class BayesianOptimisation(Strategy):
         for arch, ok in zip(archs, usable(results)):
             if ok:
                 i = self.obs_index[self.space.key(arch)]
-                m = self.obs_sum[i] / self.obs_count[i]
-                if m > self.best_mean:
-                    self.best_mean, self.n_since_best = m, 0
+                if self.obs_sum[i] / self.obs_count[i] > self.best_mean:
+                    self.best_mean, self.n_since_best = self.obs_sum[i] / self.obs_count[i], 0
                 else:
                     self.n_since_best += 1
         n = len(self.obs_archs)
@@ -334,8 +313,8 @@ class BayesianOptimisation(Strategy):
             local = self._local_candidates() if self._local_turn() else []
             if local:
                 x = self._encode(local)
-                mean_local, std_local = self.gp.predict(z, x)
-                k = int(np.argmax(self._local_score(mean_local, std_local, best)))
+                mean_local, _ = self.gp.predict(z, x)
+                k = int(np.argmax(mean_local))
                 arch, x = local[k], x[k]
                 self._drop_from_pool({self.space.key(arch)})
                 mean = np.array([mean_local[k]])
@@ -371,11 +350,9 @@ class BayesianOptimisation(Strategy):
             mean, std = self.gp.posterior(self.gp.solve_lower(z), whole.V.view)
             local = self._local_candidates() if self._local_turn() else []
             if local:
-                idx = np.array([whole.index[self.space.key(a)] for a in local])
-                score = self._local_score(mean[idx], std[idx], best)
-                j = int(idx[max(range(len(idx)), key=lambda k: (score[k], -idx[k]))])
+                j = max((whole.index[self.space.key(a)] for a in local), key=lambda k: (mean[k], -k))
             else:
-                acq = np.where(self._region(whole), log_expected_improvement(mean, std, best, self._xi()), -np.inf)
+                acq = np.where(whole.open, log_expected_improvement(mean, std, best, self.config.xi), -np.inf)
                 j = int(np.argmax(acq))
             out.append(whole.archs[j])
             self.sampler.mark([whole.archs[j]])
@@ -392,58 +369,28 @@ class BayesianOptimisation(Strategy):
     def _local_turn(self) -> bool:
         self.n_proposed += 1
         k = self.config.local_every
-        if self.config.stall and self.config.stall_every and self.n_since_best >= self.config.stall:
-            k = self.config.stall_every
         return k > 0 and self.n_proposed % k == 0
-
-    def _region(self, whole: _WholeSpace) -> np.ndarray:
-        """The unseen architectures EI may propose: within ``radius`` decisions of a top one, or all."""
-        if not self.config.radius:
-            return whole.open
-        top = np.array([a.choices for a in self._top()], dtype=np.int64)
-        near = np.zeros(len(whole.archs), dtype=bool)
-        for t in top:
-            near |= (whole.choices != t).sum(1) <= self.config.radius
-        region = whole.open & near
-        return region if region.any() else whole.open
-
-    def _xi(self) -> float:
-        if self.config.stall and self.config.stall_xi and self.n_since_best >= self.config.stall:
-            return self.config.stall_xi
-        return self.config.xi
-
-    def _local_score(self, mean: np.ndarray, std: np.ndarray, best: float) -> np.ndarray:
-        if self.config.local_acq == "ei":
-            return log_expected_improvement(mean, std, best, self.config.xi)
-        if self.config.local_acq == "ucb":
-            return mean + 2.0 * std
-        return mean
 
     def _local_candidates(self) -> list[Architecture]:
         """The unseen one-decision neighbours of the best observed architecture that has any.
 
         Many optima sit next to a near-tie the model ranks equally well; a model that is wrong about
         one decision would never propose them, while a local step reaches them (and a local search
-        around the incumbent is guaranteed to end at a local optimum)."""
+        around the incumbent is guaranteed to end at a local optimum). After ``stall`` observations
+        without a better one, local steps take the 2nd, 3rd, ... ``top + 1``-th best such
+        architecture in turn instead: the incumbent may be a local optimum in a region that the model
+        keeps favouring wrongly, and the runners-up are the other places worth climbing from."""
         means = np.asarray(self.obs_sum) / np.asarray(self.obs_count)
-        order = np.argsort(-means, kind="stable")
         skip = 0
         if self.config.stall and self.n_since_best >= self.config.stall:
-            # the incumbent's neighbourhood has not paid off: climb around the next-best cells in turn
             skip = 1 + (self.n_since_best - self.config.stall) // max(self.config.local_every, 1) % self.config.top
-        out: list[Architecture] = []
-        parents = 0
-        for i in order:
+        for i in np.argsort(-means, kind="stable"):
             fresh = [a for a in self.space.neighbours(self.obs_archs[i]) if self.sampler.is_new(a)]
             if fresh:
-                if skip:
-                    skip -= 1
-                    continue
-                out.extend(fresh)
-                parents += 1
-                if parents >= self.config.local_top:
-                    break
-        return out
+                if not skip:
+                    return fresh
+                skip -= 1
+        return []
 
     def load_state_dict(self, state: dict[str, Any] | Encoded) -> None:
         super().load_state_dict(state)
@@ -452,7 +399,7 @@ class BayesianOptimisation(Strategy):
     def _acquisition(self, z: np.ndarray, best: float) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and log EI of every candidate."""
         mean, std = self.gp.posterior(self.gp.solve_lower(z), self.pool_V.view)
-        return mean, log_expected_improvement(mean, std, best, self._xi())
+        return mean, log_expected_improvement(mean, std, best, self.config.xi)
 
     def _evict(self, z: np.ndarray, best: float) -> None:
         """Bound the pool: past 25% over ``pool_size``, keep the ``pool_size`` best by acquisition.
