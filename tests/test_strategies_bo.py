@@ -180,3 +180,39 @@ def test_nb201_finds_a_top_architecture_within_100_evaluations() -> None:
     _, res = nf.search(cfg)
     # random search averages ~93.6 after 100 evaluations; the optimum is 94.37
     assert res["history"][-1]["incumbent_test_accuracy"] > 94.2
+
+
+def test_a_stalled_search_climbs_around_the_next_best_cells_in_turn() -> None:
+    strategy, evaluator = _toy_strategy(seed=7, local_every=1, stall=15)
+    _tell_all(strategy, evaluator, strategy.ask(12))
+    space, worst = strategy.space, min(strategy.obs_sum)
+
+    def parents() -> list:
+        means = np.asarray(strategy.obs_sum) / np.asarray(strategy.obs_count)
+        ranked = [strategy.obs_archs[i] for i in np.argsort(-means, kind="stable")]
+        return [a for a in ranked if any(strategy.sampler.is_new(b) for b in space.neighbours(a))]
+
+    def best_fresh_neighbour(parent):
+        fresh = [a for a in space.neighbours(parent) if strategy.sampler.is_new(a)]
+        mean, _ = strategy.gp.predict(strategy._targets(), strategy._encode(fresh))
+        return fresh[int(np.argmax(mean))]
+
+    # results that never beat the incumbent: the first `stall` local steps still climb around it
+    assert strategy.n_since_best < 12
+    while strategy.n_since_best < 15:
+        expected = best_fresh_neighbour(parents()[0])
+        (arch,) = strategy.ask(1)
+        assert arch == expected
+        strategy.tell([arch], [Result(worst - 1.0)])
+    # then around the 2nd, 3rd, ... best cells, one per local step
+    for k in (1, 2, 3):
+        expected = best_fresh_neighbour(parents()[k])
+        (arch,) = strategy.ask(1)
+        assert arch == expected and arch not in space.neighbours(parents()[0])
+        strategy.tell([arch], [Result(worst - 1.0)])
+    # an improvement ends the stall: back to the incumbent's neighbourhood
+    (arch,) = strategy.ask(1)
+    strategy.tell([arch], [Result(max(strategy.obs_sum) + 1.0)])
+    assert strategy.n_since_best == 0
+    expected = best_fresh_neighbour(parents()[0])
+    assert strategy.ask(1)[0] == expected

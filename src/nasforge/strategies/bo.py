@@ -10,7 +10,7 @@ architectures plus random samples, the usual choice for NAS, since proposals sta
 any space. Two additions serve sample efficiency (issue 16, the LaNAS paper's own measure): the
 kernel has additive and pairwise terms besides the Matern one (see
 :class:`~nasforge.predictors.gp.GaussianProcess`), and every ``local_every``-th proposal is the
-incumbent's unseen one-decision neighbour of largest posterior mean.
+incumbent's unseen one-decision neighbour of largest posterior mean (after a stall, a runner-up's).
 
 The strategy stays cheap per query by keeping everything incremental between hyper-parameter fits:
 the Cholesky factor of the kernel matrix grows by one row per observation (rank-one extension),
@@ -93,8 +93,11 @@ class BOConfig:
     terms for per-decision effects and pairwise interactions, which predict an unseen combination of
     good options from few observations; ``local_every`` = 3 makes every third proposal after the
     initial design the best unseen neighbour (by posterior mean) of the best observed architecture
-    that has one, which reaches an optimum next to a near-tie the model ranks wrongly. Both were
-    chosen on NAS-Bench-201-format tables (docs/benchmarks.md, "Samples to the optimum").
+    that has one, which reaches an optimum next to a near-tie the model ranks wrongly. After
+    ``stall`` = 30 observations without a better one, those local steps climb around the 2nd to
+    ``top + 1``-th best architectures in turn, so that a search whose model keeps favouring a wrong
+    region still climbs elsewhere (the incumbent's neighbourhood is exhausted by then). All three
+    were chosen on NAS-Bench-201-format tables (docs/benchmarks.md, "Samples to the optimum").
     """
 
     initial: int = 10  # random architectures before the first GP fit
@@ -112,6 +115,7 @@ class BOConfig:
     exhaustive: int = 20000  # a finite space of at most this many architectures: score all unseen ones (0: pool)
     additive: bool = True  # add first- and second-order covariance terms (additive effects, pairwise interactions)
     local_every: int = 3  # every k-th proposal: the incumbent's best unseen neighbour by posterior mean (0: never)
+    stall: int = 30  # observations without a better one after which local steps climb around the next-best cells
 
     def __post_init__(self) -> None:
         if self.kernel not in KERNELS:
@@ -120,8 +124,8 @@ class BOConfig:
             raise ValueError(f"target must be one of {', '.join(TARGETS)}, got {self.target!r}")
         if self.batch not in BATCH_MODES:
             raise ValueError(f"batch must be one of {', '.join(BATCH_MODES)}, got {self.batch!r}")
-        if self.local_every < 0:
-            raise ValueError(f"local_every must not be negative, got {self.local_every}")
+        if self.local_every < 0 or self.stall < 0:
+            raise ValueError(f"local_every and stall must not be negative, got {self.local_every}, {self.stall}")
         if self.initial < 2 or self.refit_every < 1 or self.top < 1 or self.pool_size < 1:
             raise ValueError("need initial >= 2, refit_every >= 1, top >= 1 and pool_size >= 1")
         if min(self.mutations, self.random, self.fit_iterations, self.exhaustive) < 0 or self.xi < 0:
@@ -159,6 +163,8 @@ class BayesianOptimisation(Strategy):
         self.exhaustive = space.size is not None and space.size <= self.config.exhaustive
         self._all: _WholeSpace | None = None
         self.n_proposed = 0  # proposals since the first fit (every local_every-th is a local one)
+        self.best_mean = -np.inf  # best mean reward observed so far
+        self.n_since_best = 0  # observations since best_mean last improved (see BOConfig.stall)
 
     # ---------------------------------------------------------------- observations
     def _targets(self) -> np.ndarray:
@@ -193,6 +199,13 @@ class BayesianOptimisation(Strategy):
                 self.obs_sum.append(float(result.reward))
                 self.obs_count.append(1)
                 new.append(arch)
+        for arch, ok in zip(archs, usable(results)):
+            if ok:
+                i = self.obs_index[self.space.key(arch)]
+                if self.obs_sum[i] / self.obs_count[i] > self.best_mean:
+                    self.best_mean, self.n_since_best = self.obs_sum[i] / self.obs_count[i], 0
+                else:
+                    self.n_since_best += 1
         n = len(self.obs_archs)
         if n >= self.config.initial and (not self.fitted or n - self.n_at_fit >= self.config.refit_every):
             self._refit()
@@ -363,12 +376,20 @@ class BayesianOptimisation(Strategy):
 
         Many optima sit next to a near-tie the model ranks equally well; a model that is wrong about
         one decision would never propose them, while a local step reaches them (and a local search
-        around the incumbent is guaranteed to end at a local optimum)."""
+        around the incumbent is guaranteed to end at a local optimum). After ``stall`` observations
+        without a better one, local steps take the 2nd, 3rd, ... ``top + 1``-th best such
+        architecture in turn instead: the incumbent may be a local optimum in a region that the model
+        keeps favouring wrongly, and the runners-up are the other places worth climbing from."""
         means = np.asarray(self.obs_sum) / np.asarray(self.obs_count)
+        skip = 0
+        if self.config.stall and self.n_since_best >= self.config.stall:
+            skip = 1 + (self.n_since_best - self.config.stall) // max(self.config.local_every, 1) % self.config.top
         for i in np.argsort(-means, kind="stable"):
             fresh = [a for a in self.space.neighbours(self.obs_archs[i]) if self.sampler.is_new(a)]
             if fresh:
-                return fresh
+                if not skip:
+                    return fresh
+                skip -= 1
         return []
 
     def load_state_dict(self, state: dict[str, Any] | Encoded) -> None:
