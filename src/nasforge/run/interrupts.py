@@ -9,7 +9,7 @@ from typing import Any, Iterator
 
 __all__ = ["deferred_interrupts"]
 
-_SIGNALS = tuple(s for s in (getattr(signal, "SIGINT", None), getattr(signal, "SIGTERM", None)) if s is not None)
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @contextlib.contextmanager

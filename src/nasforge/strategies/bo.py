@@ -199,13 +199,12 @@ class BayesianOptimisation(Strategy):
                 self.obs_sum.append(float(result.reward))
                 self.obs_count.append(1)
                 new.append(arch)
-        for arch, ok in zip(archs, usable(results)):
-            if ok:
-                i = self.obs_index[self.space.key(arch)]
-                if self.obs_sum[i] / self.obs_count[i] > self.best_mean:
-                    self.best_mean, self.n_since_best = self.obs_sum[i] / self.obs_count[i], 0
-                else:
-                    self.n_since_best += 1
+            i = self.obs_index[key]
+            mean = self.obs_sum[i] / self.obs_count[i]
+            if mean > self.best_mean:
+                self.best_mean, self.n_since_best = mean, 0
+            else:
+                self.n_since_best += 1
         n = len(self.obs_archs)
         if n >= self.config.initial and (not self.fitted or n - self.n_at_fit >= self.config.refit_every):
             self._refit()
