@@ -177,6 +177,27 @@ def test_derivation_combines_the_shared_weights_rank_with_the_proxy_rank() -> No
     assert "proxy" in derived["most_likely"]
     with pytest.raises(ConfigError, match="proxy must be one of"):
         nf.build_components(nf.RunConfig(**{**vars(cfg), "evaluator_args": {"derive_proxy": "grasp"}}))
+    with pytest.raises(ConfigError, match="derive_proxy_weight"):
+        nf.build_components(nf.RunConfig(**{**vars(cfg), "evaluator_args": {"derive_proxy_weight": 1.5}}))
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.25, 1.0])
+def test_the_proxy_weight_of_the_derivation_ranges_from_weights_alone_to_proxy_alone(weight: float) -> None:
+    from scipy.stats import rankdata
+
+    cfg = nf.RunConfig(space="nb201", evaluator="supernet", strategy="ednas", budget=6, dataset="digits",
+                       evaluator_args={"model_args": {"C": 4, "N": 1}, "resolution": 4, "derive_proxy": "synflow",
+                                       "derive_proxy_weight": weight})
+    parts = nf.build_components(cfg)
+    rng = np.random.default_rng(0)
+    archs = list({parts.space.sample(rng) for _ in range(6)})
+    weights_scores = list(rng.random(len(archs)))
+    combined = parts.evaluator._proxy_rerank()(archs, weights_scores)
+    proxy = [extra["proxy"] for _, extra in combined]
+    n = len(archs) - 1
+    expected = (1 - weight) * (rankdata(weights_scores) - 1) / n + weight * (rankdata(proxy) - 1) / n
+    assert np.allclose([score for score, _ in combined], expected)
+    assert [extra["supernet"] for _, extra in combined] == weights_scores
 
 
 def test_bench_gives_the_strategies_their_prior(tmp_path: Path) -> None:

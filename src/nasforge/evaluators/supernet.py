@@ -81,6 +81,7 @@ class SupernetConfig(TrainConfig, DataConfig):
     # a training-free proxy (synflow, nwot, ensemble... of the zerocost evaluator) whose rank among the
     # derivation's candidates is averaged with the shared weights' rank; empty: the shared weights alone
     derive_proxy: str = ""  # proxy combined with the shared weights' rank in the derivation ("": none)
+    derive_proxy_weight: float = 0.5  # the proxy's share of that average (1: the proxy's rank alone picks)
 
     def __post_init__(self) -> None:
         TrainConfig.__post_init__(self)
@@ -89,6 +90,8 @@ class SupernetConfig(TrainConfig, DataConfig):
             raise ValueError("train_steps must be >= 0, reward_batch and derive_batch >= 1")
         if self.val_size == 0:
             raise ValueError("val_size must be positive: rewards come from the validation split")
+        if not 0 <= self.derive_proxy_weight <= 1:
+            raise ValueError(f"derive_proxy_weight must be in [0, 1], got {self.derive_proxy_weight}")
         if self.derive_proxy:
             from .zerocost import ZeroCostConfig
 
@@ -342,8 +345,9 @@ class SupernetEvaluator(StatefulEvaluator):
                                   replicas=self.replicas)
 
     def _proxy_rerank(self) -> Callable[[list[Architecture], list[float]], list[tuple[float, dict]]]:
-        """The derivation's combination with ``derive_proxy``: each candidate's score becomes the mean of its
-        rank (a fraction, ties averaged) by the shared weights and by the proxy among the candidates."""
+        """The derivation's combination with ``derive_proxy``: each candidate's score becomes the weighted mean
+        (``derive_proxy_weight`` for the proxy) of its rank (a fraction, ties averaged) by the shared weights and
+        by the proxy among the candidates."""
         from scipy.stats import rankdata
 
         from .zerocost import ZeroCostConfig, ZeroCostEvaluator
@@ -354,11 +358,13 @@ class SupernetEvaluator(StatefulEvaluator):
                                                                 **vars(self.config.data_config())),
                                      replace(self.context, benchmark=None, fidelity=None))
 
+        share = self.config.derive_proxy_weight
+
         def rerank(archs: list[Architecture], scores: list[float]) -> list[tuple[float, dict]]:
             proxy = [zerocost.evaluate(a).reward for a in archs]
             n = max(len(archs) - 1, 1)
             by_weights, by_proxy = (rankdata(scores) - 1) / n, (rankdata(proxy) - 1) / n
-            return [((w + p) / 2, {"supernet": s, "proxy": q})
+            return [((1 - share) * w + share * p, {"supernet": s, "proxy": q})
                     for w, p, s, q in zip(by_weights, by_proxy, scores, proxy)]
 
         return rerank
