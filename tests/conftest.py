@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 
@@ -18,6 +19,12 @@ os.environ.setdefault("RAY_DISABLE_USAGE_STATS", "1")
 # variable is inherited by the command-line processes that tests start.
 _CACHE = tempfile.mkdtemp(prefix="nasforge-test-cache-")
 os.environ["NASFORGE_CACHE"] = _CACHE
+
+# A shell without job control starts background commands with SIGINT ignored (`make test &` in a script), and
+# Python then installs no KeyboardInterrupt handler, here or in the commands tests start: the tests of Ctrl-C
+# would see nothing happen. Python's own handler here also gives started commands the default disposition.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 torch.set_num_threads(1)  # tests run on 2 cores; many small models are fastest single-threaded
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # and so do the commands tests run (nasforge.threads honours it)
