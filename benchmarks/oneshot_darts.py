@@ -3,7 +3,8 @@
 Usage: python benchmarks/oneshot_darts.py RUN_DIR [RUN_DIR ...] [--benchmark ../shared/data/nb301-surrogate]
        [--random 200] [--seed 0]
 For each run (a `nasforge search --space darts --evaluator supernet ...` directory) prints the surrogate's
-predicted accuracy of the derived genotypes (best of the policy's samples, and its most likely genotype), then
+predicted accuracy of the derived genotypes (the perturbation-based selection of a `darts` search, the best of the
+policy's samples, and its most likely genotype), then
 the mean, standard deviation and range of the predictions for `--random` uniformly random genotypes of the same
 space (same operation set), the reference a search has to beat.
 """
@@ -41,7 +42,7 @@ def main() -> None:
         space, evaluator = surrogate(config.space_args, args.benchmark)
         derived = json.loads((run / "result.json").read_text()).get("derived", {})
         parts = []
-        for key in ("sampled_best", "most_likely"):
+        for key in ("perturbed", "sampled_best", "most_likely"):
             if key in derived:
                 value = 100.0 * float(evaluator.predict([space.parse(derived[key]["arch"])])[0, VAL_ACCURACY])
                 parts.append(f"{key} {value:.2f}")

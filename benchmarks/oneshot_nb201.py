@@ -3,7 +3,8 @@
 Usage: python benchmarks/oneshot_nb201.py RUN_DIR [RUN_DIR ...] [--table ../shared/data/nb201-cifar10.csv]
        [--archs 100] [--val-images 4096]
 For each run (a `nasforge search --space nb201 --evaluator supernet ...` directory) prints one line with the
-`test_acc_200` of the derived cells (best of the policy's samples, its most likely cell, and the pick of
+`test_acc_200` (and `val_acc_200`) of the derived cells (the perturbation-based selection of a `darts` search, the
+best of the policy's samples, its most likely cell, and the pick of
 `nasforge derive RUN --retrain-top K` if it ran: for its best 3, 5, 10 candidates; earlier derivations from
 `nasforge derive`, each with its settings, e.g. `(evaluator.derive_proxy=ensemble)`), then the Kendall tau
 between the super-network's validation accuracy (shared weights of the last checkpoint, `--val-images` validation
@@ -58,10 +59,11 @@ def judge(run_dir: Path, table: Table, n_archs: int, val_images: int) -> str:
     space = nf.create_space("nb201")
     derived = result.get("derived", {})
     parts = [settings(derived)] if derived.get("overrides") else []
-    for key in ("sampled_best", "most_likely"):
+    for key in ("perturbed", "sampled_best", "most_likely"):
         if key in derived:
-            acc = table.value(space.parse(derived[key]["arch"]), "test_acc_200")
-            parts.append(f"{key} test_acc_200 {acc:.2f}")
+            arch = space.parse(derived[key]["arch"])
+            parts.append(f"{key} test_acc_200 {table.value(arch, 'test_acc_200'):.2f} "
+                         f"(val_acc_200 {table.value(arch, 'val_acc_200'):.2f})")
     parts += retrained_summary(derived, space, table)
     for i, earlier in enumerate(result.get("derived_history", [])):  # earlier derivations (`nasforge derive`)
         if "sampled_best" in earlier:

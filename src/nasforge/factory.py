@@ -167,6 +167,11 @@ def _resolve_evaluator(config: RunConfig) -> RunConfig:
         raise ConfigError(f"strategy: {config.strategy!r} learns architecture weights by gradient through a "
                           f"super-network; evaluator {config.evaluator!r} scores networks as black boxes "
                           f"(use --evaluator {', '.join(EVALUATORS.names(differentiable=True))})")
+    if config.evaluator_args.get("derive_method") == "perturb" and not STRATEGIES.get(
+            config.strategy).capabilities.get("differentiable"):
+        raise ConfigError(f"evaluator.derive_method: perturb removes operations from architecture weights' mixture; "
+                          f"strategy {config.strategy!r} has none (differentiable strategies: "
+                          f"{', '.join(STRATEGIES.names(differentiable=True))})")
     config = _strategy_needs(config)
     if config.epochs is not None and not is_oneshot(config):
         raise ConfigError(f"epochs: counts passes of a one-shot search over its training split; evaluator "

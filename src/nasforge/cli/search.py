@@ -190,6 +190,7 @@ def print_derived(console: Any, derived: dict[str, Any]) -> None:
     retrained = derived.get("retrained", {})
     for key, label in (("sampled_best", f"best of {derived['n_samples']} sampled from the policy"),
                        ("most_likely", "the policy's most likely"),
+                       ("perturbed", "perturbation-based selection (the pick)"),
                        ("retrained_best", f"best of {len(retrained.get('candidates', []))} candidates trained for "
                                           f"{retrained.get('epochs')} epochs")):
         if key in derived:

@@ -23,6 +23,11 @@ alternation instead: an architecture step on a validation minibatch of ``batch_s
 relaxed super-network (every operation weighted, or GDAS' one sampled operation per edge), whose accuracy is
 the reward, then ``train_steps`` steps of the network's weights through a relaxed architecture with the
 architecture weights fixed. Only cell super-networks (``nb201``, ``darts``) have the relaxed forward.
+
+A search ends with a derivation (:meth:`SupernetEvaluator.derive`): the best-scored of the policy's samples and its
+most likely architecture, and for a strategy whose weights are trained as the whole mixture (``darts``) the
+perturbation-based selection (:mod:`~nasforge.evaluators.perturbation`), which is then the pick
+(``derive_method``).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -41,7 +47,7 @@ from ..errors import ConfigError
 from ..registry import EVALUATORS
 from ..result import Result
 from ..spaces.base import SearchSpace
-from ..supernet import SUPERNETS, CellSupernet, build_supernet
+from ..supernet import SUPERNETS, CellSupernet, Relaxed, build_supernet
 from ..train import DataConfig, default_cache_dir, load_dataset, make_splits
 from ..train.augment import augment_batch
 from ..train.distributed import Replicas
@@ -56,6 +62,8 @@ log = logging.getLogger(__name__)
 DERIVE_CHUNK = 1024
 #: best-scored candidates a derivation lists besides its pick
 DERIVE_KEEP = 10
+#: the ways a derivation picks (``SupernetConfig.derive_method``)
+DERIVE_METHODS = ("auto", "sample", "perturb")
 
 
 @dataclass
@@ -82,6 +90,10 @@ class SupernetConfig(TrainConfig, DataConfig):
     # derivation's candidates is averaged with the shared weights' rank; empty: the shared weights alone
     derive_proxy: str = ""  # proxy combined with the shared weights' rank in the derivation ("": none)
     derive_proxy_weight: float = 0.5  # the proxy's share of that average (1: the proxy's rank alone picks)
+    # how the answer is derived: "sample" (the best-scored of the policy's samples), "perturb" (perturbation-based
+    # selection on the architecture weights' mixture, differentiable strategies), "auto" (perturb for strategies
+    # that train the mixture: darts; sample otherwise)
+    derive_method: str = "auto"  # sample | perturb | auto
 
     def __post_init__(self) -> None:
         TrainConfig.__post_init__(self)
@@ -90,6 +102,8 @@ class SupernetConfig(TrainConfig, DataConfig):
             raise ValueError("train_steps must be >= 0, reward_batch and derive_batch >= 1")
         if self.val_size == 0:
             raise ValueError("val_size must be positive: rewards come from the validation split")
+        if self.derive_method not in DERIVE_METHODS:
+            raise ValueError(f"derive_method must be one of {', '.join(DERIVE_METHODS)}, got {self.derive_method!r}")
         if not 0 <= self.derive_proxy_weight <= 1:
             raise ValueError(f"derive_proxy_weight must be in [0, 1], got {self.derive_proxy_weight}")
         if self.derive_proxy:
@@ -131,7 +145,7 @@ class _Child(nn.Module):
     def __init__(self, supernet: nn.Module) -> None:
         super().__init__()
         self.supernet = supernet
-        self.arch: Architecture | None = None
+        self.arch: Architecture | Relaxed | None = None
 
     def forward(self, x: torch.Tensor) -> Any:
         return self.supernet(x, self.arch)
@@ -249,7 +263,7 @@ class SupernetEvaluator(StatefulEvaluator):
         return [(self.splits.normalise(val.x[idx].to(self.device)), val.y[idx].to(self.device))
                 for idx in order.tensor_split(chunks)]
 
-    def score_on(self, arch: Architecture, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
+    def score_on(self, arch: Architecture | Relaxed, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
         """Accuracy (percent) of ``arch`` over whole ``batches`` in this process (each with its own batch
         statistics); data-parallel derivation splits the candidates between the replicas, not the images."""
         counts = [self._correct(arch, x, y) for x, y in batches]
@@ -269,7 +283,7 @@ class SupernetEvaluator(StatefulEvaluator):
         return 100.0 * correct / max(seen, 1.0)
 
     @torch.no_grad()
-    def _correct(self, arch: Architecture, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    def _correct(self, arch: Architecture | Relaxed, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
         """Correct predictions of ``arch`` on ``x`` and the number of images, normalised with the batch's
         statistics (as ENAS scores its children) and no running statistics moved; in the training step's
         precision (bfloat16 where the CPU has bf16 units: ``evaluator.cpu_bf16=false`` for float32)."""
@@ -338,11 +352,51 @@ class SupernetEvaluator(StatefulEvaluator):
 
     def derive(self, strategy: Any, n_samples: int = 100, seed: int = 0) -> dict[str, Any] | None:
         """Best of ``n_samples`` policy samples on ``derive_batch`` validation images (the same for all),
-        and the most likely architecture."""
+        and the most likely architecture; with ``derive_method`` perturb (or auto, for a strategy that trains the
+        mixture) also the perturbation-based selection (``"perturbed"``, then the derivation's pick)."""
         batches = self.derive_batches()
-        return derive_from_policy(self.space, strategy, lambda a: (self.score_on(a, batches), {}), n_samples, seed,
-                                  rerank=self._proxy_rerank() if self.config.derive_proxy else None,
-                                  replicas=self.replicas)
+        derived = derive_from_policy(self.space, strategy, lambda a: (self.score_on(a, batches), {}), n_samples,
+                                     seed, rerank=self._proxy_rerank() if self.config.derive_proxy else None,
+                                     replicas=self.replicas)
+        if derived is not None and self.perturbs(strategy):
+            derived["perturbed"] = self.perturbation_derive(strategy, batches, seed)
+        return derived
+
+    def perturbs(self, strategy: Any) -> bool:
+        """Whether the derivation selects by perturbation for ``strategy`` (see ``derive_method``)."""
+        method = self.config.derive_method
+        mixture = getattr(strategy, "trains_mixture", None)
+        if method == "perturb" and (mixture is None or not isinstance(self.supernet, CellSupernet)):
+            raise ConfigError(f"evaluator.derive_method: perturb removes operations from the mixture of a "
+                              f"differentiable strategy's cell super-network; strategy {type(strategy).__name__} on "
+                              f"space {self.space.name!r} has none (use sample)")
+        return method == "perturb" or (method == "auto" and bool(mixture))
+
+    def perturbation_derive(self, strategy: Any, batches: list[tuple[torch.Tensor, torch.Tensor]],
+                            seed: int) -> dict[str, Any]:
+        """Perturbation-based selection (:mod:`~nasforge.evaluators.perturbation`) on the strategy's architecture
+        weights, each perturbed mixture scored on ``batches``; decisions it does not make (a cell's number of
+        blocks) come from the policy's most likely architecture."""
+        from .perturbation import select_inputs, select_operations
+
+        assert isinstance(self.supernet, CellSupernet)  # perturbs() checked it
+        edges = sorted({d for rows in self.supernet.edge_decisions().values() for d in rows})
+        with torch.no_grad():
+            weights = strategy.policy.weights().detach()
+
+        def score(w: torch.Tensor) -> float:
+            return self.score_on(Relaxed(w), batches)
+
+        fixed, op_steps = select_operations(self.space, weights, edges, score, np.random.default_rng(seed))
+        chosen, _, input_steps = select_inputs(self.space, fixed, getattr(strategy.policy, "governed", {}), score)
+        choices = strategy.most_likely()
+        for d in edges:
+            choices[d] = int(fixed[d].argmax())
+        for s, c in chosen.items():
+            choices[s] = c
+        arch = self.space.make(choices)
+        log.info("perturbation-based selection: %s", arch)
+        return {"arch": str(arch), "score": self.score_on(arch, batches), "steps": op_steps + input_steps}
 
     def _proxy_rerank(self) -> Callable[[list[Architecture], list[float]], list[tuple[float, dict]]]:
         """The derivation's combination with ``derive_proxy``: each candidate's score becomes the weighted mean

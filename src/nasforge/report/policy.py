@@ -27,6 +27,7 @@ from matplotlib.colors import Normalize
 
 from ..api import load_record
 from ..errors import RunDirError
+from ..run.rundir import read_result
 from ..run.store import Trial
 from ..spaces.base import Decision, SearchSpace
 
@@ -177,8 +178,43 @@ def plot_sampling_histograms(space: SearchSpace, trials: Sequence[Trial], out_di
     return written
 
 
+def plot_perturbation(space: SearchSpace, perturbed: dict[str, Any], out_dir: str | Path) -> Path | None:
+    """The operation steps of a perturbation-based selection (``derived.perturbed``) as a heatmap: a row per edge
+    in the order decided, a cell per operation coloured and labelled by the accuracy lost when it is removed from
+    the mixture, the kept operation framed. None when the derivation has no operation step."""
+    by_name = {d.name: d for d in space.decisions}
+    steps = [s for s in perturbed.get("steps", []) if {"base", "removed"} <= set(s) and s["decision"] in by_name]
+    if not steps:
+        return None
+    decisions = [by_name[s["decision"]] for s in steps]
+    width = max(d.n_choices for d in decisions)
+    drops = np.full((len(steps), width), np.nan)
+    for r, s in enumerate(steps):
+        drops[r, : len(s["removed"])] = [s["base"] - v for v in s["removed"]]
+    span = max(float(np.nanmax(np.abs(drops))), 1e-6)
+    fig, ax = plt.subplots(layout="constrained", figsize=(2.5 + 1.1 * width, 1.4 + 0.38 * len(steps)))
+    image = ax.imshow(np.ma.masked_invalid(drops), cmap="RdBu_r", vmin=-span, vmax=span, aspect="auto")
+    for r, (s, d) in enumerate(zip(steps, decisions)):
+        for c in range(d.n_choices):
+            dark = abs(drops[r, c]) > 0.6 * span  # white text on the scale's dark ends
+            ax.text(c, r, f"{d.label(c)}\n{drops[r, c]:+.2f}", ha="center", va="center", fontsize=6,
+                    color="white" if dark else "black")
+        kept = [d.label(c) for c in range(d.n_choices)].index(s["kept"])
+        ax.add_patch(plt.Rectangle((kept - 0.5, r - 0.5), 1, 1, fill=False, lw=2.0, ec="black"))
+    ax.set_yticks(range(len(steps)), [f"{i + 1}. {d.name} (before: {s['base']:.1f})"
+                                      for i, (s, d) in enumerate(zip(steps, decisions))], fontsize=8)
+    ax.set_xticks([])
+    fig.colorbar(image, ax=ax, fraction=0.04, pad=0.01).set_label("accuracy lost when removed (points)", fontsize=8)
+    ax.set_title(f"perturbation-based selection (framed: kept)\n{perturbed['arch']}", fontsize=7)
+    path = Path(out_dir) / "perturbation.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def policy_report(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Path]:
-    """Heatmaps of the stored policy snapshots and sampling histograms of a run directory."""
+    """Heatmaps of the stored policy snapshots and sampling histograms of a run directory, and the steps of its
+    perturbation-based selection if its derivation made one."""
     _, record, store = load_record(run_dir)
     with store:
         snapshots = store.snapshots()
@@ -192,4 +228,7 @@ def policy_report(run_dir: str | Path, out_dir: str | Path | None = None) -> lis
     else:
         log.warning("%s: no policy snapshots (the strategy has no observable policy); only histograms", run_dir)
     written += plot_sampling_histograms(record.space, record.trials, out)
+    perturbed = (read_result(run_dir).get("derived") or {}).get("perturbed")
+    if perturbed and (path := plot_perturbation(record.space, perturbed, out)) is not None:
+        written.append(path)
     return written

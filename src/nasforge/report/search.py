@@ -415,7 +415,7 @@ def _one_shot(run: SearchRun) -> str:
         body.append(figure_svg(fig))
     derived = run.result.get("derived") or {}
     for key, label in (("most_likely", "the policy's most likely"), ("sampled_best", "best sampled from the policy"),
-                       ("retrained_best", "best after retraining")):
+                       ("perturbed", "perturbation-based selection"), ("retrained_best", "best after retraining")):
         if key in derived:
             body.append(f"<div class='column'><h3>{esc(label)}</h3><p class='arch'>{esc(derived[key]['arch'])}</p>"
                         f"<p class='note'>score {fmt(derived[key].get('score'))}</p>"

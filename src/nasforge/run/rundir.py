@@ -308,8 +308,10 @@ def read_result(run_dir: str | Path) -> dict[str, Any]:
 
 def derived_pick(derived: dict[str, Any]) -> dict[str, Any] | None:
     """The architecture a one-shot search's derivation settles on: the best of its retrained candidates
-    (``nasforge derive --retrain-top``) if any, else the best-scored policy sample, else the policy's most likely."""
-    return derived.get("retrained_best") or derived.get("sampled_best") or derived.get("most_likely")
+    (``nasforge derive --retrain-top``) if any, else the perturbation-based selection (differentiable strategies),
+    else the best-scored policy sample, else the policy's most likely."""
+    return (derived.get("retrained_best") or derived.get("perturbed") or derived.get("sampled_best")
+            or derived.get("most_likely"))
 
 
 def write_result(run_dir: str | Path, data: dict[str, Any]) -> Path:

@@ -139,6 +139,9 @@ class DifferentiableStrategy(Strategy):
     """
 
     Config = DartsConfig
+    #: whether the network's weights are trained through the whole weighted mixture (DARTS), so that removing an
+    #: operation from it measures what the network relies on (perturbation-based derivation, the default then)
+    trains_mixture = True
 
     def __init__(self, space: SearchSpace, config: Any = None, seed: int = 0) -> None:
         super().__init__(space, config, seed)

@@ -37,6 +37,7 @@ class Gdas(DifferentiableStrategy):
     """GDAS: a hard Gumbel-softmax sample of one operation per edge per step, straight-through, temperature annealed."""
 
     Config = GdasConfig
+    trains_mixture = False  # one sampled operation per edge runs: the mixture itself is never trained
 
     def temperature(self, progress: float) -> float:
         cfg = self.config
