@@ -26,7 +26,8 @@ EXAMPLES = {
       --data ../shared/data/cifar10-jpeg.tar.gz --epochs 200 --set model_args.C=16""",
     "derive": """examples:
   nasforge derive runs/oneshot --samples 200                 derive again with more samples
-  nasforge derive runs/oneshot --retrain-top 5 --retrain-epochs 5   retrain the 5 best briefly and pick""",
+  nasforge derive runs/oneshot --retrain-top 5 --retrain-epochs 5   retrain the 5 best briefly and pick
+  nasforge derive runs/gdas --set evaluator.derive_method=perturb     perturbation-based selection""",
     "export": """examples:
   nasforge export runs/x --format json --out genotype.json
   nasforge export runs/x-final --format onnx --out model.onnx""",
