@@ -133,3 +133,45 @@ def test_the_darts_space_selects_operations_then_inputs() -> None:
     for s in choosing:  # every node's inputs are the pair its step kept
         d = space.decisions[s]
         assert d.label(arch.choices[s]) == kept[d.name]
+
+
+def test_fine_tuning_between_decisions_trains_the_fixed_mixture_and_puts_the_weights_back() -> None:
+    parts = nf.build_components(_config("darts", budget=8, derive_tune_steps=3))
+    evaluator = parts.evaluator
+    before = {k: v.clone() for k, v in evaluator.supernet.state_dict().items()}
+    trained: list[torch.Tensor] = []
+    step = evaluator._tuner  # count the weight steps and see which mixture they train
+
+    def counting(decisions: int):
+        tune = step(decisions)
+
+        def wrapped(weights: torch.Tensor) -> None:
+            trained.append(weights.clone())
+            tune(weights)
+        return wrapped
+
+    evaluator._tuner = counting  # type: ignore[method-assign]
+    batches = evaluator.derive_batches()
+    generator = evaluator.generator.get_state()
+    out = evaluator.perturbation_derive(parts.strategy, batches, seed=0)
+    assert out["tune_steps"] == 3 and len(trained) == 7  # before each of the 6 edges, then with the cell whole
+    assert [int((w.max(1).values == 1).sum()) for w in trained] == list(range(7))  # one more edge fixed each time
+    after = evaluator.supernet.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # deriving leaves the search's weights alone
+    assert torch.equal(evaluator.generator.get_state(), generator)
+    again = evaluator.perturbation_derive(parts.strategy, batches, seed=0)
+    assert again["arch"] == out["arch"] and again["steps"] == out["steps"]  # and repeats itself
+
+
+def test_fine_tuning_moves_the_weights_it_trains() -> None:
+    parts = nf.build_components(_config("darts", budget=8, derive_tune_steps=2))
+    evaluator = parts.evaluator
+    tune = evaluator._tuner(3)
+    weights = parts.strategy.policy.weights().detach()
+    before = {k: v.clone() for k, v in evaluator.supernet.state_dict().items()}
+    tune(weights)  # the first call: nothing fixed yet, nothing trained
+    assert all(torch.equal(before[k], v) for k, v in evaluator.supernet.state_dict().items())
+    tune(weights)
+    assert not all(torch.equal(before[k], v) for k, v in evaluator.supernet.state_dict().items())
+    with pytest.raises(ConfigError, match="derive_tune_steps must be >= 0"):
+        nf.build_components(_config("darts", budget=8, derive_tune_steps=-1))

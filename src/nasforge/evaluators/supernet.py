@@ -22,7 +22,8 @@ evaluator (:meth:`SupernetEvaluator.attach`; the factory does it) and an evaluat
 alternation instead: an architecture step on a validation minibatch of ``batch_size`` images through the
 relaxed super-network (every operation weighted, or GDAS' one sampled operation per edge), whose accuracy is
 the reward, then ``train_steps`` steps of the network's weights through a relaxed architecture with the
-architecture weights fixed. Only cell super-networks (``nb201``, ``darts``) have the relaxed forward.
+architecture weights fixed. With the strategy's ``order=2`` the architecture gradient is DARTS' second-order one
+(:meth:`SupernetEvaluator.second_order_gradient`). Only cell super-networks (``nb201``, ``darts``) have the relaxed forward.
 
 A search ends with a derivation (:meth:`SupernetEvaluator.derive`): the best-scored of the policy's samples and its
 most likely architecture, and for a strategy whose weights are trained as the whole mixture (``darts``) the
@@ -94,12 +95,19 @@ class SupernetConfig(TrainConfig, DataConfig):
     # selection on the architecture weights' mixture, differentiable strategies), "auto" (perturb for strategies
     # that train the mixture: darts; sample otherwise)
     derive_method: str = "auto"  # sample | perturb | auto
+    # the paper's fine-tuning between perturbation decisions: before each decision after the first (and once the
+    # cell is whole, before the pick is scored), this many SGD steps of the shared weights through the mixture as
+    # fixed so far (a fresh optimiser at lr / 10, one cosine to lr_min over all of them); the weights are put back
+    # afterwards, so deriving changes nothing
+    derive_tune_steps: int = 0  # weight steps between perturbation decisions (0: none)
 
     def __post_init__(self) -> None:
         TrainConfig.__post_init__(self)
         DataConfig.__post_init__(self)
         if self.train_steps < 0 or self.reward_batch < 1 or self.derive_batch < 1:
             raise ValueError("train_steps must be >= 0, reward_batch and derive_batch >= 1")
+        if self.derive_tune_steps < 0:
+            raise ValueError(f"derive_tune_steps must be >= 0, got {self.derive_tune_steps}")
         if self.val_size == 0:
             raise ValueError("val_size must be positive: rewards come from the validation split")
         if self.derive_method not in DERIVE_METHODS:
@@ -235,9 +243,7 @@ class SupernetEvaluator(StatefulEvaluator):
         """One SGD step of the shared weights through ``arch``; returns the loss (not finite: no update)."""
         self.child.arch = arch
         self._train_mode()
-        x, y = self._batch(self.splits.train, self.config.batch_size)
-        x = augment_batch(x, self.generator, padding=self.padding, flip=self.flip, cutout_size=self.config.cutout)
-        x, y, share = self._share(x, y)
+        x, y, share = self._share(*self._training_batch())
         loss, _, _ = self.stepper.step(x, y, share)
         self.steps += 1
         return loss
@@ -322,16 +328,23 @@ class SupernetEvaluator(StatefulEvaluator):
         total = max(self.budget * self.config.train_steps, 1)
         x, y = self._batch(self.splits.val, self.config.batch_size)
         self.child.train()  # batch statistics, as in the weight steps
-        with _frozen_running_stats(self.child), torch.set_grad_enabled(strategy.learning):
-            self.child.arch = strategy.relaxed(self.steps / total)
-            out = self.child(x)
-            logits = out[0] if isinstance(out, tuple) else out
-            arch_loss = nn.functional.cross_entropy(logits, y)
-            arch_value = float(arch_loss.detach())
+        if strategy.learning and getattr(strategy.config, "order", 1) == 2:
+            relaxed = strategy.relaxed(self.steps / total)
+            xt, yt = self._training_batch()
+            grad, arch_value, logits = self.second_order_gradient(relaxed, x, y, xt, yt)
             if not math.isfinite(arch_value):
                 return Result.failure(f"architecture loss became {arch_value} at step {self.steps}", cost=1.0)
-            if strategy.learning:
-                strategy.learn(arch_loss)
+            (grad_logits,) = torch.autograd.grad(relaxed.weights, [strategy.policy.logits], grad_outputs=grad)
+            strategy.apply_gradient(grad_logits, arch_value)
+        else:
+            with _frozen_running_stats(self.child), torch.set_grad_enabled(strategy.learning):
+                self.child.arch = strategy.relaxed(self.steps / total)
+                logits, arch_loss = self._relaxed_loss(x, y)
+                arch_value = float(arch_loss.detach())
+                if not math.isfinite(arch_value):
+                    return Result.failure(f"architecture loss became {arch_value} at step {self.steps}", cost=1.0)
+                if strategy.learning:
+                    strategy.learn(arch_loss)
         reward = 100.0 * float((logits.argmax(1) == y).float().mean())
         losses = []
         for _ in range(self.config.train_steps):
@@ -339,9 +352,7 @@ class SupernetEvaluator(StatefulEvaluator):
                 mixed = strategy.relaxed(self.steps / total).detach()
             self.child.arch = mixed
             self.child.train()
-            xt, yt = self._batch(self.splits.train, self.config.batch_size)
-            xt = augment_batch(xt, self.generator, padding=self.padding, flip=self.flip, cutout_size=self.config.cutout)
-            loss, _, _ = self.stepper.step(xt, yt)
+            loss, _, _ = self.stepper.step(*self._training_batch())
             self.steps += 1
             losses.append(loss)
         if any(not math.isfinite(v) for v in losses):
@@ -349,6 +360,61 @@ class SupernetEvaluator(StatefulEvaluator):
         metrics = {"train_loss": float(sum(losses) / max(len(losses), 1)), "arch_loss": arch_value,
                    "step": self.steps}
         return Result(reward, metrics, cost=float(len(losses)))
+
+    def _training_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """An augmented training minibatch of ``batch_size`` images."""
+        x, y = self._batch(self.splits.train, self.config.batch_size)
+        return augment_batch(x, self.generator, padding=self.padding, flip=self.flip,
+                             cutout_size=self.config.cutout), y
+
+    def _relaxed_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and cross-entropy of the network as ``self.child.arch`` weighs it (batch statistics)."""
+        out = self.child(x)
+        logits = out[0] if isinstance(out, tuple) else out
+        return logits, nn.functional.cross_entropy(logits, y)
+
+    def second_order_gradient(self, relaxed: Relaxed, x: torch.Tensor, y: torch.Tensor, xt: torch.Tensor,
+                              yt: torch.Tensor) -> tuple[torch.Tensor, float, torch.Tensor]:
+        """DARTS' second-order architecture gradient (Liu et al. 2019, eqs. 6-8) with respect to
+        ``relaxed.weights``: the validation loss on ``(x, y)`` after one virtual SGD step of the network's weights
+        on the training batch ``(xt, yt)`` (the optimiser's rate, momentum and weight decay), minus the rate times
+        the Hessian-vector product, by central differences. The weights are as before afterwards. Returns the
+        gradient, the validation loss and its logits."""
+        leaf = relaxed.weights.detach().requires_grad_()
+        arch = replace(relaxed, weights=leaf)
+        params: list[torch.Tensor] = [p for p in self.supernet.parameters() if p.requires_grad]
+        group = self.stepper.optimizer.param_groups[0]
+        lr, momentum, decay = group["lr"], group["momentum"], group["weight_decay"]
+        originals = [p.detach().clone() for p in params]
+
+        def grads(loss: torch.Tensor, wrt: list[torch.Tensor]) -> list[torch.Tensor]:
+            out = torch.autograd.grad(loss, wrt, allow_unused=True)
+            return [torch.zeros_like(w) if g is None else g for g, w in zip(out, wrt)]
+
+        def set_weights(scale: float = 0.0, direction: list[torch.Tensor] | None = None) -> None:
+            with torch.no_grad():
+                for p, w0, d in zip(params, originals, direction or originals):
+                    p.copy_(w0 + scale * d)
+
+        try:
+            with _frozen_running_stats(self.child):
+                self.child.arch = relaxed.detach()
+                step = grads(self._relaxed_loss(xt, yt)[1], params)
+                with torch.no_grad():
+                    for p, g in zip(params, step):
+                        buf = self.stepper.optimizer.state.get(p, {}).get("momentum_buffer")
+                        p.sub_(lr * (g + decay * p if buf is None else g + decay * p + momentum * buf))
+                self.child.arch = arch
+                logits, val_loss = self._relaxed_loss(x, y)
+                direct, *v = grads(val_loss, [leaf, *params])
+                eps = 0.01 / max(math.sqrt(sum(float((g * g).sum()) for g in v)), 1e-12)
+                hessian = []
+                for sign in (1.0, -1.0):
+                    set_weights(sign * eps, v)
+                    hessian.append(grads(self._relaxed_loss(xt, yt)[1], [leaf])[0])
+        finally:
+            set_weights()
+        return direct - lr * (hessian[0] - hessian[1]) / (2 * eps), float(val_loss.detach()), logits.detach()
 
     def derive(self, strategy: Any, n_samples: int = 100, seed: int = 0) -> dict[str, Any] | None:
         """Best of ``n_samples`` policy samples on ``derive_batch`` validation images (the same for all),
@@ -376,7 +442,9 @@ class SupernetEvaluator(StatefulEvaluator):
                             seed: int) -> dict[str, Any]:
         """Perturbation-based selection (:mod:`~nasforge.evaluators.perturbation`) on the strategy's architecture
         weights, each perturbed mixture scored on ``batches``; decisions it does not make (a cell's number of
-        blocks) come from the policy's most likely architecture."""
+        blocks) come from the policy's most likely architecture. With ``derive_tune_steps`` the network is
+        fine-tuned between decisions, the pick's score is the fine-tuned network's, and the search's weights are
+        put back at the end."""
         from .perturbation import select_inputs, select_operations
 
         assert isinstance(self.supernet, CellSupernet)  # perturbs() checked it
@@ -384,19 +452,64 @@ class SupernetEvaluator(StatefulEvaluator):
         with torch.no_grad():
             weights = strategy.policy.weights().detach()
 
+        governed = getattr(strategy.policy, "governed", {})
+
         def score(w: torch.Tensor) -> float:
             return self.score_on(Relaxed(w), batches)
 
-        fixed, op_steps = select_operations(self.space, weights, edges, score, np.random.default_rng(seed))
-        chosen, _, input_steps = select_inputs(self.space, fixed, getattr(strategy.policy, "governed", {}), score)
-        choices = strategy.most_likely()
-        for d in edges:
-            choices[d] = int(fixed[d].argmax())
-        for s, c in chosen.items():
-            choices[s] = c
-        arch = self.space.make(choices)
+        decisions = len(edges) + sum(len(options) > 1 for options in governed.values())
+        tune = self._tuner(decisions) if self.config.derive_tune_steps else None
+        with self._weights_kept():
+            fixed, op_steps = select_operations(self.space, weights, edges, score, np.random.default_rng(seed), tune)
+            chosen, pruned, input_steps = select_inputs(self.space, fixed, governed, score, tune)
+            choices = strategy.most_likely()
+            for d in edges:
+                choices[d] = int(fixed[d].argmax())
+            for s, c in chosen.items():
+                choices[s] = c
+            arch = self.space.make(choices)
+            if tune is not None:  # the whole cell fixed: tuned once more, so that its score is the tuned network's
+                tune(pruned)
+            picked = self.score_on(arch, batches)
         log.info("perturbation-based selection: %s", arch)
-        return {"arch": str(arch), "score": self.score_on(arch, batches), "steps": op_steps + input_steps}
+        return {"arch": str(arch), "score": picked, "steps": op_steps + input_steps,
+                "tune_steps": self.config.derive_tune_steps}
+
+    @contextlib.contextmanager
+    def _weights_kept(self) -> Iterator[None]:
+        """Put the shared weights and the data-order generator back as they were (after fine-tuning)."""
+        if not self.config.derive_tune_steps:
+            yield
+            return
+        weights = {k: v.detach().clone() for k, v in self.supernet.state_dict().items()}
+        generator = self.generator.get_state()
+        try:
+            yield
+        finally:
+            self.supernet.load_state_dict(weights)
+            self.generator.set_state(generator)
+
+    def _tuner(self, decisions: int) -> Callable[[torch.Tensor], None]:
+        """Fine-tuning between perturbation decisions (``derive_tune_steps``): called before each decision with
+        the weights fixed so far, and once more with the whole cell fixed; the first call (nothing fixed yet)
+        trains nothing."""
+        cfg = self.config
+        lr = cfg.lr / 10
+        schedule = TrainConfig(**{**vars(cfg.train_config()), "epochs": 1, "lr": lr, "lr_min": min(cfg.lr_min, lr)})
+        stepper = Stepper(self.child, schedule, max(decisions * cfg.derive_tune_steps, 1), self.device)
+        calls = 0
+
+        def tune(weights: torch.Tensor) -> None:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                return
+            self.child.arch = Relaxed(weights.clone())
+            for _ in range(cfg.derive_tune_steps):
+                self.child.train()
+                stepper.step(*self._training_batch())
+
+        return tune
 
     def _proxy_rerank(self) -> Callable[[list[Architecture], list[float]], list[tuple[float, dict]]]:
         """The derivation's combination with ``derive_proxy``: each candidate's score becomes the weighted mean

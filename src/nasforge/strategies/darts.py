@@ -5,8 +5,10 @@ every edge of the space's cells (the space's operation decisions). It cannot sea
 evaluator, to which the factory attaches it, alternates per evaluation
 
 1. an architecture step: the super-network, every operation weighted by :meth:`DifferentiableStrategy.relaxed`,
-   runs a validation minibatch; the strategy takes an Adam step on the loss (first order: the network's weights
-   as they are, DARTS' cheaper variant);
+   runs a validation minibatch; the strategy takes an Adam step on the loss (first order, the default: the
+   network's weights as they are, DARTS' cheaper variant; ``order=2``: DARTS' second-order approximation, the
+   validation loss after one virtual SGD step of the weights, whose gradient the evaluator computes with a
+   finite-difference Hessian-vector product, about four times the first order's cost);
 2. ``train_steps`` SGD steps of the network's weights on training minibatches, the architecture weights fixed.
 
 ``ask`` proposes the architecture the weights currently derive (what the run records); ``tell`` only counts, so
@@ -125,17 +127,21 @@ class DartsConfig:
     beta1: float = 0.5  # Adam's first beta
     weight_decay: float = 1e-3  # L2 weight decay of the architecture weights
     warmup: int = 0  # first evaluations that train only the network weights (one-shot: a quarter of the budget)
+    order: int = 1  # 1: first-order DARTS (the weights as they are); 2: second order (after a virtual weight step)
 
     def __post_init__(self) -> None:
         if self.lr <= 0 or not 0 <= self.beta1 < 1 or self.weight_decay < 0 or self.warmup < 0:
             raise ValueError("need lr > 0, 0 <= beta1 < 1, weight_decay >= 0 and warmup >= 0")
+        if self.order not in (1, 2):
+            raise ValueError(f"order must be 1 (first-order DARTS) or 2 (second order), got {self.order}")
 
 
 class DifferentiableStrategy(Strategy):
     """Architecture weights learnt by gradient through a super-network (see the module docstring).
 
     What the ``supernet`` evaluator calls: :meth:`relaxed` (the weighted architecture of a step, with
-    gradient), :attr:`learning` (past the warm-up) and :meth:`learn` (one optimiser step on a loss).
+    gradient), :attr:`learning` (past the warm-up) and :meth:`learn` (one optimiser step on a loss), or, for the
+    second order, :meth:`apply_gradient` (one step on a gradient it computed).
     """
 
     Config = DartsConfig
@@ -170,12 +176,17 @@ class DifferentiableStrategy(Strategy):
         Only the architecture weights' gradient is computed: the network's weights keep theirs (none).
         """
         (grad,) = torch.autograd.grad(loss, [self.policy.logits])
+        self.apply_gradient(grad, float(loss.detach()))
+
+    def apply_gradient(self, grad: torch.Tensor, loss: float) -> None:
+        """One optimiser step of the architecture weights with ``grad``, their gradient of the architecture
+        loss ``loss`` (the second order's, which the evaluator computes)."""
         self.optimizer.zero_grad(set_to_none=True)
         self.policy.logits.grad = grad
         with one_thread():
             self.optimizer.step()
         self.steps += 1
-        self.last_loss = float(loss.detach())
+        self.last_loss = loss
 
     # ----------------------------------------------------------------- ask / tell
     def ask(self, n: int = 1) -> list[Architecture]:
@@ -208,9 +219,10 @@ class DifferentiableStrategy(Strategy):
 
 
 @STRATEGIES.register("darts", guided=True, differentiable=True, observable=True,
-                     paper="Liu, Simonyan & Yang 2019 (DARTS, first order)")
+                     paper="Liu, Simonyan & Yang 2019 (DARTS, first or second order)")
 class Darts(DifferentiableStrategy):
-    """DARTS: every operation of every edge weighted by the softmax of its architecture weights (first order)."""
+    """DARTS: every operation of every edge weighted by the softmax of its architecture weights (first order by
+    default, ``order=2`` for the second-order approximation)."""
 
     def relaxed(self, progress: float) -> Relaxed:
         return Relaxed(self.policy.weights())
