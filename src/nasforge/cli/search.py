@@ -188,9 +188,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def print_derived(console: Any, derived: dict[str, Any]) -> None:
     """The architectures a one-shot search derived from its policy, and the command that trains the pick."""
     retrained = derived.get("retrained", {})
+    tuned = derived.get("perturbed", {}).get("tune_steps", 0)
     for key, label in (("sampled_best", f"best of {derived['n_samples']} sampled from the policy"),
                        ("most_likely", "the policy's most likely"),
-                       ("perturbed", "perturbation-based selection (the pick)"),
+                       ("perturbed", "perturbation-based selection (the pick"
+                                     + (f"; fine-tuned {tuned} steps a decision)" if tuned else ")")),
                        ("retrained_best", f"best of {len(retrained.get('candidates', []))} candidates trained for "
                                           f"{retrained.get('epochs')} epochs")):
         if key in derived:
