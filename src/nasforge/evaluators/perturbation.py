@@ -14,8 +14,8 @@ what the network's accuracy depends on). Perturbation-based selection asks the t
 It reads only the shared weights, so it is weight sharing on its own (no proxy, no retraining). It needs a
 super-network trained as a mixture (``darts``); one trained one path at a time (``gdas``, ENAS) does not compute
 a meaningful mixture. The paper also fine-tunes the network between decisions (the weights were trained for the
-whole mixture, not for the partly fixed one each later decision is scored on); the ``prepare`` callback of both
-selections, called before each decision with the weights fixed so far, is where the caller does that
+whole mixture, not for the partly fixed one each later decision is scored on); the ``decided`` callback of both
+selections, called after each decision with the weights fixed so far, is where the caller does that
 (``SupernetConfig.derive_tune_steps``).
 """
 
@@ -35,19 +35,17 @@ Step = dict[str, object]
 
 def select_operations(space: SearchSpace, weights: torch.Tensor, edges: Sequence[int],
                       score: Callable[[torch.Tensor], float], rng: np.random.Generator,
-                      prepare: Callable[[torch.Tensor], None] | None = None) -> tuple[torch.Tensor, list[Step]]:
+                      decided: Callable[[torch.Tensor], None] | None = None) -> tuple[torch.Tensor, list[Step]]:
     """Fix every operation decision of ``edges`` (in a random order from ``rng``) to the option whose removal
     from the mixture ``weights`` lowers ``score`` most; returns the weights with those rows one-hot, and the steps
     (each with the score before the edge is decided, ``base``, and with each option removed, ``removed``).
 
     Removing an option that computes nothing ("none") leaves the score as it is, so it is kept only where
-    removing every other option would raise the score. Ties go to the first option. ``prepare`` (if given) is
-    called with the current weights before each edge is scored."""
+    removing every other option would raise the score. Ties go to the first option. ``decided`` (if given) is
+    called with the weights after each edge is fixed."""
     weights = weights.detach().clone()
     steps: list[Step] = []
     for d in rng.permutation(np.asarray(edges, dtype=int)).tolist():
-        if prepare is not None:
-            prepare(weights)
         base = score(weights)
         removed = []
         for k in range(space.decisions[d].n_choices):
@@ -57,18 +55,20 @@ def select_operations(space: SearchSpace, weights: torch.Tensor, edges: Sequence
         kept = int(np.argmin(removed))
         weights[d] = 0.0
         weights[d, kept] = 1.0
+        if decided is not None:
+            decided(weights)
         steps.append({"decision": space.decisions[d].name, "base": base, "removed": removed,
                       "kept": space.decisions[d].label(kept)})
     return weights, steps
 
 
 def select_inputs(space: SearchSpace, weights: torch.Tensor, governed: dict[int, list[list[int]]],
-                  score: Callable[[torch.Tensor], float], prepare: Callable[[torch.Tensor], None] | None = None
+                  score: Callable[[torch.Tensor], float], decided: Callable[[torch.Tensor], None] | None = None
                   ) -> tuple[dict[int, int], torch.Tensor, list[Step]]:
     """For each structure decision (in the space's order), the option whose edges' removals lower ``score`` most
     in total; ``governed[s][c]`` lists the operation decisions (edges) option ``c`` of decision ``s`` activates.
     The edges the kept option does not activate are removed (rows zeroed) before the next decision is scored.
-    Returns the options chosen, the weights after pruning and the steps; ``prepare`` as in
+    Returns the options chosen, the weights after pruning and the steps; ``decided`` as in
     :func:`select_operations`."""
     weights = weights.detach().clone()
     chosen: dict[int, int] = {}
@@ -77,8 +77,6 @@ def select_inputs(space: SearchSpace, weights: torch.Tensor, governed: dict[int,
         if len(options) < 2:  # nothing to choose (a first node's only pair of inputs)
             chosen[s] = 0
             continue
-        if prepare is not None:
-            prepare(weights)
         base = score(weights)
         drops: dict[int, float] = {}
         for e in sorted({e for edges in options for e in edges}):
@@ -88,6 +86,8 @@ def select_inputs(space: SearchSpace, weights: torch.Tensor, governed: dict[int,
         kept = int(np.argmax([sum(drops[e] for e in edges) for edges in options]))  # ties: the first option
         for e in set(drops) - set(options[kept]):
             weights[e] = 0.0
+        if decided is not None:
+            decided(weights)
         chosen[s] = kept
         steps.append({"decision": space.decisions[s].name, "base": base,
                       "drops": {space.decisions[e].name: v for e, v in drops.items()},

@@ -95,10 +95,10 @@ class SupernetConfig(TrainConfig, DataConfig):
     # selection on the architecture weights' mixture, differentiable strategies), "auto" (perturb for strategies
     # that train the mixture: darts; sample otherwise)
     derive_method: str = "auto"  # sample | perturb | auto
-    # the paper's fine-tuning between perturbation decisions: before each decision after the first (and once the
-    # cell is whole, before the pick is scored), this many SGD steps of the shared weights through the mixture as
-    # fixed so far (a fresh optimiser at lr / 10, one cosine to lr_min over all of them); the weights are put back
-    # afterwards, so deriving changes nothing
+    # the paper's fine-tuning between perturbation decisions: after each decision (so also before the pick is
+    # scored), this many SGD steps of the shared weights through the mixture as fixed so far (a fresh optimiser at
+    # lr / 10, one cosine to lr_min over all of them); the weights are put back afterwards, so deriving changes
+    # nothing
     derive_tune_steps: int = 0  # weight steps between perturbation decisions (0: none)
 
     def __post_init__(self) -> None:
@@ -328,14 +328,13 @@ class SupernetEvaluator(StatefulEvaluator):
         total = max(self.budget * self.config.train_steps, 1)
         x, y = self._batch(self.splits.val, self.config.batch_size)
         self.child.train()  # batch statistics, as in the weight steps
-        if strategy.learning and getattr(strategy.config, "order", 1) == 2:
+        if strategy.learning and strategy.config.order == 2:
             relaxed = strategy.relaxed(self.steps / total)
             xt, yt = self._training_batch()
             grad, arch_value, logits = self.second_order_gradient(relaxed, x, y, xt, yt)
             if not math.isfinite(arch_value):
                 return Result.failure(f"architecture loss became {arch_value} at step {self.steps}", cost=1.0)
-            (grad_logits,) = torch.autograd.grad(relaxed.weights, [strategy.policy.logits], grad_outputs=grad)
-            strategy.apply_gradient(grad_logits, arch_value)
+            strategy.learn_through(relaxed, grad, arch_value)
         else:
             with _frozen_running_stats(self.child), torch.set_grad_enabled(strategy.learning):
                 self.child.arch = strategy.relaxed(self.steps / total)
@@ -391,29 +390,34 @@ class SupernetEvaluator(StatefulEvaluator):
             out = torch.autograd.grad(loss, wrt, allow_unused=True)
             return [torch.zeros_like(w) if g is None else g for g, w in zip(out, wrt)]
 
-        def set_weights(scale: float = 0.0, direction: list[torch.Tensor] | None = None) -> None:
+        def shift(direction: list[torch.Tensor], scale: float) -> None:
             with torch.no_grad():
-                for p, w0, d in zip(params, originals, direction or originals):
+                for p, w0, d in zip(params, originals, direction):
                     p.copy_(w0 + scale * d)
 
         try:
             with _frozen_running_stats(self.child):
                 self.child.arch = relaxed.detach()
                 step = grads(self._relaxed_loss(xt, yt)[1], params)
-                with torch.no_grad():
+                with torch.no_grad():  # w' = w - lr (g + decay w + momentum buffer), as the optimiser would step
                     for p, g in zip(params, step):
+                        update = g + decay * p
                         buf = self.stepper.optimizer.state.get(p, {}).get("momentum_buffer")
-                        p.sub_(lr * (g + decay * p if buf is None else g + decay * p + momentum * buf))
+                        if buf is not None:
+                            update += momentum * buf
+                        p.sub_(lr * update)
                 self.child.arch = arch
                 logits, val_loss = self._relaxed_loss(x, y)
                 direct, *v = grads(val_loss, [leaf, *params])
                 eps = 0.01 / max(math.sqrt(sum(float((g * g).sum()) for g in v)), 1e-12)
                 hessian = []
                 for sign in (1.0, -1.0):
-                    set_weights(sign * eps, v)
+                    shift(v, sign * eps)
                     hessian.append(grads(self._relaxed_loss(xt, yt)[1], [leaf])[0])
         finally:
-            set_weights()
+            with torch.no_grad():
+                for p, w0 in zip(params, originals):
+                    p.copy_(w0)
         return direct - lr * (hessian[0] - hessian[1]) / (2 * eps), float(val_loss.detach()), logits.detach()
 
     def derive(self, strategy: Any, n_samples: int = 100, seed: int = 0) -> dict[str, Any] | None:
@@ -457,20 +461,17 @@ class SupernetEvaluator(StatefulEvaluator):
         def score(w: torch.Tensor) -> float:
             return self.score_on(Relaxed(w), batches)
 
-        decisions = len(edges) + sum(len(options) > 1 for options in governed.values())
-        tune = self._tuner(decisions) if self.config.derive_tune_steps else None
+        tune = self._tuner(len(edges) + sum(len(options) > 1 for options in governed.values()))
         with self._weights_kept():
             fixed, op_steps = select_operations(self.space, weights, edges, score, np.random.default_rng(seed), tune)
-            chosen, pruned, input_steps = select_inputs(self.space, fixed, governed, score, tune)
+            chosen, _, input_steps = select_inputs(self.space, fixed, governed, score, tune)
             choices = strategy.most_likely()
             for d in edges:
                 choices[d] = int(fixed[d].argmax())
             for s, c in chosen.items():
                 choices[s] = c
             arch = self.space.make(choices)
-            if tune is not None:  # the whole cell fixed: tuned once more, so that its score is the tuned network's
-                tune(pruned)
-            picked = self.score_on(arch, batches)
+            picked = self.score_on(arch, batches)  # after the last decision's fine-tuning, if any
         log.info("perturbation-based selection: %s", arch)
         return {"arch": str(arch), "score": picked, "steps": op_steps + input_steps,
                 "tune_steps": self.config.derive_tune_steps}
@@ -478,9 +479,6 @@ class SupernetEvaluator(StatefulEvaluator):
     @contextlib.contextmanager
     def _weights_kept(self) -> Iterator[None]:
         """Put the shared weights and the data-order generator back as they were (after fine-tuning)."""
-        if not self.config.derive_tune_steps:
-            yield
-            return
         weights = {k: v.detach().clone() for k, v in self.supernet.state_dict().items()}
         generator = self.generator.get_state()
         try:
@@ -489,24 +487,20 @@ class SupernetEvaluator(StatefulEvaluator):
             self.supernet.load_state_dict(weights)
             self.generator.set_state(generator)
 
-    def _tuner(self, decisions: int) -> Callable[[torch.Tensor], None]:
-        """Fine-tuning between perturbation decisions (``derive_tune_steps``): called before each decision with
-        the weights fixed so far, and once more with the whole cell fixed; the first call (nothing fixed yet)
-        trains nothing."""
+    def _tuner(self, decisions: int) -> Callable[[torch.Tensor], None] | None:
+        """Fine-tuning after each of ``decisions`` perturbation decisions (``derive_tune_steps``; None: none):
+        SGD steps of the shared weights through the mixture as fixed so far, with a fresh optimiser."""
         cfg = self.config
+        if not cfg.derive_tune_steps:
+            return None
         lr = cfg.lr / 10
         schedule = TrainConfig(**{**vars(cfg.train_config()), "epochs": 1, "lr": lr, "lr_min": min(cfg.lr_min, lr)})
         stepper = Stepper(self.child, schedule, max(decisions * cfg.derive_tune_steps, 1), self.device)
-        calls = 0
 
         def tune(weights: torch.Tensor) -> None:
-            nonlocal calls
-            calls += 1
-            if calls == 1:
-                return
             self.child.arch = Relaxed(weights.clone())
+            self.child.train()
             for _ in range(cfg.derive_tune_steps):
-                self.child.train()
                 stepper.step(*self._training_batch())
 
         return tune

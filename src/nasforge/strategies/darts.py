@@ -141,7 +141,7 @@ class DifferentiableStrategy(Strategy):
 
     What the ``supernet`` evaluator calls: :meth:`relaxed` (the weighted architecture of a step, with
     gradient), :attr:`learning` (past the warm-up) and :meth:`learn` (one optimiser step on a loss), or, for the
-    second order, :meth:`apply_gradient` (one step on a gradient it computed).
+    second order, :meth:`learn_through` (one step on the gradient it computed for a relaxed architecture).
     """
 
     Config = DartsConfig
@@ -176,11 +176,16 @@ class DifferentiableStrategy(Strategy):
         Only the architecture weights' gradient is computed: the network's weights keep theirs (none).
         """
         (grad,) = torch.autograd.grad(loss, [self.policy.logits])
-        self.apply_gradient(grad, float(loss.detach()))
+        self._step(grad, float(loss.detach()))
 
-    def apply_gradient(self, grad: torch.Tensor, loss: float) -> None:
-        """One optimiser step of the architecture weights with ``grad``, their gradient of the architecture
-        loss ``loss`` (the second order's, which the evaluator computes)."""
+    def learn_through(self, relaxed: Relaxed, grad: torch.Tensor, loss: float) -> None:
+        """One optimiser step given ``grad``, the gradient of the architecture loss ``loss`` with respect to
+        ``relaxed.weights`` (a relaxed architecture of :meth:`relaxed`; the second order's, which the evaluator
+        computes)."""
+        (logits_grad,) = torch.autograd.grad(relaxed.weights, [self.policy.logits], grad_outputs=grad)
+        self._step(logits_grad, loss)
+
+    def _step(self, grad: torch.Tensor, loss: float) -> None:
         self.optimizer.zero_grad(set_to_none=True)
         self.policy.logits.grad = grad
         with one_thread():
