@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 import nasforge as nf
-from nasforge.supernet import Relaxed
+from nasforge.testing.unrolled import UnrolledReference
 
 
 def term_pair(C: int, resolution: int, radii: list[float]) -> list[tuple[float, float, float]]:
@@ -29,38 +29,12 @@ def term_pair(C: int, resolution: int, radii: list[float]) -> list[tuple[float, 
     for _ in range(2):
         ev.train_step(parts.space.sample(rng))
     relaxed = parts.strategy.relaxed(0.5)
-    x, y = ev._batch(ev.splits.val, 32)
-    xt, yt = ev._batch(ev.splits.train, 32)
-    named = [(n, p) for n, p in ev.supernet.named_parameters() if p.requires_grad]
-    weights = [p.detach() for _, p in named]
-    group = ev.stepper.optimizer.param_groups[0]
-    leaf = relaxed.weights.detach().requires_grad_()
-    arch = Relaxed(leaf, relaxed.index)
-
-    def loss_at(ws: list[torch.Tensor], data: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        out = torch.func.functional_call(ev.supernet, {n: w for (n, _), w in zip(named, ws)}, (data[0], arch))
-        return torch.nn.functional.cross_entropy(out[0] if isinstance(out, tuple) else out, data[1])
-
-    ws = [w.clone().requires_grad_() for w in weights]
-    gw = torch.autograd.grad(loss_at(ws, (xt, yt)), ws, create_graph=True, allow_unused=True)
-    gw = [g if g is not None else torch.zeros_like(w) for g, w in zip(gw, ws)]
-    buffers = [ev.stepper.optimizer.state[p].get("momentum_buffer", torch.zeros_like(p)) for _, p in named]
-    virtual = [(w - group["lr"] * (g.detach() + group["weight_decay"] * w + group["momentum"] * b)).requires_grad_()
-               for w, g, b in zip(weights, gw, buffers)]
-    v = torch.autograd.grad(loss_at(virtual, (x, y)), virtual, allow_unused=True)
-    v = [g if g is not None else torch.zeros_like(w) for g, w in zip(v, weights)]
-    # exact: d/d alpha of grad_w L_train . v, with the training gradient taken through alpha
-    wa = [w.clone().requires_grad_() for w in weights]
-    ga = torch.autograd.grad(loss_at(wa, (xt, yt)), wa, create_graph=True, allow_unused=True)
-    dot = sum((g * u).sum() for g, u in zip(ga, v) if g is not None)
-    (exact,) = torch.autograd.grad(dot, [leaf])
-    norm = float(torch.sqrt(sum((g * g).sum() for g in v)))
+    ref = UnrolledReference(ev, relaxed, ev._batch(ev.splits.val, 32), ev._batch(ev.splits.train, 32))
+    _, v, _ = ref.validation_gradients()
+    exact = ref.exact(v)
     out = []
     for r in radii:
-        eps = r / norm
-        plus, minus = ([w + sign * eps * g for w, g in zip(weights, v)] for sign in (1.0, -1.0))
-        fd = (torch.autograd.grad(loss_at(plus, (xt, yt)), [leaf])[0]
-              - torch.autograd.grad(loss_at(minus, (xt, yt)), [leaf])[0]) / (2 * eps)
+        fd = ref.finite_difference(v, r)
         cos = float(torch.nn.functional.cosine_similarity(fd.flatten(), exact.flatten(), dim=0))
         out.append((r, cos, float((fd - exact).norm() / exact.norm())))
     return out

@@ -14,6 +14,7 @@ from nasforge.run.rundir import open_store
 from nasforge.strategies.darts import Darts
 from nasforge.strategies.gdas import Gdas
 from nasforge.supernet import Relaxed, build_supernet
+from nasforge.testing.unrolled import UnrolledReference
 
 
 def _config(strategy: str = "darts", budget: int = 30, space: str = "nb201") -> nf.RunConfig:
@@ -163,33 +164,13 @@ def test_the_second_order_gradient_is_darts_unrolled_approximation(strategy: str
     grad, loss, _ = ev.second_order_gradient(relaxed, x, y, xt, yt)
     assert all(torch.equal(before[k], v) for k, v in ev.supernet.state_dict().items())  # weights put back
 
-    # DARTS' eqs. 7-8 written out with functional calls: the virtual step w' (rate, momentum, weight decay), the
+    # DARTS' eqs. 6-8 written out with functional calls: the virtual step w' (rate, momentum, weight decay), the
     # validation gradient at w', and the Hessian-vector product by central differences at r = 0.01
-    named = [(n, p) for n, p in ev.supernet.named_parameters() if p.requires_grad]
-    weights = [p.detach() for _, p in named]
-    group = ev.stepper.optimizer.param_groups[0]
-    leaf = relaxed.weights.detach().requires_grad_()
-    arch = Relaxed(leaf, relaxed.index)
-
-    def loss_at(ws: list[torch.Tensor], data: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        out = torch.func.functional_call(ev.supernet, {n: w for (n, _), w in zip(named, ws)}, (data[0], arch))
-        return torch.nn.functional.cross_entropy(out[0] if isinstance(out, tuple) else out, data[1])
-
-    ws = [w.clone().requires_grad_() for w in weights]
-    step = torch.autograd.grad(loss_at(ws, (xt, yt)), ws, allow_unused=True)
-    buffers = [ev.stepper.optimizer.state[p].get("momentum_buffer", torch.zeros_like(p)) for _, p in named]
-    assert any(b.abs().sum() > 0 for b in buffers)
-    virtual = [(w - group["lr"] * ((g if g is not None else 0) + group["weight_decay"] * w + group["momentum"] * b))
-               .requires_grad_() for w, g, b in zip(weights, step, buffers)]
-    val_loss = loss_at(virtual, (x, y))
-    direct, *v = torch.autograd.grad(val_loss, [leaf, *virtual], allow_unused=True)
-    v = [g if g is not None else torch.zeros_like(w) for g, w in zip(v, weights)]
-    eps = 0.01 / float(torch.sqrt(sum((g * g).sum() for g in v)))
-    plus, minus = ([w + sign * eps * g for w, g in zip(weights, v)] for sign in (1.0, -1.0))
-    hessian = (torch.autograd.grad(loss_at(plus, (xt, yt)), [leaf])[0]
-               - torch.autograd.grad(loss_at(minus, (xt, yt)), [leaf])[0]) / (2 * eps)
-    expected = direct - group["lr"] * hessian
-    assert loss == pytest.approx(float(val_loss.detach()), rel=1e-5)
+    ref = UnrolledReference(ev, relaxed, (x, y), (xt, yt))
+    assert any(b.abs().sum() > 0 for b in ref.buffers)
+    direct, v, val_loss = ref.validation_gradients()
+    expected = direct - ref.group["lr"] * ref.finite_difference(v, r=0.01)
+    assert loss == pytest.approx(val_loss, rel=1e-5)
     assert float((grad - expected).norm()) < 1e-3 * float(expected.norm())
     assert float((expected - direct).norm()) > 0.05 * float(direct.norm())  # the second-order term is there
 
