@@ -63,7 +63,7 @@ class UnrolledReference:
 
     def finite_difference(self, v: list[torch.Tensor], r: float = 0.01) -> torch.Tensor:
         """d/d alpha (grad_w L_train . v) by central differences at w +- (r / |v|) v, eq. 8."""
-        eps = r / float(torch.sqrt(sum((g * g).sum() for g in v)))
+        eps = r / float(torch.sqrt(torch.stack([(g * g).sum() for g in v]).sum()))
         plus, minus = ([w + sign * eps * g for w, g in zip(self.weights, v)] for sign in (1.0, -1.0))
         return (self._alpha_grad(plus) - self._alpha_grad(minus)) / (2 * eps)
 
@@ -71,7 +71,7 @@ class UnrolledReference:
         """The same mixed second derivative by double backpropagation."""
         ws = [w.clone().requires_grad_() for w in self.weights]
         grads = torch.autograd.grad(self.loss_at(ws, self.train), ws, create_graph=True, allow_unused=True)
-        dot = sum((g * u).sum() for g, u in zip(grads, v) if g is not None)
+        dot = torch.stack([(g * u).sum() for g, u in zip(grads, v) if g is not None]).sum()
         (out,) = torch.autograd.grad(dot, [self.leaf])
         return out
 
