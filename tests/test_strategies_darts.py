@@ -181,7 +181,8 @@ def test_a_second_order_search_runs_and_learns(tmp_path: Path) -> None:
     parts = nf.build_components(cfg)
     nf.search(cfg, tmp_path / "run", components=parts)
     assert parts.strategy.steps == 6 and parts.strategy.policy.logits.detach().abs().sum() > 0
-    with pytest.raises(ConfigError, match="order must be 1"):
-        bad = _config("darts", budget=8)
-        bad.strategy_args = {"order": 3}
+    bad = _config("darts", budget=8)
+    bad.strategy_args = {"order": 3}
+    bad.dataset, bad.data = "cifar10", str(tmp_path / "absent.tar.gz")
+    with pytest.raises(ConfigError, match="order must be 1"):  # before the evaluator looks for its data
         nf.build_components(bad)

@@ -225,6 +225,8 @@ def build_components(config: RunConfig) -> Components:
     The evaluator comes first: a one-shot search given in ``epochs`` learns its budget (child steps) from the
     evaluator, which knows its training split, and the strategy's warm-up depends on the budget."""
     config = _resolve_evaluator(config)
+    # the strategy's settings are checked before the evaluator loads its data, so a typo fails in a second
+    resolve_args(STRATEGIES.get(config.strategy).factory, resolve(config).strategy_args, "strategy")
     space = create_space(config.space, **config.space_args)
     if is_growable(space):
         _check_any_blocks(config.evaluator, space.name,
