@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -60,8 +61,11 @@ def make_step(size: str, kind: str, seed: int = 0) -> Callable[[], None]:
 
         def forward() -> torch.Tensor:
             if kind != "darts-weights":  # the architecture step first, as a search does
-                out = model(xv, strategy.relaxed(0.5))
-                strategy.learn(nn.functional.cross_entropy(out[0] if isinstance(out, tuple) else out, yv))
+                relaxed = strategy.relaxed(0.5)
+                leaf = relaxed.weights.detach().requires_grad_()
+                out = model(xv, replace(relaxed, weights=leaf))
+                loss = nn.functional.cross_entropy(out[0] if isinstance(out, tuple) else out, yv)
+                strategy.learn(relaxed, torch.autograd.grad(loss, [leaf])[0], float(loss.detach()))
             with torch.no_grad():
                 relaxed = strategy.relaxed(0.5).detach()
             return model(x, relaxed)

@@ -161,7 +161,7 @@ def test_the_second_order_gradient_is_darts_unrolled_approximation(strategy: str
     x, y = ev._batch(ev.splits.val, 32)
     xt, yt = ev._batch(ev.splits.train, 32)
     before = {k: v.clone() for k, v in ev.supernet.state_dict().items()}
-    grad, loss, _ = ev.second_order_gradient(relaxed, x, y, xt, yt)
+    grad, loss, _ = ev.second_order_gradient(relaxed, x, y, (xt, yt))
     assert all(torch.equal(before[k], v) for k, v in ev.supernet.state_dict().items())  # weights put back
 
     # DARTS' eqs. 6-8 written out with functional calls: the virtual step w' (rate, momentum, weight decay), the

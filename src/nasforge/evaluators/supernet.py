@@ -328,22 +328,20 @@ class SupernetEvaluator(StatefulEvaluator):
         total = max(self.budget * self.config.train_steps, 1)
         x, y = self._batch(self.splits.val, self.config.batch_size)
         self.child.train()  # batch statistics, as in the weight steps
-        if strategy.learning and strategy.config.order == 2:
+        with torch.set_grad_enabled(strategy.learning):
             relaxed = strategy.relaxed(self.steps / total)
-            xt, yt = self._training_batch()
-            grad, arch_value, logits = self.second_order_gradient(relaxed, x, y, xt, yt)
-            if not math.isfinite(arch_value):
-                return Result.failure(f"architecture loss became {arch_value} at step {self.steps}", cost=1.0)
-            strategy.learn_through(relaxed, grad, arch_value)
-        else:
-            with _frozen_running_stats(self.child), torch.set_grad_enabled(strategy.learning):
-                self.child.arch = strategy.relaxed(self.steps / total)
+        if strategy.learning:
+            gradient = self.second_order_gradient if strategy.config.order == 2 else self.first_order_gradient
+            grad, arch_value, logits = gradient(relaxed, x, y)
+        else:  # warm-up: the relaxed network is only scored
+            with _frozen_running_stats(self.child), torch.no_grad():
+                self.child.arch = relaxed
                 logits, arch_loss = self._relaxed_loss(x, y)
-                arch_value = float(arch_loss.detach())
-                if not math.isfinite(arch_value):
-                    return Result.failure(f"architecture loss became {arch_value} at step {self.steps}", cost=1.0)
-                if strategy.learning:
-                    strategy.learn(arch_loss)
+            arch_value = float(arch_loss)
+        if not math.isfinite(arch_value):
+            return Result.failure(f"architecture loss became {arch_value} at step {self.steps}", cost=1.0)
+        if strategy.learning:
+            strategy.learn(relaxed, grad, arch_value)
         reward = 100.0 * float((logits.argmax(1) == y).float().mean())
         losses = []
         for _ in range(self.config.train_steps):
@@ -372,13 +370,26 @@ class SupernetEvaluator(StatefulEvaluator):
         logits = out[0] if isinstance(out, tuple) else out
         return logits, nn.functional.cross_entropy(logits, y)
 
-    def second_order_gradient(self, relaxed: Relaxed, x: torch.Tensor, y: torch.Tensor, xt: torch.Tensor,
-                              yt: torch.Tensor) -> tuple[torch.Tensor, float, torch.Tensor]:
+    def first_order_gradient(self, relaxed: Relaxed, x: torch.Tensor, y: torch.Tensor
+                             ) -> tuple[torch.Tensor, float, torch.Tensor]:
+        """First-order DARTS: the gradient of the validation loss on ``(x, y)`` with respect to
+        ``relaxed.weights``, the network's weights as they are. Returns the gradient, the loss and its logits."""
+        leaf = relaxed.weights.detach().requires_grad_()
+        with _frozen_running_stats(self.child):
+            self.child.arch = replace(relaxed, weights=leaf)
+            logits, loss = self._relaxed_loss(x, y)
+            (grad,) = torch.autograd.grad(loss, [leaf])
+        return grad, float(loss.detach()), logits.detach()
+
+    def second_order_gradient(self, relaxed: Relaxed, x: torch.Tensor, y: torch.Tensor,
+                              train: tuple[torch.Tensor, torch.Tensor] | None = None
+                              ) -> tuple[torch.Tensor, float, torch.Tensor]:
         """DARTS' second-order architecture gradient (Liu et al. 2019, eqs. 6-8) with respect to
         ``relaxed.weights``: the validation loss on ``(x, y)`` after one virtual SGD step of the network's weights
-        on the training batch ``(xt, yt)`` (the optimiser's rate, momentum and weight decay), minus the rate times
-        the Hessian-vector product, by central differences. The weights are as before afterwards. Returns the
-        gradient, the validation loss and its logits."""
+        on the training batch ``train`` (by default a fresh one; the optimiser's rate, momentum and weight decay),
+        minus the rate times the Hessian-vector product, by central differences. The weights are as before
+        afterwards. Returns the gradient, the validation loss and its logits."""
+        xt, yt = train if train is not None else self._training_batch()
         leaf = relaxed.weights.detach().requires_grad_()
         arch = replace(relaxed, weights=leaf)
         params: list[torch.Tensor] = [p for p in self.supernet.parameters() if p.requires_grad]
@@ -494,7 +505,7 @@ class SupernetEvaluator(StatefulEvaluator):
         if not cfg.derive_tune_steps:
             return None
         lr = cfg.lr / 10
-        schedule = TrainConfig(**{**vars(cfg.train_config()), "epochs": 1, "lr": lr, "lr_min": min(cfg.lr_min, lr)})
+        schedule = replace(cfg.train_config(), epochs=1, lr=lr, lr_min=min(cfg.lr_min, lr))
         stepper = Stepper(self.child, schedule, max(decisions * cfg.derive_tune_steps, 1), self.device)
 
         def tune(weights: torch.Tensor) -> None:

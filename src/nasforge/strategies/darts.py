@@ -140,8 +140,8 @@ class DifferentiableStrategy(Strategy):
     """Architecture weights learnt by gradient through a super-network (see the module docstring).
 
     What the ``supernet`` evaluator calls: :meth:`relaxed` (the weighted architecture of a step, with
-    gradient), :attr:`learning` (past the warm-up) and :meth:`learn` (one optimiser step on a loss), or, for the
-    second order, :meth:`learn_through` (one step on the gradient it computed for a relaxed architecture).
+    gradient), :attr:`learning` (past the warm-up) and :meth:`learn` (one optimiser step on the gradient the evaluator
+    computed for a relaxed architecture, of the first or the second order).
     """
 
     Config = DartsConfig
@@ -170,24 +170,16 @@ class DifferentiableStrategy(Strategy):
         """Whether the architecture weights learn now (the warm-up is over)."""
         return self.told >= self.config.warmup
 
-    def learn(self, loss: torch.Tensor) -> None:
-        """One optimiser step of the architecture weights on ``loss`` (computed through :meth:`relaxed`).
+    def learn(self, relaxed: Relaxed, grad: torch.Tensor, loss: float) -> None:
+        """One optimiser step of the architecture weights, given ``grad``, the gradient of the architecture loss
+        ``loss`` with respect to ``relaxed.weights`` (a relaxed architecture of :meth:`relaxed`, its graph kept).
 
-        Only the architecture weights' gradient is computed: the network's weights keep theirs (none).
+        The evaluator computes ``grad`` (first or second order); the chain rule to the logits is the strategy's,
+        so that a relaxation (DARTS' softmax, GDAS' straight-through sample) stays its own business.
         """
-        (grad,) = torch.autograd.grad(loss, [self.policy.logits])
-        self._step(grad, float(loss.detach()))
-
-    def learn_through(self, relaxed: Relaxed, grad: torch.Tensor, loss: float) -> None:
-        """One optimiser step given ``grad``, the gradient of the architecture loss ``loss`` with respect to
-        ``relaxed.weights`` (a relaxed architecture of :meth:`relaxed`; the second order's, which the evaluator
-        computes)."""
         (logits_grad,) = torch.autograd.grad(relaxed.weights, [self.policy.logits], grad_outputs=grad)
-        self._step(logits_grad, loss)
-
-    def _step(self, grad: torch.Tensor, loss: float) -> None:
         self.optimizer.zero_grad(set_to_none=True)
-        self.policy.logits.grad = grad
+        self.policy.logits.grad = logits_grad
         with one_thread():
             self.optimizer.step()
         self.steps += 1
