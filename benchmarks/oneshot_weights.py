@@ -4,9 +4,8 @@ Usage: python benchmarks/oneshot_weights.py RUN_DIR [RUN_DIR ...] [--table ../sh
 
 For each `nasforge search --strategy darts|gdas --evaluator supernet` directory (finished or still running) prints
 the checkpoint's step, the most likely architecture of its architecture weights (DARTS' derivation: per edge the
-strongest operation), the largest operation probability per edge, and, for `nb201` runs with a table, that cell's
-`test_acc_200`. Costs nothing but reading the checkpoint, so it
-can judge a search that has not finished (the full derivation, `nasforge derive RUN`, also scores candidates).
+strongest operation), the range over the edges of each edge's largest operation probability, and, for `nb201`
+runs with a table, that cell's `test_acc_200`. Costs nothing but reading the checkpoint, so it can judge a search that has not finished (the full derivation, `nasforge derive RUN`, also scores candidates).
 """
 
 from __future__ import annotations
@@ -36,9 +35,13 @@ def main() -> None:
         n, state = saved
         strategy.load_state_dict(state["strategy"])
         arch = strategy.ask(1)[0]
-        top = [max(p) for p in strategy.policy.probabilities()]
+        governed = getattr(strategy.policy, "governed", {})  # structure decisions: their rows follow the edges'
+        edges = [d for d, spec in enumerate(space.decisions) if d not in governed and spec.n_choices > 1]
+        probabilities = strategy.policy.probabilities()
+        top = [max(probabilities[d]) for d in edges]
         line = f"{run}: checkpoint after {n} of {config.budget} steps, most likely {arch}, " \
-               f"largest probability per decision {min(top):.3f}-{max(top):.3f}"
+               f"largest operation probability per edge {min(top):.3f}-{max(top):.3f} " \
+               f"(uniform {1 / space.decisions[edges[0]].n_choices:.3f})"
         if config.space == "nb201" and Path(args.table).exists():
             table = Table(args.table, space)
             line += f", test_acc_200 {table.value(arch, 'test_acc_200'):.2f}"
