@@ -73,53 +73,28 @@ class BOIntegrated(BayesianOptimisation):
         self.extra_V = []
         for g in self.extra:
             V = GrowableMatrix()
-            V.assign(g.solve_lower(g.kernel(g.X, self._all.C)))
+            V.assign(g.cross(self._all.C))
             self.extra_V.append(V)
 
     def _add_input(self, x):
         super()._add_input(x)
         for k, g in enumerate(self.extra):
-            n = g.n
             row = g.extend(x)
             if row is None:
                 g.factorise(np.vstack([g.X, x[None, :]]))
                 if self._all is not None:
-                    self.extra_V[k].assign(g.solve_lower(g.kernel(g.X, self._all.C)))
-                continue
-            l, d = row
-            if self._all is not None and k < len(self.extra_V):
-                kk = g.kernel(x[None, :], self._all.C)[0]
-                self.extra_V[k].append_row((kk - l @ self.extra_V[k].view[:n]) / d)
+                    self.extra_V[k].assign(g.cross(self._all.C))
+            elif self._all is not None and k < len(self.extra_V):
+                self.extra_V[k].append_row(g.cross_row(x, self._all.C, row, self.extra_V[k].view))
 
-    def _ask_whole(self, n):
-        if not self.extra:
-            return super()._ask_whole(n)
-        assert n == 1
-        from nasforge.strategies.bo import _WholeSpace
-        if self._all is None:
-            self._all = _WholeSpace(self)
-        if len(self.extra_V) != len(self.extra):
+    def _whole_acquisition(self, z, mean, std, best):
+        logs = [super()._whole_acquisition(z, mean, std, best)]
+        if self.extra and len(self.extra_V) != len(self.extra):
             self._build_extra_V()
-        whole = self._all
-        z = self._targets()
-        best = float(z.max())
-        if not whole.open.any():
-            return [self.sampler.sample(self.rng)]
-        mean, std = self.gp.posterior(self.gp.solve_lower(z), whole.V.view)
-        local = self._local_candidates() if self._local_turn() else []
-        if local:
-            j = max((whole.index[self.space.key(a)] for a in local), key=lambda k: (mean[k], -k))
-        else:
-            logs = [log_expected_improvement(mean, std, best, self.config.xi)]
-            for g, V in zip(self.extra, self.extra_V):
-                m, s = g.posterior(g.solve_lower(z), V.view)
-                logs.append(log_expected_improvement(m, s, best, self.config.xi))
-            acq = special.logsumexp(np.stack(logs), axis=0)
-            acq = np.where(whole.open, acq, -np.inf)
-            j = int(np.argmax(acq))
-        whole.open[j] = False
-        self.sampler.mark([whole.archs[j]])
-        return [whole.archs[j]]
+        for g, V in zip(self.extra, self.extra_V):
+            m, s = g.posterior(g.solve_lower(z), V.view)
+            logs.append(log_expected_improvement(m, s, best, self.config.xi))
+        return special.logsumexp(np.stack(logs), axis=0)
 
 
 if __name__ == "__main__":

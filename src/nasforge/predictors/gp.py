@@ -256,6 +256,16 @@ class GaussianProcess:
         """L^-1 b."""
         return linalg.solve_triangular(self.L, b, lower=True, check_finite=False)
 
+    def cross(self, C: np.ndarray) -> np.ndarray:
+        """V = L^-1 K(X, C): the cross terms of candidates C that :meth:`posterior` takes."""
+        return self.solve_lower(self.kernel(self.X, C))
+
+    def cross_row(self, x: np.ndarray, C: np.ndarray, row: tuple[np.ndarray, float], V: np.ndarray) -> np.ndarray:
+        """The row that input ``x``, just added by :meth:`extend` (which returned ``row``), adds to
+        V = L^-1 K(X, C), given V's rows for the inputs before it."""
+        l, d = row
+        return (self.kernel(x[None, :], C)[0] - l @ V[: len(l)]) / d
+
     def posterior(self, beta: np.ndarray, V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Mean and standard deviation at points whose cross terms are V = L^-1 K(X, C), with beta = L^-1 y."""
         mean = V.T @ beta
@@ -264,7 +274,7 @@ class GaussianProcess:
 
     def predict(self, y: np.ndarray, C: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and standard deviation of f at the rows of C (convenience, O(n^2) per point)."""
-        V = self.solve_lower(self.kernel(self.X, np.asarray(C, dtype=float)))
+        V = self.cross(np.asarray(C, dtype=float))
         return self.posterior(self.solve_lower(np.asarray(y, dtype=float)), V)
 
 

@@ -60,7 +60,7 @@ class _WholeSpace:
         self.open = np.array([strategy.sampler.is_new(a) for a in self.archs], dtype=bool)
         self.index = {strategy.space.key(a): i for i, a in enumerate(self.archs)}
         self.V = GrowableMatrix()
-        self.V.assign(strategy.gp.solve_lower(strategy.gp.kernel(strategy.gp.X, self.C)))
+        self.V.assign(strategy.gp.cross(self.C))
 
     def close(self, keys: set[Hashable]) -> None:
         for key in keys:
@@ -222,23 +222,19 @@ class BayesianOptimisation(Strategy):
 
     def _recompute_pool_V(self) -> None:
         if self._all is not None:
-            self._all.V.assign(self.gp.solve_lower(self.gp.kernel(self.gp.X, self._all.C)))
-        self.pool_V.assign(self.gp.solve_lower(self.gp.kernel(self.gp.X, self.pool_C)))
+            self._all.V.assign(self.gp.cross(self._all.C))
+        self.pool_V.assign(self.gp.cross(self.pool_C))
 
     def _add_input(self, x: np.ndarray) -> None:
         """Grow the factor and the pool's V by one row; refactorise if the extension is unstable."""
-        n = self.gp.n
         row = self.gp.extend(x)
         if row is None:
             self.gp.factorise(np.vstack([self.gp.X, x[None, :]]))
             self._recompute_pool_V()
             return
-        l, d = row
         if self._all is not None:
-            k = self.gp.kernel(x[None, :], self._all.C)[0]
-            self._all.V.append_row((k - l @ self._all.V.view[:n]) / d)
-        k = self.gp.kernel(x[None, :], self.pool_C)[0]
-        self.pool_V.append_row((k - l @ self.pool_V.view[:n]) / d)
+            self._all.V.append_row(self.gp.cross_row(x, self._all.C, row, self._all.V.view))
+        self.pool_V.append_row(self.gp.cross_row(x, self.pool_C, row, self.pool_V.view))
 
     # ---------------------------------------------------------------- candidate pool
     def _drop_from_pool(self, keys: set[Hashable]) -> None:
@@ -287,7 +283,7 @@ class BayesianOptimisation(Strategy):
         C = self._encode(fresh)
         self.pool_archs.extend(fresh)
         self.pool_C = np.vstack([self.pool_C, C])
-        self.pool_V.append_cols(self.gp.solve_lower(self.gp.kernel(self.gp.X, C)))
+        self.pool_V.append_cols(self.gp.cross(C))
 
     # ---------------------------------------------------------------- proposals
     def ask(self, n: int = 1) -> list[Architecture]:
@@ -334,6 +330,11 @@ class BayesianOptimisation(Strategy):
             self.pool_V.truncate_rows(n_real)
         return out
 
+    def _whole_acquisition(self, z: np.ndarray, mean: np.ndarray, std: np.ndarray, best: float) -> np.ndarray:
+        """Log expected improvement of every architecture of the space (the GP's ``mean`` and ``std`` given the
+        targets ``z``); a subclass may average it over several models."""
+        return log_expected_improvement(mean, std, best, self.config.xi)
+
     def _ask_whole(self, n: int) -> list[Architecture]:
         """The unseen architectures of largest expected improvement over the whole (finite) space."""
         if self._all is None:
@@ -351,7 +352,7 @@ class BayesianOptimisation(Strategy):
             if local:
                 j = max((whole.index[self.space.key(a)] for a in local), key=lambda k: (mean[k], -k))
             else:
-                acq = np.where(whole.open, log_expected_improvement(mean, std, best, self.config.xi), -np.inf)
+                acq = np.where(whole.open, self._whole_acquisition(z, mean, std, best), -np.inf)
                 j = int(np.argmax(acq))
             out.append(whole.archs[j])
             self.sampler.mark([whole.archs[j]])
