@@ -80,7 +80,7 @@ def search(space: NB201Space, rows: dict[tuple, tuple], best: tuple, name: str, 
     return None, cpu
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tables", default="dev", help="dev, held, all, or comma-separated table names")
     p.add_argument("--strategies", default="bo")
@@ -89,7 +89,7 @@ def main() -> None:
     p.add_argument("--real", default=REAL, help="the real NB201 CIFAR-10 table")
     p.add_argument("--per-seed", action="store_true", help="also print each seed's evaluations to the optimum")
     p.add_argument("--set", nargs="*", default=[], help="strategy.key=value overrides, e.g. bo.pool_size=1000")
-    a = p.parse_args()
+    a = p.parse_args(argv)
     from nasforge.config import parse_scalar
 
     all_tables = suites(a.real)

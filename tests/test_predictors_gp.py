@@ -113,3 +113,47 @@ def test_rank_normalisation_ignores_scale_and_outliers() -> None:
     np.testing.assert_allclose(normalise(y, "rank"), normalise(1000 * y - 7, "rank"))
     np.testing.assert_allclose(normalise(y, "standardize"), normalise(3 * y + 2, "standardize"))
     assert np.argmax(normalise(y, "rank")) == 4 and abs(normalise(y, "rank").mean()) < 1e-12
+
+
+def _with_block(X: np.ndarray, seed: int = 0) -> np.ndarray:
+    """X followed by a one-hot block of 3 columns (a feature beyond the one-hot encoding)."""
+    return np.hstack([X, np.eye(3)[np.random.default_rng(seed).integers(0, 3, len(X))]])
+
+
+def test_extra_terms_on_appended_columns_have_the_right_gradient_extension_and_prior() -> None:
+    from nasforge.predictors.gp import DotTerm
+
+    space, X, y = _toy_data(30)
+    d = X.shape[1]
+    terms = [DotTerm(d, d + 3, 1, prior=0.1), DotTerm(d, d + 3, 2, prior=0.1)]
+    gp = GaussianProcess(encoding_groups(space, ard=True), additive=True, terms=terms)
+    assert gp.n_extra == 4 and gp.width == d + 3
+    Xb = _with_block(X)
+    gp._init_prior(gp._group_distances(Xb))
+    assert np.allclose(gp.prior_mean[gp.n_groups + 2 : gp.n_groups + 4], np.log(0.1))
+    theta = gp.prior_mean + np.random.default_rng(3).normal(0.0, 0.3, len(gp.prior_mean))
+    value = lambda t: gp._neg_log_posterior(t, Xb, y)[0]  # noqa: E731
+    grad = lambda t: gp._neg_log_posterior(t, Xb, y)[1]  # noqa: E731
+    assert optimize.check_grad(value, grad, theta) < 1e-4 * max(1.0, np.linalg.norm(grad(theta)))
+    gp.fit(Xb[:25], y[:25])
+    for x in Xb[25:]:
+        assert gp.extend(x) is not None
+    full = linalg.cholesky(gp.kernel(gp.X, gp.X) + (gp.noise + 1e-8) * np.eye(gp.n), lower=True)
+    np.testing.assert_allclose(gp.L, full, atol=1e-8)
+    assert gp.signal == pytest.approx(gp.kernel(Xb[:1], Xb[:1])[0, 0])
+
+
+def test_extra_terms_change_nothing_when_the_block_is_constant() -> None:
+    """The stationary kernel sees the one-hot columns only: a block that is the same for every input adds a
+    constant covariance (its terms), never a distance."""
+    from nasforge.predictors.gp import DotTerm
+
+    space, X, y = _toy_data(30)
+    d = X.shape[1]
+    gp = GaussianProcess(encoding_groups(space, ard=True), terms=[DotTerm(d, d + 1, 1)])
+    Xc = np.hstack([X, np.ones((len(X), 1))])
+    gp.fit(Xc, y)
+    v = np.exp(gp.fitted_theta[gp.n_groups])
+    plain = GaussianProcess(encoding_groups(space, ard=True))
+    plain.theta = np.delete(gp.fitted_theta, gp.n_groups)
+    np.testing.assert_allclose(gp.kernel(Xc, Xc), plain.kernel(X, X) + v, atol=1e-12)

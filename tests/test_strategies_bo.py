@@ -98,7 +98,7 @@ def test_small_finite_space_is_scored_whole_and_proposes_the_best_unseen_by_ei()
     space = strategy.space
     unseen = [a for a in space.enumerate() if strategy.sampler.is_new(a)]
     z = strategy._targets()
-    mean, std = strategy.gp.predict(z, strategy._encode(unseen))
+    mean, std = strategy.gp.predict(z, strategy.encode(unseen))
     acq = log_expected_improvement(mean, std, float(z.max()), strategy.config.xi)
     expected = unseen[int(np.argmax(acq))]
     assert strategy.ask(1) == [expected]
@@ -128,7 +128,7 @@ def test_local_turns_propose_the_best_unseen_neighbour_of_the_incumbent_by_poste
         means = np.asarray(strategy.obs_sum) / np.asarray(strategy.obs_count)
         incumbent = strategy.obs_archs[int(np.argmax(means))]
         fresh = [a for a in space.neighbours(incumbent) if strategy.sampler.is_new(a)]
-        mean, _ = strategy.gp.predict(strategy._targets(), strategy._encode(fresh))
+        mean, _ = strategy.gp.predict(strategy._targets(), strategy.encode(fresh))
         (arch,) = strategy.ask(1)
         assert arch == fresh[int(np.argmax(mean))]
         _tell_all(strategy, evaluator, [arch])
@@ -194,7 +194,7 @@ def test_a_stalled_search_climbs_around_the_next_best_cells_in_turn() -> None:
 
     def best_fresh_neighbour(parent):
         fresh = [a for a in space.neighbours(parent) if strategy.sampler.is_new(a)]
-        mean, _ = strategy.gp.predict(strategy._targets(), strategy._encode(fresh))
+        mean, _ = strategy.gp.predict(strategy._targets(), strategy.encode(fresh))
         return fresh[int(np.argmax(mean))]
 
     # results that never beat the incumbent: the first `stall` local steps still climb around it
@@ -216,3 +216,40 @@ def test_a_stalled_search_climbs_around_the_next_best_cells_in_turn() -> None:
     assert strategy.n_since_best == 0
     expected = best_fresh_neighbour(parents()[0])
     assert strategy.ask(1)[0] == expected
+
+
+def test_operation_counts_learn_that_one_skip_helps_and_two_hurt() -> None:
+    """NB201 cells scored by how many skip connections they have (one: +1, two or more: -1) plus small per-edge
+    effects: from 40 observations the model with count terms ranks 2,000 unseen cells far better (measured
+    Spearman 0.91 / 0.96 against 0.51 / 0.46 without, seeds 0 and 1), and the non-linearity is what it learns."""
+    from scipy import stats
+
+    from nasforge.predictors.gp import normalise
+
+    space = nf.create_space("nb201")
+    for seed in (0, 1):
+        rng = np.random.default_rng(seed)
+        archs = list({a: None for a in (space.sample(rng) for _ in range(2100))})
+        effects = 0.3 * rng.normal(size=(6, 5))
+        skips = np.array([sum(c == 1 for c in a.choices) for a in archs])
+        f = (skips == 1) - 1.0 * (skips >= 2) + np.array([effects[np.arange(6), a.choices].sum() for a in archs])
+        rho = {}
+        for prior in (0.0, 0.1):
+            strategy = BayesianOptimisation(space, BOConfig(count_prior=prior))
+            gp, X, y = strategy.new_gp(), strategy.encode(archs), normalise(f[:40], "rank")
+            gp.fit(X[:40], y)
+            mean, _ = gp.predict(y, X[40:])
+            rho[prior] = stats.spearmanr(mean, f[40:]).statistic
+            if prior:
+                assert X.shape[1] == space.encoding_size + 35
+                assert mean[skips[40:] == 1].mean() > mean[skips[40:] == 2].mean() + 1.0
+        assert rho[0.1] > 0.85 and rho[0.1] > rho[0.0] + 0.3, rho
+
+
+def test_count_prior_zero_is_the_one_hot_model_and_a_negative_one_is_refused() -> None:
+    space = nf.create_space("nb201")
+    strategy = BayesianOptimisation(space, BOConfig(count_prior=0))
+    assert strategy.counts is None and strategy.gp.n_extra == 2
+    assert strategy.encode([space.sample(np.random.default_rng(0))]).shape == (1, space.encoding_size)
+    with pytest.raises(ValueError, match="count_prior"):
+        BOConfig(count_prior=-1)

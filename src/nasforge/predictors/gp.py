@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import linalg, optimize, special, stats
@@ -80,6 +82,17 @@ def encoding_groups(space: SearchSpace, ard: bool) -> np.ndarray:
     return np.zeros(size, dtype=int)
 
 
+@dataclass(frozen=True)
+class DotTerm:
+    """A covariance term ``v * c ** power`` with a fitted variance ``v``: ``c`` is the normalised dot product of
+    the encodings' columns ``start:stop``, and ``prior`` the prior median of ``v``."""
+
+    start: int
+    stop: int
+    power: int = 1
+    prior: float = 1.0
+
+
 # --------------------------------------------------------------------------- Gaussian process
 class GaussianProcess:
     """Zero-mean GP regression on encoded architectures, with an incrementally grown Cholesky factor.
@@ -94,22 +107,32 @@ class GaussianProcess:
     these are the covariances of additive per-decision effects and of pairwise interactions. They
     generalise from few observations where the stationary kernel stays local (an architecture far from
     every observation but made of options that were good elsewhere is predicted good).
+
+    ``terms`` adds more such terms (:class:`DotTerm`) on feature columns appended after the one-hot ones
+    (``groups`` covers the one-hot columns only; the stationary kernel sees nothing else), for example on
+    how often each operation occurs (:class:`~nasforge.predictors.features.OperationCounts`).
     """
 
     #: prior standard deviations of log length-scales, log signal and log noise variance (weak)
     PRIOR_STD = (1.5, 1.0, 2.0)
 
-    def __init__(self, groups: np.ndarray, kind: str = "matern52", max_iter: int = 50, additive: bool = False) -> None:
+    def __init__(self, groups: np.ndarray, kind: str = "matern52", max_iter: int = 50, additive: bool = False,
+                 terms: Sequence[DotTerm] = ()) -> None:
         if kind not in KERNELS:
             raise ValueError(f"kernel must be one of {KERNELS}, got {kind!r}")
         self.groups = np.asarray(groups, dtype=int)
         self.n_groups = int(self.groups.max()) + 1
         self.kind = kind
         self.max_iter = max_iter
-        self.n_extra = 2 if additive else 0  # variances of the first- and second-order terms
-        self.theta: np.ndarray | None = None  # [log l_g..., log s2, log noise]
+        d = len(self.groups)
+        # the first- and second-order terms of the one-hot columns, then the extra ones
+        self.terms = [DotTerm(0, d, 1), DotTerm(0, d, 2)] if additive else []
+        self.terms += list(terms)
+        self.n_extra = len(self.terms)  # their variances sit in theta between the length-scales and the signal's
+        self.width = max([d] + [t.stop for t in self.terms])  # columns of an input
+        self.theta: np.ndarray | None = None  # [log l_g..., log v_t..., log s2, log noise]
         self.prior_mean: np.ndarray | None = None
-        self.X = np.zeros((0, len(self.groups)))
+        self.X = np.zeros((0, self.width))
         self.L = np.zeros((0, 0))
 
     # ---------------------------------------------------------------- hyper-parameters
@@ -138,14 +161,36 @@ class GaussianProcess:
     def kernel(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Signal covariance between the rows of a and b (no noise)."""
         theta = self.fitted_theta
-        k, _ = _kernel_and_slope(_sqdist(a, b, self._weights(theta)), self.kind)
+        d = len(self.groups)
+        k, _ = _kernel_and_slope(_sqdist(a[:, :d], b[:, :d], self._weights(theta)), self.kind)
         k = math.exp(theta[-2]) * k
-        if self.n_extra:
-            c = _cosine(a, b)
-            k += math.exp(theta[self.n_groups]) * c + math.exp(theta[self.n_groups + 1]) * c * c
+        if self.terms:
+            k += sum(self._scaled_terms(self._variances(theta), self._cosines(a, b)))
         return k
 
+    def _variances(self, theta: np.ndarray) -> list[float]:
+        return [math.exp(t) for t in theta[self.n_groups : self.n_groups + self.n_extra]]
+
+    def _cosines(self, a: np.ndarray, b: np.ndarray) -> list[np.ndarray]:
+        """Each term's ``c`` between the rows of a and b (computed once per block of columns)."""
+        blocks: dict[tuple[int, int], np.ndarray] = {}
+        for t in self.terms:
+            if (t.start, t.stop) not in blocks:
+                blocks[t.start, t.stop] = _cosine(a[:, t.start : t.stop], b[:, t.start : t.stop])
+        return [blocks[t.start, t.stop] for t in self.terms]
+
+    def _scaled_terms(self, v: list[float], cosines: list[np.ndarray]) -> list[np.ndarray]:
+        """``v * c ** power`` of each term."""
+        out = []
+        for t, vi, c in zip(self.terms, v, cosines):
+            term = vi * c
+            for _ in range(t.power - 1):
+                term = term * c
+            out.append(term)
+        return out
+
     def _group_distances(self, X: np.ndarray) -> np.ndarray:
+        X = X[:, : len(self.groups)]
         return np.stack([_sqdist(X, X, (self.groups == g).astype(float)) for g in range(self.n_groups)])
 
     def _init_prior(self, D: np.ndarray) -> None:
@@ -155,8 +200,10 @@ class GaussianProcess:
         log_ls = 0.5 * np.log(np.asarray(med) * self.n_groups)
         # Unit signal variance (targets are normalised) and a small noise: tabular and trained
         # rewards are both close to deterministic, and the fit lets noise grow where the data say so.
-        # The additive terms start at the stationary kernel's variance: the fit decides the mix.
-        self.prior_mean = np.concatenate([log_ls, [0.0] * self.n_extra, [0.0, math.log(1e-2)]])
+        # The additive terms start at their prior median (the stationary kernel's variance unless a term says
+        # otherwise): the fit decides the mix.
+        extra = [math.log(t.prior) for t in self.terms]
+        self.prior_mean = np.concatenate([log_ls, extra, [0.0, math.log(1e-2)]])
         if self.theta is None:
             self.theta = self.prior_mean.copy()
 
@@ -169,13 +216,13 @@ class GaussianProcess:
     def _neg_log_posterior(self, theta: np.ndarray, X: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
         """Negative log marginal likelihood plus log prior of ``theta``, and its gradient."""
         w = np.exp(-2.0 * theta[: self.n_groups])
+        terms = self._scaled_terms(self._variances(theta), self._cosines(X, X))
+        X = X[:, : len(self.groups)]  # the stationary kernel's columns
         k, slope = _kernel_and_slope(_sqdist(X, X, w[self.groups]), self.kind)
         s2, noise = math.exp(theta[-2]), math.exp(theta[-1])
         K = s2 * k + (noise + 1e-8) * np.eye(len(y))
-        if self.n_extra:
-            c = _cosine(X, X)
-            v1, v2 = math.exp(theta[self.n_groups]), math.exp(theta[self.n_groups + 1])
-            K += v1 * c + v2 * c * c
+        if terms:
+            K += sum(terms)
         try:
             factor = linalg.cho_factor(K, lower=True, check_finite=False)
         except linalg.LinAlgError:
@@ -194,9 +241,8 @@ class GaussianProcess:
         per_column = 2.0 * (M.sum(1) @ (X * X)) - 2.0 * np.einsum("ij,ij->j", X, M @ X)
         grad[: self.n_groups] = w * np.bincount(self.groups, per_column, minlength=self.n_groups)
         grad[-2] = -0.5 * np.sum(W * (s2 * k))
-        if self.n_extra:
-            grad[self.n_groups] = -0.5 * np.sum(W * (v1 * c))
-            grad[self.n_groups + 1] = -0.5 * np.sum(W * (v2 * c * c))
+        for i, term in enumerate(terms):
+            grad[self.n_groups + i] = -0.5 * np.sum(W * term)
         grad[-1] = -0.5 * noise * np.trace(W)
         sd = np.repeat((*self.PRIOR_STD[:2], *self.PRIOR_STD[1:]), [self.n_groups, self.n_extra, 1, 1])
         diff = (theta - self.prior_mean) / sd

@@ -331,14 +331,16 @@ def _bo_view(run: SearchRun) -> str:
     """BO's Gaussian process, refit as the search went, predicting each next batch of rewards before it was seen."""
     from scipy.stats import spearmanr
 
-    from ..predictors.gp import GaussianProcess, encoding_groups
+    from ..strategies.bo import BayesianOptimisation
 
-    cfg = api.create_strategy(run.config.strategy, run.space, run.config.seed, **run.config.strategy_args).config
+    strategy = api.create_strategy(run.config.strategy, run.space, run.config.seed, **run.config.strategy_args)
+    assert isinstance(strategy, BayesianOptimisation), "the BO view is drawn for bo's runs"
+    cfg = strategy.config
     ok = [t for t in run.trials if not t.outcome.failed and math.isfinite(t.reward)]
-    X = np.array([run.space.encode(t.arch) for t in ok], dtype=float)
+    X = strategy.encode([t.arch for t in ok])
     y = np.array([t.reward for t in ok], dtype=float)
     step = max(int(cfg.refit_every), -(-(len(ok) - cfg.initial) // 20))  # at most 20 fits
-    gp = GaussianProcess(encoding_groups(run.space, cfg.ard), cfg.kernel, cfg.fit_iterations, cfg.additive)
+    gp = strategy.new_gp()  # the search's model: its kernel terms and inputs
     predicted, observed = [], []
     for k in range(int(cfg.initial), len(ok) - 1, step):
         mu, sd = float(y[:k].mean()), float(y[:k].std()) or 1.0

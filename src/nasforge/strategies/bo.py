@@ -7,10 +7,11 @@ margin ``xi``). The paper does not say how EI is maximised over a discrete space
 at most ``exhaustive`` architectures (NAS-Bench-201's 15,625) is scored whole: EI of every unseen
 architecture, each query. Larger spaces use a candidate pool of neighbours and mutations of the best
 architectures plus random samples, the usual choice for NAS, since proposals stay valid members of
-any space. Two additions serve sample efficiency (issue 16, the LaNAS paper's own measure): the
-kernel has additive and pairwise terms besides the Matern one (see
-:class:`~nasforge.predictors.gp.GaussianProcess`), and every ``local_every``-th proposal is the
-incumbent's unseen one-decision neighbour of largest posterior mean (after a stall, a runner-up's).
+any space. Two additions serve sample efficiency (issue 16, the LaNAS paper's own measure). First,
+the kernel has terms besides the Matern one: additive per-decision effects, pairwise interactions,
+and how often each operation occurs (see :class:`~nasforge.predictors.gp.GaussianProcess`).
+Second, every ``local_every``-th proposal is the incumbent's unseen one-decision neighbour of
+largest posterior mean (after a stall, a runner-up's).
 
 The strategy stays cheap per query by keeping everything incremental between hyper-parameter fits:
 the Cholesky factor of the kernel matrix grows by one row per observation (rank-one extension),
@@ -31,9 +32,11 @@ import numpy as np
 from ..arch import Architecture
 from ..codec import Encoded
 from ..predictors.acquisition import GrowableMatrix, log_expected_improvement
+from ..predictors.features import OperationCounts
 from ..predictors.gp import (
     KERNELS,
     TARGETS,
+    DotTerm,
     GaussianProcess,
     encoding_groups,
     normalise,
@@ -56,7 +59,7 @@ class _WholeSpace:
 
     def __init__(self, strategy: BayesianOptimisation) -> None:
         self.archs = list(strategy.space.enumerate())
-        self.C = strategy._encode(self.archs)
+        self.C = strategy.encode(self.archs)
         self.open = np.array([strategy.sampler.is_new(a) for a in self.archs], dtype=bool)
         self.index = {strategy.space.key(a): i for i, a in enumerate(self.archs)}
         self.V = GrowableMatrix()
@@ -96,8 +99,13 @@ class BOConfig:
     that has one, which reaches an optimum next to a near-tie the model ranks wrongly. After
     ``stall`` = 30 observations without a better one, those local steps climb around the 2nd to
     ``top + 1``-th best architectures in turn, so that a search whose model keeps favouring a wrong
-    region still climbs elsewhere (the incumbent's neighbourhood is exhausted by then). All three
-    were chosen on NAS-Bench-201-format tables (docs/benchmarks.md, "Samples to the optimum").
+    region still climbs elsewhere (the incumbent's neighbourhood is exhausted by then).
+    ``count_prior`` > 0 adds two more covariance terms, first and second order, on how often each
+    operation occurs (:class:`~nasforge.predictors.features.OperationCounts`), with that prior
+    median variance. They let the model learn from few cells that accuracy depends on the counts
+    non-linearly: on NAS-Bench-201, for example, one skip connection helps and two hurt. Without
+    them, a few two-skip cells make a skip look bad on every edge. All four were chosen on
+    NAS-Bench-201-format tables (docs/benchmarks.md, "Samples to the optimum").
     """
 
     initial: int = 10  # random architectures before the first GP fit
@@ -114,6 +122,7 @@ class BOConfig:
     batch: str = "believer"  # ask(n > 1): "believer" (fantasy = posterior mean) or "liar" (worst seen)
     exhaustive: int = 20000  # a finite space of at most this many architectures: score all unseen ones (0: pool)
     additive: bool = True  # add first- and second-order covariance terms (additive effects, pairwise interactions)
+    count_prior: float = 0.1  # prior median of the variances of the terms on operation counts (0: no such terms)
     local_every: int = 3  # every k-th proposal: the incumbent's best unseen neighbour by posterior mean (0: never)
     stall: int = 30  # observations without a better one after which local steps climb around the next-best cells
 
@@ -130,6 +139,8 @@ class BOConfig:
             raise ValueError("need initial >= 2, refit_every >= 1, top >= 1 and pool_size >= 1")
         if min(self.mutations, self.random, self.fit_iterations, self.exhaustive) < 0 or self.xi < 0:
             raise ValueError("mutations, random, fit_iterations, exhaustive and xi must not be negative")
+        if not self.count_prior >= 0:
+            raise ValueError(f"count_prior must be >= 0, got {self.count_prior}")
 
 
 @STRATEGIES.register("bo", aliases=("bayesian",), guided=True, batch=True, prior=True,
@@ -138,14 +149,16 @@ class BayesianOptimisation(Strategy):
     """Bayesian optimisation: GP on one-hot encodings, expected improvement over a mutation/random pool."""
 
     Config = BOConfig
-    #: the whole-space candidates are derived from the space and the GP: rebuilt, never saved
-    _not_state = (*Strategy._not_state, "_all")
+    #: the whole-space candidates are derived from the space and the GP, the count features from the space:
+    #: rebuilt, never saved
+    _not_state = (*Strategy._not_state, "_all", "counts")
 
     def __init__(self, space: SearchSpace, config: BOConfig | None = None, seed: int = 0) -> None:
         super().__init__(space, config, seed)
         self.sampler = UnseenSampler(space)
-        self.gp = GaussianProcess(encoding_groups(space, self.config.ard), self.config.kernel,
-                                  self.config.fit_iterations, self.config.additive)
+        counts = OperationCounts(space) if self.config.count_prior > 0 else None
+        self.counts = counts if counts is not None and counts.size else None
+        self.gp = self.new_gp()
         self.fitted = False
         self.n_at_fit = 0
         # observations: one row per distinct network; repeated results are averaged
@@ -157,7 +170,7 @@ class BayesianOptimisation(Strategy):
         # candidate pool: architectures, their encodings and V = L^-1 K(X, C) (one row per GP input)
         self.pool_archs: list[Architecture] = []
         self.pool_keys: list[Hashable] = []  # space.key of each candidate, aligned with pool_archs
-        self.pool_C = np.zeros((0, len(self.gp.groups)))
+        self.pool_C = np.zeros((0, self.gp.width))
         self.pool_V = GrowableMatrix()
         # a small finite space is scored whole: every unseen architecture is a candidate
         self.exhaustive = space.size is not None and space.size <= self.config.exhaustive
@@ -170,8 +183,21 @@ class BayesianOptimisation(Strategy):
     def _targets(self) -> np.ndarray:
         return normalise(np.asarray(self.obs_sum) / np.asarray(self.obs_count), self.config.target)
 
-    def _encode(self, archs: Sequence[Architecture]) -> np.ndarray:
-        return np.array([self.space.encode(a) for a in archs], dtype=float).reshape(len(archs), len(self.gp.groups))
+    def new_gp(self) -> GaussianProcess:
+        """An unfitted Gaussian process of this strategy's configuration, for inputs made by :meth:`encode`."""
+        groups = encoding_groups(self.space, self.config.ard)
+        terms = []
+        if self.counts is not None:  # first- and second-order terms on the count histogram, after the one-hot
+            block = (len(groups), len(groups) + self.counts.size)
+            terms = [DotTerm(*block, power, self.config.count_prior) for power in (1, 2)]
+        return GaussianProcess(groups, self.config.kernel, self.config.fit_iterations, self.config.additive, terms)
+
+    def encode(self, archs: Sequence[Architecture]) -> np.ndarray:
+        """The model's inputs: one-hot encodings, followed by the operation-count histogram (``count_prior``)."""
+        X = np.array([self.space.encode(a) for a in archs], dtype=float).reshape(len(archs), len(self.gp.groups))
+        if self.counts is None:
+            return X
+        return np.hstack([X, np.array([self.counts(a) for a in archs]).reshape(len(archs), self.counts.size)])
 
     def tell(self, archs: Sequence[Architecture], results: Sequence[Result]) -> None:
         with single_threaded_blas():
@@ -209,12 +235,12 @@ class BayesianOptimisation(Strategy):
         if n >= self.config.initial and (not self.fitted or n - self.n_at_fit >= self.config.refit_every):
             self._refit()
         elif self.fitted:
-            for x in self._encode(new):
+            for x in self.encode(new):
                 self._add_input(x)
 
     def _refit(self) -> None:
         # the GP's inputs are always the encodings of a prefix of obs_archs: encode only the rest
-        X = np.vstack([self.gp.X, self._encode(self.obs_archs[self.gp.n :])])
+        X = np.vstack([self.gp.X, self.encode(self.obs_archs[self.gp.n :])])
         self.gp.fit(X, self._targets())
         self.fitted, self.n_at_fit = True, len(X)
         self._recompute_pool_V()
@@ -280,7 +306,7 @@ class BayesianOptimisation(Strategy):
                 self.pool_keys.append(key)
         if not fresh:
             return
-        C = self._encode(fresh)
+        C = self.encode(fresh)
         self.pool_archs.extend(fresh)
         self.pool_C = np.vstack([self.pool_C, C])
         self.pool_V.append_cols(self.gp.cross(C))
@@ -307,7 +333,7 @@ class BayesianOptimisation(Strategy):
                 continue
             local = self._local_candidates() if self._local_turn() else []
             if local:
-                x = self._encode(local)
+                x = self.encode(local)
                 mean_local, _ = self.gp.predict(z, x)
                 k = int(np.argmax(mean_local))
                 arch, x = local[k], x[k]
