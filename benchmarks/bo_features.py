@@ -23,8 +23,8 @@ from collections.abc import Callable, Sequence
 import nb201_sample_efficiency as se
 import numpy as np
 
-from nasforge.arch import Architecture
-from nasforge.predictors.gp import DotTerm, GaussianProcess
+from nasforge.predictors.features import FeatureBlock, OperationCounts
+from nasforge.result import Result
 from nasforge.spaces.base import SearchSpace
 from nasforge.strategies.bo import BayesianOptimisation, BOConfig
 
@@ -61,48 +61,70 @@ def paths_bananas(choices: Sequence[int]) -> np.ndarray:
     return np.concatenate(blocks + [np.array([0.0 if alive else 1.0])])
 
 
-Feature = tuple[Callable[[Architecture], np.ndarray], tuple[int, ...], float]  # features, powers, prior
+Make = Callable[[SearchSpace], FeatureBlock]  # a variant's extra block, for the space
 
 
 class FeatureBO(BayesianOptimisation):
-    """bo whose model also has terms on ``extra`` feature blocks (bo's own count terms are left to its config)."""
+    """bo whose model also has terms on the ``extra`` feature blocks (after bo's own, which its config sets)."""
 
-    extra: tuple[Feature, ...] = ()
+    extra: tuple[Make, ...] = ()
 
-    def new_gp(self) -> GaussianProcess:
-        gp = super().new_gp()
-        start, terms = gp.width, list(gp.terms[2 if self.config.additive else 0 :])
-        probe = self.space.sample(np.random.default_rng(0))
-        for features, powers, prior in self.extra:
-            stop = start + len(features(probe))
-            terms += [DotTerm(start, stop, p, prior) for p in powers]
-            start = stop
-        return GaussianProcess(gp.groups, gp.kind, gp.max_iter, self.config.additive, terms)
-
-    def encode(self, archs: Sequence[Architecture]) -> np.ndarray:
-        blocks = [super().encode(archs)]
-        blocks += [np.array([f(a) for a in archs]).reshape(len(archs), -1) for f, _, _ in self.extra]
-        return np.hstack(blocks)
+    def feature_blocks(self) -> list[FeatureBlock]:
+        return super().feature_blocks() + [make(self.space) for make in self.extra]
 
 
-def variant(name: str, prior: float) -> tuple[float, tuple[Feature, ...]]:
+def variant(name: str, prior: float) -> tuple[float, tuple[Make, ...]]:
     """bo's ``count_prior`` and the extra feature blocks of a variant."""
-    def counts1(space: SearchSpace) -> Feature:
-        from nasforge.predictors.features import OperationCounts
-        return OperationCounts(space), (1,), prior
+    def counts1(space: SearchSpace) -> FeatureBlock:
+        counts = OperationCounts(space)
+        return FeatureBlock(counts, counts.size, (1,), prior)
 
-    def by_position(space: SearchSpace) -> Feature:
-        return (lambda a: paths_by_position(a.choices)), (1,), prior
+    def paths(fn: Callable[[Sequence[int]], np.ndarray]) -> Make:
+        return lambda space: FeatureBlock(lambda a: fn(a.choices), len(fn((1,) * 6)), (1,), prior)
 
-    def bananas(space: SearchSpace) -> Feature:
-        return (lambda a: paths_bananas(a.choices)), (1,), prior
-
-    space = se.NB201Space()
-    table = {"counts": (prior, ()), "counts1": (0.0, (counts1(space),)), "paths": (0.0, (by_position(space),)),
-             "bananas": (0.0, (bananas(space),)), "counts+bananas": (prior, (bananas(space),))}
+    table = {"counts": (prior, ()), "counts1": (0.0, (counts1,)), "paths": (0.0, (paths(paths_by_position),)),
+             "bananas": (0.0, (paths(paths_bananas),)), "counts+bananas": (prior, (paths(paths_bananas),))}
     if name not in table:
         raise SystemExit(f"unknown variant {name!r}; known: {', '.join(table)}")
     return table[name]
+
+
+def diagnose(strategy: BayesianOptimisation, table: str, real: str, budget: int) -> None:
+    """Why a search misses the optimum: run it until it finds the optimum or the budget ends. Then print, for
+    each of the optimum's options, how many observed cells share it and their best rank, the observed cells with
+    the rarest, and what the model predicts for the table's ten best unseen cells (rank-normalised units, with
+    the worst observed score)."""
+    tables = se.suites(real)
+    raw = {**tables["dev"], **tables["held"]}[table]()
+    space = strategy.space
+    value = {space.parse(r[0]).choices: r[1] for r in raw}
+    order = sorted(value, key=lambda c: -value[c])
+    rank = {c: i + 1 for i, c in enumerate(order)}
+    for i in range(budget):
+        (arch,) = strategy.ask(1)
+        strategy.tell([arch], [Result(value[arch.choices], {})])
+        if arch.choices == order[0]:
+            print(f"found the optimum at evaluation {i + 1}")
+            break
+    else:
+        print(f"not found within {budget}")
+    best = order[0]
+    shared = [[a for a in strategy.obs_archs if a.choices[k] == best[k]] for k in range(len(best))]
+    for k, d in enumerate(space.decisions):
+        ranks = [rank[a.choices] for a in shared[k]]
+        print(f"{d.name} = {d.label(best[k])}: {len(ranks)} observed, best rank {min(ranks, default='-')}")
+    rarest = min(range(len(best)), key=lambda k: len(shared[k]))
+    print(f"the observed cells with the rarest of them ({space.decisions[rarest].name}):")
+    for a in shared[rarest]:
+        print(f"  rank {rank[a.choices]:5d}  {a}")
+    y = strategy._targets()
+    seen = {a.choices for a in strategy.obs_archs}
+    top = [space.make(c) for c in order[:10] if c not in seen]
+    if top:
+        mean, sd = strategy.gp.predict(y, strategy.encode(top))
+        print(f"worst observed score {y.min():+.2f}; the ten best cells' predictions (unseen ones):")
+        for arch, m, s in zip(top, mean, sd):
+            print(f"  rank {rank[arch.choices]:2d}  mean {m:+.2f}  sd {s:.2f}  {arch}")
 
 
 def main() -> None:
@@ -114,6 +136,8 @@ def main() -> None:
     p.add_argument("--budget", type=int, default=300)
     p.add_argument("--real", default=se.REAL)
     p.add_argument("--per-seed", action="store_true")
+    p.add_argument("--diagnose", type=int, metavar="SEED",
+                   help="instead: follow this seed of the first variant on the first table (see diagnose)")
     a = p.parse_args()
     variants = {name: variant(name, a.prior) for name in a.variants.split(",")}
 
@@ -121,6 +145,10 @@ def main() -> None:
         count_prior, extra = variants[name]
         return type("Variant", (FeatureBO,), {"extra": extra})(space, BOConfig(count_prior=count_prior), seed)
 
+    if a.diagnose is not None:
+        name = a.variants.split(",")[0]
+        diagnose(create(name, se.NB201Space(), a.diagnose), a.tables.split(",")[0], a.real, a.budget)
+        return
     se.create_strategy = create  # the harness creates strategies by name: ours are the variants
     se.main([f"--tables={a.tables}", f"--strategies={a.variants}", f"--seeds={a.seeds}",
                   f"--budget={a.budget}", f"--real={a.real}", *(["--per-seed"] if a.per_seed else [])])

@@ -143,17 +143,19 @@ def test_extra_terms_on_appended_columns_have_the_right_gradient_extension_and_p
     assert gp.signal == pytest.approx(gp.kernel(Xb[:1], Xb[:1])[0, 0])
 
 
-def test_extra_terms_change_nothing_when_the_block_is_constant() -> None:
-    """The stationary kernel sees the one-hot columns only: a block that is the same for every input adds a
-    constant covariance (its terms), never a distance."""
-    from nasforge.predictors.gp import DotTerm
+def test_an_extra_term_adds_its_block_covariance_and_nothing_else() -> None:
+    """The stationary kernel and the one-hot terms see the one-hot columns only; a term on appended columns adds
+    ``v * c`` of those columns, and the kernel is the plain one's plus exactly that."""
+    from nasforge.predictors.gp import DotTerm, _cosine
 
     space, X, y = _toy_data(30)
     d = X.shape[1]
-    gp = GaussianProcess(encoding_groups(space, ard=True), terms=[DotTerm(d, d + 1, 1)])
-    Xc = np.hstack([X, np.ones((len(X), 1))])
-    gp.fit(Xc, y)
-    v = np.exp(gp.fitted_theta[gp.n_groups])
-    plain = GaussianProcess(encoding_groups(space, ard=True))
-    plain.theta = np.delete(gp.fitted_theta, gp.n_groups)
-    np.testing.assert_allclose(gp.kernel(Xc, Xc), plain.kernel(X, X) + v, atol=1e-12)
+    Xb = _with_block(X, seed=4)
+    gp = GaussianProcess(encoding_groups(space, ard=True), additive=True, terms=[DotTerm(d, d + 3, 1)])
+    gp.fit(Xb, y)
+    v = np.exp(gp.fitted_theta[gp.n_groups + 2])
+    plain = GaussianProcess(encoding_groups(space, ard=True), additive=True)
+    plain.theta = np.delete(gp.fitted_theta, gp.n_groups + 2)
+    block = _cosine(Xb[:, d:], Xb[:, d:])
+    assert block.min() == 0.0 and block.max() == 1.0  # the block separates some inputs and joins others
+    np.testing.assert_allclose(gp.kernel(Xb, Xb), plain.kernel(X, X) + v * block, atol=1e-12)

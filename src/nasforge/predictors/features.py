@@ -8,6 +8,9 @@ from a few two-skip cells that a skip connection is bad on an edge where, alone,
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 
 from ..arch import Architecture
@@ -40,3 +43,15 @@ class OperationCounts:
         vec = np.zeros(self.size)
         vec[self.offsets[:-1] + counts] = 1.0
         return vec
+
+
+@dataclass(frozen=True)
+class FeatureBlock:
+    """Features appended to an architecture's one-hot encoding, and the covariance terms a model puts on them:
+    ``v * c ** power`` for each of ``powers`` (``c`` the normalised dot product of two architectures' features),
+    with ``prior`` the prior median of each ``v`` (see :class:`~nasforge.predictors.gp.DotTerm`)."""
+
+    features: Callable[[Architecture], np.ndarray]
+    size: int
+    powers: tuple[int, ...] = (1,)
+    prior: float = 1.0

@@ -32,7 +32,7 @@ import numpy as np
 from ..arch import Architecture
 from ..codec import Encoded
 from ..predictors.acquisition import GrowableMatrix, log_expected_improvement
-from ..predictors.features import OperationCounts
+from ..predictors.features import FeatureBlock, OperationCounts
 from ..predictors.gp import (
     KERNELS,
     TARGETS,
@@ -149,15 +149,14 @@ class BayesianOptimisation(Strategy):
     """Bayesian optimisation: GP on one-hot encodings, expected improvement over a mutation/random pool."""
 
     Config = BOConfig
-    #: the whole-space candidates are derived from the space and the GP, the count features from the space:
+    #: the whole-space candidates are derived from the space and the GP, the feature blocks from the space:
     #: rebuilt, never saved
-    _not_state = (*Strategy._not_state, "_all", "counts")
+    _not_state = (*Strategy._not_state, "_all", "blocks")
 
     def __init__(self, space: SearchSpace, config: BOConfig | None = None, seed: int = 0) -> None:
         super().__init__(space, config, seed)
         self.sampler = UnseenSampler(space)
-        counts = OperationCounts(space) if self.config.count_prior > 0 else None
-        self.counts = counts if counts is not None and counts.size else None
+        self.blocks = self.feature_blocks()
         self.gp = self.new_gp()
         self.fitted = False
         self.n_at_fit = 0
@@ -183,21 +182,30 @@ class BayesianOptimisation(Strategy):
     def _targets(self) -> np.ndarray:
         return normalise(np.asarray(self.obs_sum) / np.asarray(self.obs_count), self.config.target)
 
+    def feature_blocks(self) -> list[FeatureBlock]:
+        """What the model's inputs have beside the one-hot encoding: the operation-count histogram, with first-
+        and second-order terms (``count_prior`` > 0, in a space with labelled operations). Subclasses add blocks."""
+        counts = OperationCounts(self.space)
+        if self.config.count_prior <= 0 or not counts.size:
+            return []
+        return [FeatureBlock(counts, counts.size, (1, 2), self.config.count_prior)]
+
     def new_gp(self) -> GaussianProcess:
         """An unfitted Gaussian process of this strategy's configuration, for inputs made by :meth:`encode`."""
         groups = encoding_groups(self.space, self.config.ard)
-        terms = []
-        if self.counts is not None:  # first- and second-order terms on the count histogram, after the one-hot
-            block = (len(groups), len(groups) + self.counts.size)
-            terms = [DotTerm(*block, power, self.config.count_prior) for power in (1, 2)]
+        terms, start = [], len(groups)
+        for block in self.blocks:  # each block's columns follow the one-hot ones, in order
+            terms += [DotTerm(start, start + block.size, power, block.prior) for power in block.powers]
+            start += block.size
         return GaussianProcess(groups, self.config.kernel, self.config.fit_iterations, self.config.additive, terms)
 
     def encode(self, archs: Sequence[Architecture]) -> np.ndarray:
-        """The model's inputs: one-hot encodings, followed by the operation-count histogram (``count_prior``)."""
+        """The model's inputs: one-hot encodings, followed by each feature block's features."""
         X = np.array([self.space.encode(a) for a in archs], dtype=float).reshape(len(archs), len(self.gp.groups))
-        if self.counts is None:
+        if not self.blocks:
             return X
-        return np.hstack([X, np.array([self.counts(a) for a in archs]).reshape(len(archs), self.counts.size)])
+        extra = [np.array([b.features(a) for a in archs], dtype=float).reshape(len(archs), b.size) for b in self.blocks]
+        return np.hstack([X, *extra])
 
     def tell(self, archs: Sequence[Architecture], results: Sequence[Result]) -> None:
         with single_threaded_blas():
