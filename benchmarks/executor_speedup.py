@@ -16,7 +16,7 @@ from pathlib import Path
 
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # a local Ray stays on loopback
 
-import nasforge as nf  # noqa: E402
+import nasforge as nf
 
 
 def timed_search(executor: str, workers: int, budget: int, out: Path) -> float:

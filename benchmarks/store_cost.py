@@ -30,7 +30,7 @@ from nasforge.run.store import RunStore
 STRATEGIES = ("rs", "re", "reinforce", "ednas", "nases", "lanas", "bo")
 
 
-def one(name: str, config, space, evaluator, out: Path | None) -> tuple[float, list[str]]:  # noqa: ANN001
+def one(name: str, config, space, evaluator, out: Path | None) -> tuple[float, list[str]]:
     """Seconds of one search (into ``out``, or in memory) and its trajectory."""
     strategy = create_strategy(name, space, config.seed)
     start = time.perf_counter()

@@ -143,8 +143,8 @@ def test_list_names_registered_things(capsys: pytest.CaptureFixture) -> None:
 
 
 def test_progress_line_shows_loss_reward_baseline_and_entropy_of_a_one_shot_search() -> None:
-    from nasforge.cli.search import _status
     import nasforge as nf
+    from nasforge.cli.search import _status
     from nasforge.run.loop import SearchRecord
     from nasforge.run.store import Trial
 

@@ -9,11 +9,10 @@ from typing import Callable
 import pytest
 
 import nasforge as nf
+from conftest import shared_file
 from nasforge.registry import EVALUATORS, EXECUTORS, SPACES
 from nasforge.testing import conformance
 from nasforge.testing.tables import write_nb201_table
-
-from conftest import shared_file
 
 
 def _ptb(tmp: Path) -> str:

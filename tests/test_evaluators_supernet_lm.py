@@ -11,10 +11,9 @@ import pytest
 import torch
 
 import nasforge as nf
-from nasforge.testing import conformance
-from nasforge.errors import ConfigError, DataError
-
 from conftest import shared_file
+from nasforge.errors import ConfigError, DataError
+from nasforge.testing import conformance
 
 SMALL = {"emb_size": 16, "hidden_size": 16, "dropout_embedding": 0.0, "dropout_input": 0.1,
          "dropout_hidden": 0.1, "dropout_output": 0.1}

@@ -10,11 +10,10 @@ import pytest
 from scipy.stats import spearmanr
 
 import nasforge as nf
-from nasforge.errors import ConfigError, DataError
-from nasforge.spaces.base import SearchSpace
-from nasforge.evaluators.surrogate import COLUMNS, KEY_PREFIX, SurrogateEncoding, SurrogateEvaluator
-
 from conftest import shared_file
+from nasforge.errors import ConfigError, DataError
+from nasforge.evaluators.surrogate import COLUMNS, KEY_PREFIX, SurrogateEncoding, SurrogateEvaluator
+from nasforge.spaces.base import SearchSpace
 
 
 def _config(folder: Path | str | None, **kw: object) -> nf.RunConfig:

@@ -104,8 +104,8 @@ def test_train_final_writes_its_files_atomically_result_last(tmp_path: Path, mon
 def test_train_final_trains_as_the_train_evaluator_does() -> None:
     """How the retraining of ranked candidates calls it: the search's proxy as a FinalConfig, data loaded once."""
     from nasforge.evaluators.train import TrainEvaluator, TrainEvaluatorConfig
-    from nasforge.train import DataConfig, load_dataset
     from nasforge.final import load_final_data
+    from nasforge.train import DataConfig, load_dataset
 
     space = nf.create_space("nb201")
     arch = space.parse(ARCH)

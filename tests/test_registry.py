@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 
 import nasforge
-from nasforge.errors import NasforgeError
 import nasforge.registry as R
+from nasforge.errors import NasforgeError
 from nasforge.registry import Registry
 from nasforge.run.executors import EXECUTORS
 

@@ -221,7 +221,7 @@ def test_ray_two_node_cluster_survives_losing_a_node(tmp_path: Path) -> None:
                            ray_address=cluster.address, evaluator_args={"delay": 0.2})
         removed: list[bool] = []
 
-        def kill_node(trial, record) -> None:  # noqa: ANN001
+        def kill_node(trial, record) -> None:
             if record.n_evaluations == 8 and not removed:
                 cluster.remove_node(doomed)
                 removed.append(True)

@@ -65,7 +65,7 @@ def test_an_interrupt_right_after_commit_does_not_write_the_trials_twice(tmp_pat
     store = RunStore(tmp_path / "run.db")
     original_exit = store_module._Txn.__exit__
 
-    def exit_then_interrupt(self, exc_type, exc, tb) -> None:  # noqa: ANN001
+    def exit_then_interrupt(self, exc_type, exc, tb) -> None:
         original_exit(self, exc_type, exc, tb)
         if exc_type is None:
             os.kill(os.getpid(), signal.SIGINT)

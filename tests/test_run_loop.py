@@ -85,7 +85,7 @@ def test_crash_between_record_and_tell_is_told_on_resume(tmp_path: Path) -> None
     class CrashingStrategy(type(strategy)):
         tells = 0
 
-        def tell(self, archs, results):  # noqa: ANN001
+        def tell(self, archs, results):
             CrashingStrategy.tells += 1
             if CrashingStrategy.tells == 25:
                 raise Boom

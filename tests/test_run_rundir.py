@@ -160,7 +160,7 @@ def test_lanas_tree_of_an_interrupted_run_includes_what_was_recorded_after_the_l
     class Stop(Exception):
         pass
 
-    def stop(trial, record) -> None:  # noqa: ANN001
+    def stop(trial, record) -> None:
         if record.n_evaluations == 23:
             raise Stop
 
@@ -302,7 +302,7 @@ def test_interrupt_hints_name_the_command_that_continues(monkeypatch: pytest.Mon
                                                          capsys: pytest.CaptureFixture) -> None:
     import nasforge.cli.bench as bench_cli
 
-    def interrupted(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr("nasforge.bench.run_bench", interrupted)

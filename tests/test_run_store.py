@@ -15,10 +15,10 @@ import pytest
 import torch
 
 import nasforge as nf
+from nasforge.codec import CodecError, Encoded, decode, dumps, encode, loads
 from nasforge.errors import NasforgeError, RunDirError
 from nasforge.registry import STRATEGIES
 from nasforge.run import RunStore, run_search
-from nasforge.codec import CodecError, Encoded, decode, dumps, encode, loads
 from nasforge.run.store import SCHEMA_VERSION
 from nasforge.testing import conformance
 from nasforge.testing.toy import ToyConfig, ToyEvaluator
@@ -34,7 +34,7 @@ class Point:  # a nasforge-free class: the codec must refuse it
 
 
 # ----------------------------------------------------------------------------- codec
-def _same(a, b) -> bool:  # noqa: ANN001
+def _same(a, b) -> bool:
     if isinstance(a, float) and math.isnan(a):
         return isinstance(b, float) and math.isnan(b)
     if isinstance(a, np.ndarray):
@@ -52,7 +52,7 @@ def _same(a, b) -> bool:  # noqa: ANN001
     nf.Architecture("toy", (1, 2, 3), "t"), nf.Result(0.5, {"test_accuracy": 0.25}, 1.0),
     nf.Result.failure("boom"),
 ])
-def test_plain_values_round_trip(value) -> None:  # noqa: ANN001
+def test_plain_values_round_trip(value) -> None:
     back = loads(dumps(value))
     if isinstance(value, set):
         assert {tuple(map(type, m)) for m in value if isinstance(m, tuple)} == \
@@ -141,7 +141,7 @@ def test_every_strategy_continues_from_its_state_saved_as_bytes(name: str) -> No
 
 
 @pytest.mark.parametrize("value", [lambda: 1, Point(1), np.array([object()]), io.BytesIO()])
-def test_what_is_not_plain_data_is_refused_with_its_place(value) -> None:  # noqa: ANN001
+def test_what_is_not_plain_data_is_refused_with_its_place(value) -> None:
     with pytest.raises(CodecError, match=r"state\.inner\[0\]"):
         encode({"inner": [value]})
 
@@ -171,7 +171,7 @@ class _Boom:
     def __init__(self, marker: Path) -> None:
         self.marker = marker
 
-    def __reduce__(self):  # noqa: ANN204 - unpickling this would create the marker file
+    def __reduce__(self):
         return (Path.touch, (self.marker,))
 
 
@@ -196,7 +196,7 @@ def _killed_run(path: Path, name: str, at: int, state_every: int, budget: int = 
     space, strategy, evaluator = _toy(name)
     store = RunStore(path)
 
-    def kill(trial, record) -> None:  # noqa: ANN001
+    def kill(trial, record) -> None:
         if record.n_evaluations == at:
             store.save_state = lambda *a, **k: None  # nothing more reaches the disk but what was recorded
             raise _Killed
@@ -270,7 +270,7 @@ def test_a_search_stopped_between_strategy_calls_saves_its_state(tmp_path: Path)
     path = tmp_path / "run.db"
     space, strategy, evaluator = _toy("ednas")
 
-    def stop(trial, record) -> None:  # noqa: ANN001
+    def stop(trial, record) -> None:
         if record.n_evaluations == 9:
             raise KeyboardInterrupt
 
@@ -287,7 +287,7 @@ def test_a_state_of_a_strategy_interrupted_inside_tell_is_not_saved(tmp_path: Pa
     calls = [0]
 
     class Interrupted(type(strategy)):
-        def tell(self, archs, results) -> None:  # noqa: ANN001
+        def tell(self, archs, results) -> None:
             calls[0] += 1
             if calls[0] == 8:
                 self.rng.random()  # half-way through: the strategy has changed but its tell is not recorded
@@ -379,19 +379,19 @@ def test_a_readonly_store_falls_back_to_immutable_when_no_shared_memory_can_be_m
         assert len(store.load(nf.create_space("toy").from_dict)) == 20
 
 
-def _lazy_failing(connect):  # noqa: ANN001, ANN202
+def _lazy_failing(connect):
     """sqlite3.connect whose connections fail on first use unless opened immutable (no -shm can be created)."""
     class Failing:
         def __init__(self, db: sqlite3.Connection) -> None:
             self.db = db
 
-        def execute(self, *a, **k):  # noqa: ANN002, ANN003, ANN202
+        def execute(self, *a, **k):
             raise sqlite3.OperationalError("unable to open database file")
 
         def close(self) -> None:
             self.db.close()
 
-    def wrapped(database, *args, **kw):  # noqa: ANN001, ANN202
+    def wrapped(database, *args, **kw):
         db = connect(database, *args, **kw)
         return db if "immutable=1" in str(database) else Failing(db)
 
@@ -416,7 +416,7 @@ def test_an_expensive_result_is_committed_before_the_strategy_learns_from_it(tmp
     seen = []
 
     class Watching(type(strategy)):
-        def tell(self, archs, results) -> None:  # noqa: ANN001
+        def tell(self, archs, results) -> None:
             seen.append(sqlite3.connect(path).execute("SELECT COUNT(*) FROM trials WHERE status != 'running'")
                         .fetchone()[0])
             super().tell(archs, results)

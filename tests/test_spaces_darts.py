@@ -79,7 +79,7 @@ def test_only_the_chosen_edges_are_active(space) -> None:
     for _ in range(20):
         arch = space.sample(rng)
         mask = space.active(arch.choices)
-        for cell, nodes in space.layout.items():
+        for nodes in space.layout.values():
             for n in nodes:
                 chosen = n.pairs[arch.choices[n.structure]]
                 assert [src for src, i in n.edges.items() if mask[i]] == list(chosen)

@@ -6,13 +6,12 @@ import numpy as np
 import pytest
 
 import nasforge as nf
+from conftest import shared_file
 from nasforge.predictors.acquisition import log_expected_improvement
 from nasforge.result import Result
 from nasforge.run.loop import run_search
-from nasforge.strategies.bo import BOConfig, BayesianOptimisation
+from nasforge.strategies.bo import BayesianOptimisation, BOConfig
 from nasforge.testing.toy import ToyEvaluator, toy_optimum
-
-from conftest import shared_file
 
 
 # ------------------------------------------------------------------ the strategy

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from nasforge.run.loop import run_search
-from nasforge.testing.conformance import TOY_BUDGET
 from nasforge.strategies import nases
 from nasforge.strategies.nases import NASES, NASESConfig, load_or_pretrain, reconstruction_rate
+from nasforge.testing.conformance import TOY_BUDGET
 from nasforge.testing.toy import ToyEvaluator, ToySpace, toy_optimum, toy_reward
 
 # small enough to pre-train in seconds on one core, large enough to reconstruct the toy space

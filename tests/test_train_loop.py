@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch import nn
 
+from nasforge import train as D
 from nasforge.api import create_space
 from nasforge.errors import ConfigError
-from nasforge import train as D
 from nasforge.train.loop import (
     Progress,
     TrainConfig,

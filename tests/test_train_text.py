@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import shared_file
 from nasforge import create_space
 from nasforge.errors import DataError
 from nasforge.train.text import (
@@ -23,8 +24,6 @@ from nasforge.train.text import (
     train_lm_epoch,
     window_lengths,
 )
-
-from conftest import shared_file
 
 TEXTS = {
     "train": "the cat sat\nthe dog ran <unk>\n",
