@@ -5,6 +5,8 @@
     python benchmarks/data_parallel.py --data ../shared/data/cifar10-jpeg.tar.gz --out /tmp/dp201 --only oneshot \
         --cells 5 --resolution 32 --steps 50 --derive-batch 1024      # NAS-Bench-201's own search network
     python benchmarks/data_parallel.py --data ../shared/data/cifar10-jpeg.tar.gz --out /tmp/dp5 --only train --cells 5
+    python benchmarks/data_parallel.py --data ../shared/data/cifar10-jpeg.tar.gz --out /tmp/dpd --only oneshot \
+        --strategy darts                                 # a differentiable search: every step runs the mixture
 
 Each configuration runs as a subprocess (``python -m nasforge ...``) and is timed from outside; the training
 reports its own images per second after the first epoch (``train_images_per_s`` in result.json). A single process
@@ -62,6 +64,7 @@ def main() -> None:
                    help="cells per stage of the trained network and of the super-network (N; NAS-Bench-201: 5)")
     p.add_argument("--resolution", type=int, default=16, help="image size of the one-shot search (NAS-Bench-201: 32)")
     p.add_argument("--only", choices=("train", "oneshot"), help="measure one of the two jobs")
+    p.add_argument("--strategy", default="enas", help="strategy of the one-shot search (enas, ednas, darts, gdas...)")
     a = p.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -74,7 +77,7 @@ def main() -> None:
     train = ["train", "--space", "nb201", "--arch", ARCH, "--dataset", "cifar10", "--data", a.data,
              "--epochs", str(a.epochs), "--set", "model.C=16", "--set", f"model.N={a.cells}", "--set",
              f"data.fraction={a.fraction}"]
-    oneshot = ["search", "--space", "nb201", "--evaluator", "supernet", "--strategy", "enas", "--dataset", "cifar10",
+    oneshot = ["search", "--space", "nb201", "--evaluator", "supernet", "--strategy", a.strategy, "--dataset", "cifar10",
                "--data", a.data, "--budget", str(a.steps), "--set", f"evaluator.model_args={{C: 16, N: {a.cells}}}",
                "--set", f"evaluator.resolution={a.resolution}", "--set", f"evaluator.derive_batch={a.derive_batch}"]
     base: dict[str, float] = {}

@@ -68,6 +68,7 @@ SLOW = (
     "test_store_cost",
     "test_train_distributed.py::test_a_killed_two_process",
     "test_train_distributed.py::test_train_nproc_2",
+    "test_train_distributed.py::test_two_process_differentiable",
 )
 
 

@@ -89,6 +89,42 @@ def test_two_process_one_shot_search_stays_in_step(tmp_path) -> None:
         assert apart < 0.15, (key, apart)
 
 
+@pytest.mark.parametrize("strategy, overrides", [("darts", ("strategy.order=2",)), ("gdas", ())],
+                         ids=["darts-order-2", "gdas"])
+def test_two_process_differentiable_search_stays_in_step(tmp_path, strategy: str, overrides: tuple) -> None:
+    """darts and gdas under ``--nproc 2``: each replica computes the architecture gradient on its share of the
+    validation batch and the gradients are summed (checked exactly below), so both replicas take the same
+    architecture and weight steps and see the same rewards."""
+    from nasforge.testing.distributed import oneshot_small
+
+    oneshot_small(tmp_path / "one", 8, "nb201", strategy, overrides)
+    run_replicas(2, oneshot_small, tmp_path / "two", 8, "nb201", strategy, overrides)
+    one = np.load(tmp_path / "one.rank0.npz")
+    r0, r1 = np.load(tmp_path / "two.rank0.npz"), np.load(tmp_path / "two.rank1.npz")
+    assert list(r0["archs"]) == list(r1["archs"]) and np.array_equal(r0["rewards"], r1["rewards"])
+    for key in (k for k in one.files if k not in ("rewards", "archs")):
+        assert np.array_equal(r0[key], r1[key]), key  # replicas never drift apart
+    for run in (one, r0):
+        assert np.abs(run["policy"] - run["init:policy"]).max() > 0, "the architecture weights must learn"
+
+
+def test_two_replicas_sum_the_architecture_gradient_of_the_whole_batch(tmp_path) -> None:
+    """Each of two replicas takes its half of the validation (and training) batch; the summed first- and
+    second-order architecture gradients and losses are one process' on the whole batch (two copies of the same
+    images, so that batch norm's statistics agree too)."""
+    from nasforge.testing.distributed import relaxed_gradients_small
+
+    relaxed_gradients_small(tmp_path / "one")
+    run_replicas(2, relaxed_gradients_small, tmp_path / "two")
+    one = np.load(tmp_path / "one.rank0.npz")
+    r0, r1 = np.load(tmp_path / "two.rank0.npz"), np.load(tmp_path / "two.rank1.npz")
+    # the second order's central difference divides float summation differences by 2 eps
+    for key, atol in (("first", 1e-6), ("second", 1e-4), ("losses", 1e-6)):
+        assert np.array_equal(r0[key], r1[key]), key
+        assert np.allclose(r0[key], one[key], rtol=1e-4, atol=atol), (key, np.abs(r0[key] - one[key]).max())
+    assert np.abs(one["first"]).max() > 1e-4 and not np.allclose(one["first"], one["second"])
+
+
 def test_a_killed_two_process_one_shot_search_resumes(tmp_path) -> None:
     """``--nproc 2``: interrupted after its first checkpoint (Ctrl-C to the launcher reaches both replicas) and
     resumed with ``--resume DIR --nproc 2``, the search records what an uninterrupted two-process search records."""

@@ -187,8 +187,9 @@ class SupernetEvaluator(StatefulEvaluator):
         # The cosine schedule spans the whole search: budget x train_steps updates.
         schedule = TrainConfig(**{**vars(cfg.train_config()), "epochs": 1})
         # data-parallel (torch.distributed): every replica runs this search alike, trains on its share of each
-        # batch and scores on its share of each validation batch; gradients and scores are summed over replicas,
-        # and scoring normalises with the whole batch's statistics (rewards and the derivation are one process')
+        # batch and scores on its share of each validation batch (a differentiable strategy's architecture
+        # gradient too); gradients and scores are summed over replicas (rewards, architecture steps and the
+        # derivation are one process')
         self.replicas = Replicas.current()
         self.stepper = Stepper(self.child, schedule, max(self.budget * cfg.train_steps, 1), self.device,
                                self.replicas)
@@ -204,9 +205,6 @@ class SupernetEvaluator(StatefulEvaluator):
 
     def attach(self, strategy: Any) -> None:
         """Let a differentiable strategy (DARTS, GDAS) drive every evaluation: see the module docstring."""
-        if self.replicas is not None:
-            raise ConfigError(f"strategy: {type(strategy).__name__} runs in one process (data-parallel one-shot "
-                              "search is for the policy strategies: enas, ednas, reinforce); drop --nproc")
         if not isinstance(self.supernet, CellSupernet):
             cells = [n for n in SUPERNETS.names()
                      if isinstance(f := SUPERNETS.get(n).factory, type) and issubclass(f, CellSupernet)]
@@ -326,30 +324,36 @@ class SupernetEvaluator(StatefulEvaluator):
         order); the reward is the relaxed network's accuracy on that minibatch."""
         strategy = self.relaxation
         total = max(self.budget * self.config.train_steps, 1)
-        x, y = self._batch(self.splits.val, self.config.batch_size)
+        # data-parallel, each replica takes its share of the batch, and gradients, loss and counts are summed
+        x, y, share = self._share(*self._batch(self.splits.val, self.config.batch_size))
         self.child.train()  # batch statistics, as in the weight steps
         with torch.set_grad_enabled(strategy.learning):
             relaxed = strategy.relaxed(self.steps / total)
         if strategy.learning:
-            gradient = self.second_order_gradient if strategy.config.order == 2 else self.first_order_gradient
-            grad, arch_value, logits = gradient(relaxed, x, y)
+            if strategy.config.order == 2:
+                grad, arch_value, logits = self.second_order_gradient(relaxed, x, y, share=share)
+            else:
+                grad, arch_value, logits = self.first_order_gradient(relaxed, x, y, share)
         else:  # warm-up: the relaxed network is only scored
             with _frozen_running_stats(self.child), torch.no_grad():
                 self.child.arch = relaxed
                 logits, arch_loss = self._relaxed_loss(x, y)
-            arch_value = float(arch_loss)
+            arch_value = self._summed([], float(arch_loss), share)[1]
         if not math.isfinite(arch_value):
             return Result.failure(f"architecture loss became {arch_value} at step {self.steps}", cost=1.0)
         if strategy.learning:
             strategy.learn(relaxed, grad, arch_value)
-        reward = 100.0 * float((logits.argmax(1) == y).float().mean())
+        correct, seen = float((logits.argmax(1) == y).sum()), float(len(y))
+        if self.replicas is not None:
+            correct, seen = self.replicas.sum([correct, seen])
+        reward = 100.0 * correct / max(seen, 1.0)
         losses = []
         for _ in range(self.config.train_steps):
             with torch.no_grad():
                 mixed = strategy.relaxed(self.steps / total).detach()
             self.child.arch = mixed
             self.child.train()
-            loss, _, _ = self.stepper.step(*self._training_batch())
+            loss, _, _ = self.stepper.step(*self._share(*self._training_batch()))
             self.steps += 1
             losses.append(loss)
         if any(not math.isfinite(v) for v in losses):
@@ -370,26 +374,38 @@ class SupernetEvaluator(StatefulEvaluator):
         logits = out[0] if isinstance(out, tuple) else out
         return logits, nn.functional.cross_entropy(logits, y)
 
-    def first_order_gradient(self, relaxed: Relaxed, x: torch.Tensor, y: torch.Tensor
+    def _summed(self, tensors: list[torch.Tensor], value: float, share: float) -> tuple[list[torch.Tensor], float]:
+        """Data-parallel, the whole batch's gradients and loss from each replica's on its ``share`` of it (see
+        :meth:`~nasforge.train.distributed.Replicas.weighted_sum`); in one process, as they are."""
+        if self.replicas is None:
+            return tensors, value
+        return self.replicas.weighted_sum(tensors, value, share, self.device)
+
+    def first_order_gradient(self, relaxed: Relaxed, x: torch.Tensor, y: torch.Tensor, share: float = 1.0
                              ) -> tuple[torch.Tensor, float, torch.Tensor]:
         """First-order DARTS: the gradient of the validation loss on ``(x, y)`` with respect to
-        ``relaxed.weights``, the network's weights as they are. Returns the gradient, the loss and its logits."""
+        ``relaxed.weights``, the network's weights as they are. Returns the gradient, the loss and its logits.
+        Data-parallel, ``(x, y)`` is this replica's ``share`` of the batch, and the gradient and loss are the whole
+        batch's (the logits stay this replica's)."""
         leaf = relaxed.weights.detach().requires_grad_()
         with _frozen_running_stats(self.child):
             self.child.arch = replace(relaxed, weights=leaf)
             logits, loss = self._relaxed_loss(x, y)
             (grad,) = torch.autograd.grad(loss, [leaf])
-        return grad, float(loss.detach()), logits.detach()
+        (grad,), value = self._summed([grad], float(loss.detach()), share)
+        return grad, value, logits.detach()
 
     def second_order_gradient(self, relaxed: Relaxed, x: torch.Tensor, y: torch.Tensor,
-                              train: tuple[torch.Tensor, torch.Tensor] | None = None
+                              train: tuple[torch.Tensor, torch.Tensor] | None = None, share: float = 1.0
                               ) -> tuple[torch.Tensor, float, torch.Tensor]:
         """DARTS' second-order architecture gradient (Liu et al. 2019, eqs. 6-8) with respect to
         ``relaxed.weights``: the validation loss on ``(x, y)`` after one virtual SGD step of the network's weights
         on the training batch ``train`` (by default a fresh one; the optimiser's rate, momentum and weight decay),
         minus the rate times the Hessian-vector product, by central differences. The weights are as before
-        afterwards. Returns the gradient, the validation loss and its logits."""
-        xt, yt = train if train is not None else self._training_batch()
+        afterwards. Returns the gradient, the validation loss and its logits. Data-parallel, ``(x, y)`` and
+        ``train`` are this replica's ``share`` of their batches (of one size), and every gradient is the whole
+        batch's, so that all replicas take the one process' step (the logits stay this replica's)."""
+        xt, yt = train if train is not None else self._share(*self._training_batch())[:2]
         leaf = relaxed.weights.detach().requires_grad_()
         arch = replace(relaxed, weights=leaf)
         params: list[torch.Tensor] = [p for p in self.supernet.parameters() if p.requires_grad]
@@ -397,9 +413,10 @@ class SupernetEvaluator(StatefulEvaluator):
         lr, momentum, decay = group["lr"], group["momentum"], group["weight_decay"]
         originals = [p.detach().clone() for p in params]
 
-        def grads(loss: torch.Tensor, wrt: list[torch.Tensor]) -> list[torch.Tensor]:
+        def grads(loss: torch.Tensor, wrt: list[torch.Tensor]) -> tuple[list[torch.Tensor], float]:
             out = torch.autograd.grad(loss, wrt, allow_unused=True)
-            return [torch.zeros_like(w) if g is None else g for g, w in zip(out, wrt)]
+            return self._summed([torch.zeros_like(w) if g is None else g for g, w in zip(out, wrt)],
+                                float(loss.detach()), share)
 
         def shift(direction: list[torch.Tensor], scale: float) -> None:
             with torch.no_grad():
@@ -409,7 +426,7 @@ class SupernetEvaluator(StatefulEvaluator):
         try:
             with _frozen_running_stats(self.child):
                 self.child.arch = relaxed.detach()
-                step = grads(self._relaxed_loss(xt, yt)[1], params)
+                step = grads(self._relaxed_loss(xt, yt)[1], params)[0]
                 with torch.no_grad():  # w' = w - lr (g + decay w + momentum buffer), as the optimiser would step
                     for p, g in zip(params, step):
                         update = g + decay * p
@@ -419,17 +436,17 @@ class SupernetEvaluator(StatefulEvaluator):
                         p.sub_(lr * update)
                 self.child.arch = arch
                 logits, val_loss = self._relaxed_loss(x, y)
-                direct, *v = grads(val_loss, [leaf, *params])
+                (direct, *v), value = grads(val_loss, [leaf, *params])
                 eps = 0.01 / max(math.sqrt(sum(float((g * g).sum()) for g in v)), 1e-12)
                 hessian = []
                 for sign in (1.0, -1.0):
                     shift(v, sign * eps)
-                    hessian.append(grads(self._relaxed_loss(xt, yt)[1], [leaf])[0])
+                    hessian.append(grads(self._relaxed_loss(xt, yt)[1], [leaf])[0][0])
         finally:
             with torch.no_grad():
                 for p, w0 in zip(params, originals):
                     p.copy_(w0)
-        return direct - lr * (hessian[0] - hessian[1]) / (2 * eps), float(val_loss.detach()), logits.detach()
+        return direct - lr * (hessian[0] - hessian[1]) / (2 * eps), value, logits.detach()
 
     def derive(self, strategy: Any, n_samples: int = 100, seed: int = 0) -> dict[str, Any] | None:
         """Best of ``n_samples`` policy samples on ``derive_batch`` validation images (the same for all),
@@ -506,13 +523,14 @@ class SupernetEvaluator(StatefulEvaluator):
             return None
         lr = cfg.lr / 10
         schedule = replace(cfg.train_config(), epochs=1, lr=lr, lr_min=min(cfg.lr_min, lr))
-        stepper = Stepper(self.child, schedule, max(decisions * cfg.derive_tune_steps, 1), self.device)
+        stepper = Stepper(self.child, schedule, max(decisions * cfg.derive_tune_steps, 1), self.device,
+                          self.replicas)
 
         def tune(weights: torch.Tensor) -> None:
             self.child.arch = Relaxed(weights.clone())
             self.child.train()
             for _ in range(cfg.derive_tune_steps):
-                stepper.step(*self._training_batch())
+                stepper.step(*self._share(*self._training_batch()))
 
         return tune
 

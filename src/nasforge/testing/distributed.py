@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -61,9 +61,11 @@ def run_replicas(world: int, fn: Callable[..., None], *args: Any) -> None:
     mp.spawn(_replica, args=(world, free_port(), fn, args), nprocs=world, join=True)
 
 
-def oneshot_small(out: str | Path, budget: int = 12, space: str = "nb201", strategy: str = "enas") -> None:
+def oneshot_small(out: str | Path, budget: int = 12, space: str = "nb201", strategy: str = "enas",
+                  overrides: Sequence[str] = ()) -> None:
     """A short one-shot search on digits (tiny super-network), replicated when this process is in a process
-    group; every replica saves its shared weights and the rewards it saw to ``out`` with ``.rankR.npz``."""
+    group; every replica saves its shared weights, the rewards it saw and its policy's parameters (``policy``,
+    flat; ``init:policy`` before the search) to ``out`` with ``.rankR.npz``. ``overrides`` are ``key=value``."""
     from ..config import make_run_config
     from ..factory import build_components
     from ..run.loop import run_search
@@ -73,19 +75,60 @@ def oneshot_small(out: str | Path, budget: int = 12, space: str = "nb201", strat
     torch.set_num_threads(1)
     config = make_run_config({"space": space, "strategy": strategy, "evaluator": "supernet", "dataset": "digits",
                               "budget": budget, "seed": 0},
-                             ["evaluator.model_args={C: 4, N: 1}", "evaluator.batch_size=32", "evaluator.reward_batch=32"])
+                             ["evaluator.model_args={C: 4, N: 1}", "evaluator.batch_size=32", "evaluator.reward_batch=32",
+                              *overrides])
     parts = build_components(config)
     initial = {f"init:{k}": v.detach().numpy().copy()
                for k, v in parts.evaluator.supernet.state_dict().items()}  # type: ignore[attr-defined]
-    record = run_search(parts.space, parts.strategy, parts.evaluator, config.budget, seed=config.seed)
+
+    def policy() -> np.ndarray:
+        return torch.cat([p.detach().reshape(-1) for p in parts.strategy.policy.parameters()]).numpy().copy()  # type: ignore[attr-defined]
+
+    initial["init:policy"] = policy()
+    # as `nasforge search` runs it: every evaluation is a step of the shared weights, a repeated child too
+    record = run_search(parts.space, parts.strategy, parts.evaluator, config.budget, seed=config.seed,
+                        reuse_results=False)
     replicas = Replicas.current()
     rank = 0 if replicas is None else replicas.rank
     arrays = {k: v.detach().numpy() for k, v in parts.evaluator.supernet.state_dict().items()}  # type: ignore[attr-defined]
     rewards = np.array([t.reward for t in record.trials])
     archs = np.array([str(t.arch) for t in record.trials])
-    np.savez(f"{out}.rank{rank}.npz", rewards=rewards, archs=archs, **arrays, **initial)
+    np.savez(f"{out}.rank{rank}.npz", rewards=rewards, archs=archs, policy=policy(), **arrays, **initial)
     shutdown()
 
+
+
+def relaxed_gradients_small(out: str | Path, strategy: str = "darts") -> None:
+    """The first- and second-order architecture gradients (and losses) of a tiny super-network on digits, in one
+    process on a batch made of two copies of 16 images, or as one of two replicas, each taking its half (one
+    copy) and summing. Batch norm's statistics of a copy are those of both copies, so the two agree up to float
+    summation order. Saved to ``out`` with ``.rankR.npz``."""
+    from ..config import make_run_config
+    from ..factory import build_components
+    from ..train.distributed import Replicas, init_from_env, shutdown
+
+    init_from_env("cpu")
+    torch.set_num_threads(1)
+    config = make_run_config({"space": "nb201", "strategy": strategy, "evaluator": "supernet",
+                              "dataset": "digits", "budget": 8, "seed": 0}, ["evaluator.model_args={C: 4, N: 1}"])
+    parts = build_components(config)
+    ev: Any = parts.evaluator
+    ev.child.train()
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # some non-uniform architecture weights, the same in every process
+        parts.strategy.policy.logits.normal_(generator=gen)  # type: ignore[attr-defined]
+    x, y = ev._batch(ev.splits.val, 16)
+    xt, yt = ev._batch(ev.splits.train, 16)
+    replicas = Replicas.current()
+    if replicas is None:  # the whole batch: both copies
+        x, y, xt, yt = torch.cat([x, x]), torch.cat([y, y]), torch.cat([xt, xt]), torch.cat([yt, yt])
+    share = 1.0 if replicas is None else 0.5
+    relaxed = parts.strategy.relaxed(0.5)  # type: ignore[attr-defined]
+    first, loss1, _ = ev.first_order_gradient(relaxed, x, y, share)
+    second, loss2, _ = ev.second_order_gradient(relaxed, x, y, (xt, yt), share)
+    rank = 0 if replicas is None else replicas.rank
+    np.savez(f"{out}.rank{rank}.npz", first=first.numpy(), second=second.numpy(), losses=np.array([loss1, loss2]))
+    shutdown()
 
 
 def sharded_checks(out: str | Path, run_dir: str | Path, folder: str | Path | None = None) -> None:

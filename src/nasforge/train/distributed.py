@@ -70,20 +70,32 @@ class Replicas:
         dist.all_reduce(present)
         used = [p for p, n in zip(params, present.tolist()) if n > 0]
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in used]
-        finite = torch.isfinite(torch.tensor(loss))
-        flat = torch.cat([g.reshape(-1) for g in grads] + [torch.zeros(1, device=device)])
-        flat.mul_(weight)
-        flat[-1] = loss * weight if finite else float("nan")
-        dist.all_reduce(flat)
-        offset = 0
-        for p, g in zip(used, grads):
-            n = g.numel()
+        summed, value = self.weighted_sum(grads, loss, weight, device)
+        for p, g in zip(used, summed):
             if p.grad is None:
-                p.grad = flat[offset:offset + n].view_as(p).clone()
+                p.grad = g.clone()
             else:
-                p.grad.copy_(flat[offset:offset + n].view_as(p))
-            offset += n
-        return float(flat[-1])
+                p.grad.copy_(g)
+        return value
+
+    def weighted_sum(self, tensors: Sequence[torch.Tensor], value: float, weight: float,
+                     device: torch.device | str = "cpu") -> tuple[list[torch.Tensor], float]:
+        """The sums over the replicas of ``weight`` times each of ``tensors`` and of ``weight * value``, in one
+        all-reduce of one flat buffer: with each replica's share of a batch as ``weight`` and its gradients and
+        loss on that share, the whole batch's gradients and loss. The value is NaN when any replica's is not
+        finite. Returns views into the buffer, shaped as ``tensors``."""
+        finite = torch.isfinite(torch.tensor(value))
+        dtype = tensors[0].dtype if tensors else torch.float32
+        flat = torch.cat([t.detach().reshape(-1).to(dtype) for t in tensors]
+                         + [torch.zeros(1, dtype=dtype, device=tensors[0].device if tensors else device)])
+        flat.mul_(weight)
+        flat[-1] = value * weight if finite else float("nan")
+        dist.all_reduce(flat)
+        out, offset = [], 0
+        for t in tensors:
+            out.append(flat[offset:offset + t.numel()].view_as(t))
+            offset += t.numel()
+        return out, float(flat[-1])
 
     def sum(self, values: Iterable[float]) -> list[float]:
         """Element-wise sums over the replicas (counts, losses for the logs)."""
