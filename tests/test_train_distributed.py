@@ -125,9 +125,11 @@ def test_two_replicas_sum_the_architecture_gradient_of_the_whole_batch(tmp_path)
     assert np.abs(one["first"]).max() > 1e-4 and not np.allclose(one["first"], one["second"])
 
 
-def test_a_killed_two_process_one_shot_search_resumes(tmp_path) -> None:
+@pytest.mark.parametrize("strategy", ["enas", "darts"])
+def test_a_killed_two_process_one_shot_search_resumes(tmp_path, strategy: str) -> None:
     """``--nproc 2``: interrupted after its first checkpoint (Ctrl-C to the launcher reaches both replicas) and
-    resumed with ``--resume DIR --nproc 2``, the search records what an uninterrupted two-process search records."""
+    resumed with ``--resume DIR --nproc 2``, the search records what an uninterrupted two-process search records
+    (a policy strategy's and a differentiable one's)."""
     import json
     import os
     import signal
@@ -136,7 +138,7 @@ def test_a_killed_two_process_one_shot_search_resumes(tmp_path) -> None:
     import sys
     import time
 
-    args = ["search", "--space", "nb201", "--evaluator", "supernet", "--strategy", "enas", "--dataset", "digits",
+    args = ["search", "--space", "nb201", "--evaluator", "supernet", "--strategy", strategy, "--dataset", "digits",
             "--budget", "45", "--seed", "3", "--set", "evaluator.model_args={C: 4, N: 1}", "--nproc", "2"]
 
     def cli(*extra: str) -> subprocess.Popen:
