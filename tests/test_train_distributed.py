@@ -166,7 +166,7 @@ def test_a_killed_two_process_one_shot_search_resumes(tmp_path, strategy: str) -
     assert straight.wait(600) == 0, straight.stderr.read()
     a = json.loads((killed / "result.json").read_text())
     b = json.loads((tmp_path / "straight" / "result.json").read_text())
-    assert a["n_evaluations"] == 45
+    assert a["n_evaluations"] == 45 and a["replicas"] == b["replicas"] == 2
     assert [(h["arch"], h["reward"]) for h in a["history"]] == [(h["arch"], h["reward"]) for h in b["history"]]
     assert a["derived"]["sampled_best"] == b["derived"]["sampled_best"]
 

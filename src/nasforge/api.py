@@ -94,6 +94,11 @@ def _write_partial_result(out: str | Path, config: RunConfig, parts: Components,
 def _final_result(config: RunConfig, record: SearchRecord, parts: Components) -> dict[str, Any]:
     """``result.json`` of a finished search; one-shot searches add the architecture derived from the policy."""
     result = result_dict(config, record, parts.evaluator.optimum())
+    from .train.distributed import Replicas  # torch.distributed: imported only by a search that gets here
+
+    replicas = Replicas.current()
+    if replicas is not None:  # data-parallel (--nproc, torchrun): how many processes trained
+        result["replicas"] = replicas.world
     if isinstance(parts.evaluator, StatefulEvaluator):
         derived = parts.evaluator.derive(parts.strategy, seed=config.seed)
         if derived:
