@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -25,6 +26,11 @@ def _config(strategy: str, space: str = "nb201", budget: int = 16, **evaluator_a
                                         **evaluator_args})
 
 
+def _each(score: Callable[[torch.Tensor], float]) -> Callable[[list[torch.Tensor]], list[float]]:
+    """The selections' scorer of several weightings at once, from a scorer of one."""
+    return lambda ws: [score(w) for w in ws]
+
+
 def test_each_edge_keeps_the_operation_whose_removal_costs_most() -> None:
     space = nf.create_space("nb201")
     rng = np.random.default_rng(0)
@@ -37,7 +43,7 @@ def test_each_edge_keeps_the_operation_whose_removal_costs_most() -> None:
         seen.append(w.clone())
         return float((w * value).sum())
 
-    fixed, steps = select_operations(space, weights, range(6), score, np.random.default_rng(1))
+    fixed, steps = select_operations(space, weights, range(6), _each(score), np.random.default_rng(1))
     expected = (weights * value).argmax(1)
     assert fixed.argmax(1).tolist() == expected.tolist() and torch.equal(fixed.sum(1), torch.ones(6))
     index = {d.name: i for i, d in enumerate(space.decisions)}
@@ -51,7 +57,7 @@ def test_each_edge_keeps_the_operation_whose_removal_costs_most() -> None:
     assert torch.equal(later[second, 1:], weights[second, 1:]) and later[second, 0] == 0
     # removing "none" (value 0) leaves the score before the edge; every other removal lowers it
     assert all(s["removed"][0] == pytest.approx(s["base"]) and max(s["removed"][1:]) < s["base"] for s in steps)
-    again, _ = select_operations(space, weights, range(6), score, np.random.default_rng(1))
+    again, _ = select_operations(space, weights, range(6), _each(score), np.random.default_rng(1))
     assert torch.equal(again, fixed)
 
 
@@ -62,7 +68,7 @@ def test_none_is_kept_only_where_every_other_operation_hurts() -> None:
     value[:, 0] = 0.0  # "none" adds nothing to the mixture
     value[2, 1:] = -1.0  # on edge 2 every real operation lowers the score
 
-    fixed, _ = select_operations(space, weights, range(6), lambda w: float((w * value).sum()),
+    fixed, _ = select_operations(space, weights, range(6), _each(lambda w: float((w * value).sum())),
                                  np.random.default_rng(0))
     labels = [space.decisions[d].label(int(k)) for d, k in enumerate(fixed.argmax(1))]
     assert labels[2] == "none" and "none" not in labels[:2] + labels[3:]
@@ -78,7 +84,7 @@ def test_each_node_keeps_the_inputs_whose_edges_cost_most_to_remove() -> None:
     def score(w: torch.Tensor) -> float:  # additive over edges: removing an edge costs its strength x its row's sum
         return float((w.sum(1) * strength).sum())
 
-    chosen, pruned, steps = select_inputs(space, weights, governed, score)
+    chosen, pruned, steps = select_inputs(space, weights, governed, _each(score))
     assert set(chosen) == set(governed) and len(steps) == sum(len(options) > 1 for options in governed.values())
     for s, options in governed.items():
         cost = [float(sum(strength[e] * weights[e].sum() for e in edges)) for edges in options]

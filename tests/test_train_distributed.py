@@ -194,9 +194,14 @@ def sharded(tmp_path_factory) -> dict[str, Any]:
                               "budget": 24, "seed": 0},
                              ["evaluator.model_args={C: 4, N: 1}", "evaluator.batch_size=32", "evaluator.val_size=0.2"])
     api.search(config, tmp / "run")
-    sharded_checks(tmp / "one", tmp / "run")
-    run_replicas(2, sharded_checks, tmp / "two", tmp / "run", tmp / "images")
-    return {name: (np.load(tmp / f"{name}.npz"), json.loads((tmp / f"{name}.json").read_text()))
+    darts = make_run_config({"space": "nb201", "strategy": "darts", "evaluator": "supernet", "dataset": "digits",
+                             "budget": 16, "seed": 0},
+                            ["evaluator.model_args={C: 4, N: 1}", "evaluator.batch_size=32", "evaluator.val_size=0.2"])
+    api.search(darts, tmp / "darts")
+    sharded_checks(tmp / "one", tmp / "run", None, tmp / "darts")
+    run_replicas(2, sharded_checks, tmp / "two", tmp / "run", tmp / "images", tmp / "darts")
+    return {name: (np.load(tmp / f"{name}.npz"), json.loads((tmp / f"{name}.json").read_text()),
+                   json.loads((tmp / f"{name}.darts.json").read_text()))
             for name in ("one.rank0", "two.rank0", "two.rank1")}
 
 
@@ -204,7 +209,7 @@ def test_sharded_evaluation_scores_like_one_process(sharded) -> None:
     """Each of two replicas scores its share of every test batch (uneven last batch): the accuracy is one
     process', for batch norm with running statistics and for batch norm on each batch's statistics (synced over
     the replicas); and the synced outputs of two halves of a batch are those of the whole batch."""
-    (one, _), (r0, _), (r1, _) = sharded["one.rank0"], sharded["two.rank0"], sharded["two.rank1"]
+    (one, _, _), (r0, _, _), (r1, _, _) = sharded["one.rank0"], sharded["two.rank0"], sharded["two.rank1"]
     for key in ("acc_running_True", "acc_running_False"):
         assert float(r0[key]) == float(r1[key]) == float(one[key]), key
     assert 0.5 < float(one["acc_running_True"]) < 1.0, "a trained model, not chance"
@@ -216,13 +221,24 @@ def test_sharded_evaluation_scores_like_one_process(sharded) -> None:
 def test_two_process_derivation_is_one_process(sharded) -> None:
     """The derivation's candidates are split between the replicas, each scoring its candidates on every whole
     validation chunk: both replicas and one process derive the same architecture with the same scores."""
-    (_, one), (_, r0), (_, r1) = sharded["one.rank0"], sharded["two.rank0"], sharded["two.rank1"]
+    (_, one, _), (_, r0, _), (_, r1, _) = sharded["one.rank0"], sharded["two.rank0"], sharded["two.rank1"]
     assert r0 == r1
     assert r0["sampled_best"]["arch"] == one["sampled_best"]["arch"]
     assert [c["arch"] for c in r0["ranked"]] == [c["arch"] for c in one["ranked"]]
     assert np.allclose([c["score"] for c in r0["ranked"]], [c["score"] for c in one["ranked"]], atol=1e-9)
     assert r0["most_likely"] == one["most_likely"]
     assert len({c["score"] for c in one["ranked"]}) > 1, "the candidates must score differently"
+
+
+def test_two_process_perturbation_selection_is_one_process(sharded) -> None:
+    """A darts search's perturbation-based selection splits each edge's removals between the replicas, each
+    scoring its removals on every whole validation chunk: both replicas and one process keep the same operations
+    with the same scores."""
+    (_, _, one), (_, _, r0), (_, _, r1) = sharded["one.rank0"], sharded["two.rank0"], sharded["two.rank1"]
+    assert r0 == r1 == one
+    steps = one["perturbed"]["steps"]
+    assert len(steps) == 6 and all(len(s["removed"]) == 5 for s in steps)
+    assert len({v for s in steps for v in s["removed"]}) > 1, "the removals must score differently"
 
 
 def test_a_failing_replica_ends_the_command_with_its_code(tmp_path, capsys) -> None:
@@ -238,6 +254,6 @@ def test_a_failing_replica_ends_the_command_with_its_code(tmp_path, capsys) -> N
 def test_replicas_decode_images_once(sharded) -> None:
     """Images not in the cache yet are decoded by rank 0 alone; the other replica reads its cache; once cached,
     neither decodes."""
-    (_, _), (r0, _), (r1, _) = sharded["one.rank0"], sharded["two.rank0"], sharded["two.rank1"]
+    _, (r0, _, _), (r1, _, _) = sharded["one.rank0"], sharded["two.rank0"], sharded["two.rank1"]
     assert list(r0["decoded"]) == [1, 0] and list(r1["decoded"]) == [0, 0]
     assert np.array_equal(r0["images"], r1["images"]) and len(r0["images"]) == 6

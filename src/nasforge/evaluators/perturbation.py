@@ -34,10 +34,11 @@ Step = dict[str, object]
 
 
 def select_operations(space: SearchSpace, weights: torch.Tensor, edges: Sequence[int],
-                      score: Callable[[torch.Tensor], float], rng: np.random.Generator,
+                      scores: Callable[[list[torch.Tensor]], list[float]], rng: np.random.Generator,
                       decided: Callable[[torch.Tensor], None] | None = None) -> tuple[torch.Tensor, list[Step]]:
     """Fix every operation decision of ``edges`` (in a random order from ``rng``) to the option whose removal
-    from the mixture ``weights`` lowers ``score`` most; returns the weights with those rows one-hot, and the steps
+    from the mixture ``weights`` lowers the score most; ``scores`` gives the scores of several weightings at once
+    (each edge's, so that a caller may split them, over data-parallel replicas say). Returns the weights with those rows one-hot, and the steps
     (each with the score before the edge is decided, ``base``, and with each option removed, ``removed``).
 
     Removing an option that computes nothing ("none") leaves the score as it is, so it is kept only where
@@ -46,12 +47,12 @@ def select_operations(space: SearchSpace, weights: torch.Tensor, edges: Sequence
     weights = weights.detach().clone()
     steps: list[Step] = []
     for d in rng.permutation(np.asarray(edges, dtype=int)).tolist():
-        base = score(weights)
-        removed = []
+        trials = []
         for k in range(space.decisions[d].n_choices):
             trial = weights.clone()
             trial[d, k] = 0.0
-            removed.append(score(trial))
+            trials.append(trial)
+        base, *removed = scores([weights, *trials])
         kept = int(np.argmin(removed))
         weights[d] = 0.0
         weights[d, kept] = 1.0
@@ -63,10 +64,11 @@ def select_operations(space: SearchSpace, weights: torch.Tensor, edges: Sequence
 
 
 def select_inputs(space: SearchSpace, weights: torch.Tensor, governed: dict[int, list[list[int]]],
-                  score: Callable[[torch.Tensor], float], decided: Callable[[torch.Tensor], None] | None = None
+                  scores: Callable[[list[torch.Tensor]], list[float]],
+                  decided: Callable[[torch.Tensor], None] | None = None
                   ) -> tuple[dict[int, int], torch.Tensor, list[Step]]:
-    """For each structure decision (in the space's order), the option whose edges' removals lower ``score`` most
-    in total; ``governed[s][c]`` lists the operation decisions (edges) option ``c`` of decision ``s`` activates.
+    """For each structure decision (in the space's order), the option whose edges' removals lower the score most
+    in total (``scores`` as in :func:`select_operations`); ``governed[s][c]`` lists the operation decisions (edges) option ``c`` of decision ``s`` activates.
     The edges the kept option does not activate are removed (rows zeroed) before the next decision is scored.
     Returns the options chosen, the weights after pruning and the steps; ``decided`` as in
     :func:`select_operations`."""
@@ -77,12 +79,14 @@ def select_inputs(space: SearchSpace, weights: torch.Tensor, governed: dict[int,
         if len(options) < 2:  # nothing to choose (a first node's only pair of inputs)
             chosen[s] = 0
             continue
-        base = score(weights)
-        drops: dict[int, float] = {}
-        for e in sorted({e for edges in options for e in edges}):
+        removable = sorted({e for edges in options for e in edges})
+        trials = []
+        for e in removable:
             trial = weights.clone()
             trial[e] = 0.0
-            drops[e] = base - score(trial)
+            trials.append(trial)
+        base, *values = scores([weights, *trials])
+        drops = {e: base - v for e, v in zip(removable, values)}
         kept = int(np.argmax([sum(drops[e] for e in edges) for edges in options]))  # ties: the first option
         for e in set(drops) - set(options[kept]):
             weights[e] = 0.0

@@ -37,7 +37,7 @@ import contextlib
 import logging
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 import numpy as np
 import torch
@@ -56,6 +56,7 @@ from ..train.loop import Stepper, TrainConfig, accuracy, resolve_device
 from .base import StatefulEvaluator, refuse_fidelity
 from .train import DEFAULT_DATASET
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 #: largest validation chunk of one forward pass in the derivation (memory; a few hundred already estimate
@@ -486,13 +487,13 @@ class SupernetEvaluator(StatefulEvaluator):
 
         governed = getattr(strategy.policy, "governed", {})
 
-        def score(w: torch.Tensor) -> float:
-            return self.score_on(Relaxed(w), batches)
+        def scores(ws: list[torch.Tensor]) -> list[float]:  # data-parallel, each replica scores its part
+            return [v for v, _ in _score_all(ws, lambda w: (self.score_on(Relaxed(w), batches), {}), self.replicas)]
 
         tune = self._tuner(len(edges) + sum(len(options) > 1 for options in governed.values()))
         with self._weights_kept():
-            fixed, op_steps = select_operations(self.space, weights, edges, score, np.random.default_rng(seed), tune)
-            chosen, _, input_steps = select_inputs(self.space, fixed, governed, score, tune)
+            fixed, op_steps = select_operations(self.space, weights, edges, scores, np.random.default_rng(seed), tune)
+            chosen, _, input_steps = select_inputs(self.space, fixed, governed, scores, tune)
             choices = strategy.most_likely()
             for d in edges:
                 choices[d] = int(fixed[d].argmax())
@@ -608,10 +609,10 @@ def derive_from_policy(space: SearchSpace, strategy: Any, score: Callable[[Archi
     return out
 
 
-def _score_all(archs: list[Architecture], score: Callable[[Architecture], tuple[float, dict]],
+def _score_all(archs: list[T], score: Callable[[T], tuple[float, dict]],
                replicas: Replicas | None) -> list[tuple[float, dict]]:
-    """``score`` of every architecture; data-parallel, replica r scores every world-th one from the r-th and all
-    replicas receive every score (no communication inside a forward pass)."""
+    """``score`` of every architecture (or weighting); data-parallel, replica r scores every world-th one from the
+    r-th and all replicas receive every score (no communication inside a forward pass)."""
     if replicas is None:
         return [score(a) for a in archs]
     mine = [score(a) for a in archs[replicas.rank::replicas.world]]

@@ -131,11 +131,13 @@ def relaxed_gradients_small(out: str | Path, strategy: str = "darts") -> None:
     shutdown()
 
 
-def sharded_checks(out: str | Path, run_dir: str | Path, folder: str | Path | None = None) -> None:
+def sharded_checks(out: str | Path, run_dir: str | Path, folder: str | Path | None = None,
+                   darts_dir: str | Path | None = None) -> None:
     """What a replica computes of a fixed model's test accuracy (:func:`score_small`) and of a one-shot
     search's derivation (:func:`derive_small`), and with ``folder`` how often it decodes that image folder
-    (:func:`decodes_small`), saved to ``out`` with ``.rankR.npz`` and ``.rankR.json``; in one process when not
-    in a process group. All in one start of the replicas, which costs seconds."""
+    (:func:`decodes_small`), saved to ``out`` with ``.rankR.npz`` and ``.rankR.json``, and with ``darts_dir`` the
+    derivation of that differentiable search (``.rankR.darts.json``); in one process when not in a process group.
+    All in one start of the replicas, which costs seconds."""
     import json
 
     from ..train.distributed import Replicas, init_from_env, shutdown
@@ -150,6 +152,8 @@ def sharded_checks(out: str | Path, run_dir: str | Path, folder: str | Path | No
         arrays.update(decodes_small(folder))
     np.savez(f"{out}.rank{rank}.npz", **arrays)  # type: ignore[arg-type]
     Path(f"{out}.rank{rank}.json").write_text(json.dumps(derive_small(run_dir)))
+    if darts_dir is not None:  # a differentiable search's derivation: perturbation-based selection
+        Path(f"{out}.rank{rank}.darts.json").write_text(json.dumps(derive_small(darts_dir)))
     shutdown()
 
 
