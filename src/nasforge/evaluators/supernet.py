@@ -57,6 +57,7 @@ from .base import StatefulEvaluator, refuse_fidelity
 from .train import DEFAULT_DATASET
 
 T = TypeVar("T")
+R = TypeVar("R")
 log = logging.getLogger(__name__)
 
 #: largest validation chunk of one forward pass in the derivation (memory; a few hundred already estimate
@@ -282,8 +283,12 @@ class SupernetEvaluator(StatefulEvaluator):
         trains on its share), and the counts are summed: every replica gets the same reward."""
         x, y = batch if batch is not None else self.validation_batch()
         x, y, _ = self._share(x, y)
-        correct, seen = self._correct(arch, x, y)
-        if self.replicas is not None:  # every replica gets the same reward, so their strategies stay alike
+        return self._percent(*self._correct(arch, x, y))
+
+    def _percent(self, correct: float, seen: float) -> float:
+        """Accuracy (percent) of this replica's counts summed over the replicas: every replica gets the same
+        reward, so their strategies stay alike."""
+        if self.replicas is not None:
             correct, seen = self.replicas.sum([correct, seen])
         return 100.0 * correct / max(seen, 1.0)
 
@@ -331,10 +336,8 @@ class SupernetEvaluator(StatefulEvaluator):
         with torch.set_grad_enabled(strategy.learning):
             relaxed = strategy.relaxed(self.steps / total)
         if strategy.learning:
-            if strategy.config.order == 2:
-                grad, arch_value, logits = self.second_order_gradient(relaxed, x, y, share=share)
-            else:
-                grad, arch_value, logits = self.first_order_gradient(relaxed, x, y, share)
+            gradient = self.second_order_gradient if strategy.config.order == 2 else self.first_order_gradient
+            grad, arch_value, logits = gradient(relaxed, x, y, share=share)
         else:  # warm-up: the relaxed network is only scored
             with _frozen_running_stats(self.child), torch.no_grad():
                 self.child.arch = relaxed
@@ -344,10 +347,7 @@ class SupernetEvaluator(StatefulEvaluator):
             return Result.failure(f"architecture loss became {arch_value} at step {self.steps}", cost=1.0)
         if strategy.learning:
             strategy.learn(relaxed, grad, arch_value)
-        correct, seen = float((logits.argmax(1) == y).sum()), float(len(y))
-        if self.replicas is not None:
-            correct, seen = self.replicas.sum([correct, seen])
-        reward = 100.0 * correct / max(seen, 1.0)
+        reward = self._percent(float((logits.argmax(1) == y).sum()), float(len(y)))
         losses = []
         for _ in range(self.config.train_steps):
             with torch.no_grad():
@@ -488,7 +488,7 @@ class SupernetEvaluator(StatefulEvaluator):
         governed = getattr(strategy.policy, "governed", {})
 
         def scores(ws: list[torch.Tensor]) -> list[float]:  # data-parallel, each replica scores its part
-            return [v for v, _ in _score_all(ws, lambda w: (self.score_on(Relaxed(w), batches), {}), self.replicas)]
+            return _score_all(ws, lambda w: self.score_on(Relaxed(w), batches), self.replicas)
 
         tune = self._tuner(len(edges) + sum(len(options) > 1 for options in governed.values()))
         with self._weights_kept():
@@ -609,8 +609,7 @@ def derive_from_policy(space: SearchSpace, strategy: Any, score: Callable[[Archi
     return out
 
 
-def _score_all(archs: list[T], score: Callable[[T], tuple[float, dict]],
-               replicas: Replicas | None) -> list[tuple[float, dict]]:
+def _score_all(archs: list[T], score: Callable[[T], R], replicas: Replicas | None) -> list[R]:
     """``score`` of every architecture (or weighting); data-parallel, replica r scores every world-th one from the
     r-th and all replicas receive every score (no communication inside a forward pass)."""
     if replicas is None:
