@@ -200,9 +200,10 @@ def sharded(tmp_path_factory) -> dict[str, Any]:
     api.search(darts, tmp / "darts")
     sharded_checks(tmp / "one", tmp / "run", None, tmp / "darts")
     run_replicas(2, sharded_checks, tmp / "two", tmp / "run", tmp / "images", tmp / "darts")
-    return {name: (np.load(tmp / f"{name}.npz"), json.loads((tmp / f"{name}.json").read_text()),
-                   json.loads((tmp / f"{name}.darts.json").read_text()))
-            for name in ("one.rank0", "two.rank0", "two.rank1")}
+    checks: dict[str, Any] = {name: (np.load(tmp / f"{name}.npz"), json.loads((tmp / f"{name}.json").read_text()),
+                                     json.loads((tmp / f"{name}.darts.json").read_text()))
+                              for name in ("one.rank0", "two.rank0", "two.rank1")}
+    return {**checks, "dirs": {"run": tmp / "run", "darts": tmp / "darts"}}
 
 
 def test_sharded_evaluation_scores_like_one_process(sharded) -> None:
@@ -222,6 +223,8 @@ def test_two_process_derivation_is_one_process(sharded) -> None:
     """The derivation's candidates are split between the replicas, each scoring its candidates on every whole
     validation chunk: both replicas and one process derive the same architecture with the same scores."""
     (_, one, _), (_, r0, _), (_, r1, _) = sharded["one.rank0"], sharded["two.rank0"], sharded["two.rank1"]
+    calls = [d.pop("score_calls") for d in (one, r0, r1)]
+    assert calls[1] + calls[2] == calls[0] and abs(calls[1] - calls[2]) <= 1, f"candidates not split: {calls}"
     assert r0 == r1
     assert r0["sampled_best"]["arch"] == one["sampled_best"]["arch"]
     assert [c["arch"] for c in r0["ranked"]] == [c["arch"] for c in one["ranked"]]
@@ -235,10 +238,33 @@ def test_two_process_perturbation_selection_is_one_process(sharded) -> None:
     scoring its removals on every whole validation chunk: both replicas and one process keep the same operations
     with the same scores."""
     (_, _, one), (_, _, r0), (_, _, r1) = sharded["one.rank0"], sharded["two.rank0"], sharded["two.rank1"]
+    calls = [d.pop("score_calls") for d in (one, r0, r1)]
+    # each replica scores its share of the candidates and of each edge's removals; the pick each scores alike
+    assert calls[1] + calls[2] == calls[0] + 1 and max(calls[1:]) < 0.6 * calls[0], f"work not split: {calls}"
     assert r0 == r1 == one
     steps = one["perturbed"]["steps"]
     assert len(steps) == 6 and all(len(s["removed"]) == 5 for s in steps)
     assert len({v for s in steps for v in s["removed"]}) > 1, "the removals must score differently"
+
+
+def test_derive_nproc_2_derives_as_one_process_and_writes_once(sharded, tmp_path) -> None:
+    """``nasforge derive RUN --nproc 2`` on a darts search (policy samples, then perturbation-based selection)
+    records the derivation one process records, written by rank 0 alone."""
+    import shutil
+
+    from nasforge.cli import main
+
+    runs = {}
+    for name, extra in (("one", []), ("two", ["--nproc", "2"])):
+        shutil.copytree(sharded["dirs"]["darts"], tmp_path / name)
+        assert main(["-q", "derive", str(tmp_path / name), "--samples", "10", *extra]) == 0
+        runs[name] = json.loads((tmp_path / name / "result.json").read_text())
+    one, two = runs["one"], runs["two"]
+    assert len(two["derived_history"]) == len(one["derived_history"]) == 1, "one new derivation, written once"
+    assert two["derived"].pop("replicas") == 2 and "replicas" not in one["derived"]
+    assert two["derived"] == one["derived"]
+    assert one["derived"]["perturbed"]["arch"] and len(one["derived"]["ranked"]) > 1
+    assert {p.name for p in tmp_path.iterdir()} == {"one", "two"}
 
 
 def test_a_failing_replica_ends_the_command_with_its_code(tmp_path, capsys) -> None:

@@ -40,7 +40,8 @@ def derive(run_dir: str | Path, n_samples: int = 100, seed: int | None = None,
 
     ``overrides`` are ``evaluator.KEY=VALUE`` settings of the derivation, e.g. ``evaluator.derive_batch=5000``.
     The new derivation replaces ``derived`` in ``result.json``; the earlier ones stay in
-    ``derived_history``. Returns the new one.
+    ``derived_history``. Returns the new one. Data-parallel (``nasforge derive --nproc N``, torchrun), the replicas
+    split the candidates and the perturbation's fine-tuning steps, and rank 0 alone writes.
     """
     config = read_config(run_dir)
     for item in overrides:
@@ -70,11 +71,29 @@ def derive(run_dir: str | Path, n_samples: int = 100, seed: int | None = None,
     if not derived:
         raise ConfigError(f"{run_dir}: strategy {config.strategy!r} has no policy to derive from")
     derived = {**finish_derivation(config, derived), "checkpoint": n_done, "overrides": list(overrides)}
+    replicas = _replicas()
+    if replicas is not None:  # data-parallel: how many processes derived
+        derived["replicas"] = replicas.world
     if "derived" in result:
         result["derived_history"] = [*result.get("derived_history", []), result["derived"]]
     result["derived"] = derived
-    write_result(run_dir, result)
+    _write_once(run_dir, result)
     return derived
+
+
+def _replicas() -> Any:
+    """The data-parallel replicas this process is one of (:class:`~nasforge.train.distributed.Replicas`), or None."""
+    from .train.distributed import Replicas  # torch.distributed: imported only by a derivation that gets here
+
+    return Replicas.current()
+
+
+def _write_once(run_dir: str | Path, result: dict[str, Any]) -> None:
+    """``result.json`` written by this process, or by rank 0 alone among data-parallel replicas (which all hold
+    the same result)."""
+    replicas = _replicas()
+    if replicas is None or replicas.main:
+        write_result(run_dir, result)
 
 
 def proxy_config(config: RunConfig, epochs: int, seed: int | None = None) -> FinalConfig:
@@ -95,7 +114,8 @@ def retrain_ranked(run_dir: str | Path, top: int = 10, epochs: int = 5, seed: in
     parameter-free operations; docs/benchmarks.md). This trains the ``top`` best-scored of them
     (``derived.ranked``) for ``epochs`` epochs each with the library's final training at the search's own
     proxy (:func:`proxy_config`: the run's data, validation split, resolution, model size and seed) and keeps
-    the one with the best validation accuracy: ``top x epochs`` more epochs of the proxy. ``derived.retrained``
+    the one with the best validation accuracy: ``top x epochs`` more epochs of the proxy (each training
+    data-parallel among replicas, as ``nasforge train --nproc`` trains). ``derived.retrained``
     in ``result.json`` records every candidate's validation accuracy and ``derived.retrained_best`` becomes the
     run's pick (its ``train_command``, ``nasforge train --from RUN``, ``nasforge export RUN``). Returns the
     updated derivation.
@@ -130,7 +150,7 @@ def retrain_ranked(run_dir: str | Path, top: int = 10, epochs: int = 5, seed: in
         best = max(finite, key=lambda c: c["retrained"])  # first of equals: the shared weights' order
         derived["retrained_best"] = {"arch": best["arch"], "score": best["retrained"]}
     result["derived"] = finish_derivation(config, derived)
-    write_result(run_dir, result)
+    _write_once(run_dir, result)
     return result["derived"]
 
 

@@ -1,24 +1,39 @@
 """``nasforge derive RUN_DIR``: derive a finished one-shot search's architecture again, with other settings, and
-optionally retrain its best-scored candidates briefly to pick among them (``--retrain-top K``)."""
+optionally retrain its best-scored candidates briefly to pick among them (``--retrain-top K``); with ``--nproc N``
+as N data-parallel replicas (the candidates, the perturbation's scorings and fine-tuning and each retraining split
+between them; rank 0 writes and reports)."""
 
 from __future__ import annotations
 
 import argparse
 
-from ._common import add_threads_flag
+from ._common import add_threads_flag, console_for
 from ._examples import with_examples
+from ._launch import add_nproc_flag
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    from .. import api
     from ..errors import ConfigError
-    from .search import print_derived
+    from ..run.rundir import read_config
+    from ..train.distributed import init_from_env, shutdown
+    from ..train.loop import resolve_device
 
-    console = Console(stderr=True)
     if args.retrain_only and not args.retrain_top:
         raise ConfigError("--retrain-only: say how many candidates to retrain with --retrain-top K")
+    replicas = init_from_env(resolve_device(read_config(args.run_dir).device))
+    if replicas is not None and not replicas.main:  # derives alike; rank 0 writes and reports
+        args.quiet = True
+    try:
+        return _derive(args)
+    finally:
+        shutdown()
+
+
+def _derive(args: argparse.Namespace) -> int:
+    from .. import api
+    from .search import print_derived
+
+    console = console_for(args)
     if not args.retrain_only:
         derived = api.derive(args.run_dir, args.samples, args.seed, args.overrides)
         console.print(f"derived from the checkpoint after {derived['checkpoint']} evaluations; "
@@ -47,4 +62,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--retrain-only", action="store_true",
                    help="retrain the current derivation's candidates without deriving again")
     add_threads_flag(p)
+    add_nproc_flag(p)
     p.set_defaults(func=run)

@@ -225,7 +225,8 @@ def score_small(models: dict[bool, nn.Module], batch_size: int = 100) -> dict[st
 
 def derive_small(run_dir: str | Path, chunk: int = 70, n_samples: int = 30) -> dict[str, Any]:
     """The derivation from the last checkpoint of the one-shot search in ``run_dir`` (validation chunks of
-    ``chunk`` images), replicated when this process is in a process group."""
+    ``chunk`` images), replicated when this process is in a process group, with ``score_calls``: how many
+    architectures or weightings this process scored."""
     from ..evaluators import supernet
     from ..factory import build_components
     from ..run.rundir import open_store, read_config
@@ -236,9 +237,17 @@ def derive_small(run_dir: str | Path, chunk: int = 70, n_samples: int = 30) -> d
     assert saved is not None, f"{run_dir}: no checkpoint"
     parts = build_components(config)
     parts.strategy.load_state_dict(saved[1]["strategy"])
-    parts.evaluator.load_state_dict(saved[1]["evaluator"])  # type: ignore[attr-defined]
+    evaluator: Any = parts.evaluator
+    evaluator.load_state_dict(saved[1]["evaluator"])
+    calls, score_on = [0], evaluator.score_on
+
+    def counted(*args: Any) -> float:
+        calls[0] += 1
+        return score_on(*args)
+
+    evaluator.score_on = counted
     default, supernet.DERIVE_CHUNK = supernet.DERIVE_CHUNK, chunk  # several chunks of digits' validation images
     try:
-        return parts.evaluator.derive(parts.strategy, n_samples, config.seed)  # type: ignore[attr-defined]
+        return {**evaluator.derive(parts.strategy, n_samples, config.seed), "score_calls": calls[0]}
     finally:
         supernet.DERIVE_CHUNK = default
