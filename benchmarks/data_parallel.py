@@ -60,6 +60,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=200, help="child steps of the one-shot search")
     p.add_argument("--derive-batch", type=int, default=4096,
                    help="validation images that score each candidate of the one-shot derivation")
+    p.add_argument("--derive-chunk", type=int, default=1024,
+                   help="largest chunk of the derivation's images in one forward pass (evaluator.derive_chunk)")
     p.add_argument("--cells", type=int, default=1,
                    help="cells per stage of the trained network and of the super-network (N; NAS-Bench-201: 5)")
     p.add_argument("--resolution", type=int, default=16, help="image size of the one-shot search (NAS-Bench-201: 32)")
@@ -79,7 +81,8 @@ def main() -> None:
              f"data.fraction={a.fraction}"]
     oneshot = ["search", "--space", "nb201", "--evaluator", "supernet", "--strategy", a.strategy, "--dataset", "cifar10",
                "--data", a.data, "--budget", str(a.steps), "--set", f"evaluator.model_args={{C: 16, N: {a.cells}}}",
-               "--set", f"evaluator.resolution={a.resolution}", "--set", f"evaluator.derive_batch={a.derive_batch}"]
+               "--set", f"evaluator.resolution={a.resolution}", "--set", f"evaluator.derive_batch={a.derive_batch}",
+               "--set", f"evaluator.derive_chunk={a.derive_chunk}"]
     base: dict[str, float] = {}
     for name, command in (("train", train), ("oneshot", oneshot)):
         if a.only not in (None, name):

@@ -21,7 +21,6 @@ import torch
 from scipy.stats import kendalltau
 
 import nasforge as nf
-from nasforge.evaluators.supernet import DERIVE_CHUNK
 from nasforge.evaluators.tabular import Table
 from nasforge.run.rundir import open_store, read_config
 
@@ -43,7 +42,7 @@ def main() -> None:
     if checkpoint is None:
         raise SystemExit(f"{args.run}: no checkpoint")
     evaluator.load_state_dict(checkpoint[1]["evaluator"])
-    evaluator.config.derive_batch = args.chunks * DERIVE_CHUNK  # distinct images, as the derivation scores
+    evaluator.config.derive_batch = args.chunks * evaluator.config.derive_chunk  # distinct images, as the derivation scores
     batches = evaluator.derive_batches()
     rng = np.random.default_rng(0)
     archs = sorted({space.sample(rng) for _ in range(args.archs)}, key=str)
@@ -58,8 +57,8 @@ def main() -> None:
         return f"Kendall tau {kendalltau(s, truth).statistic:.3f}, best-scored of 100 random cells {picked:.2f}"
 
     for c in range(args.chunks):
-        print(f"  chunk {c + 1} alone ({DERIVE_CHUNK} images): {line(scores[:, c])}")
-    print(f"  all {args.chunks * DERIVE_CHUNK} images: {line(scores.mean(1))}")
+        print(f"  chunk {c + 1} alone ({evaluator.config.derive_chunk} images): {line(scores[:, c])}")
+    print(f"  all {args.chunks * evaluator.config.derive_chunk} images: {line(scores.mean(1))}")
     tops(scores.mean(1), truth, "super-network's")
     if args.reference in table.columns:
         reference = np.array([table.value(a, args.reference) for a in archs])

@@ -38,7 +38,7 @@ from scipy.stats import kendalltau, rankdata
 import nasforge as nf
 from nasforge.arch import Architecture
 from nasforge.config import RunConfig, make_run_config
-from nasforge.evaluators.supernet import DERIVE_CHUNK, SupernetEvaluator, _Child
+from nasforge.evaluators.supernet import SupernetEvaluator, _Child
 from nasforge.evaluators.tabular import Table
 from nasforge.run.rundir import open_store, read_config
 from nasforge.spaces.base import SearchSpace
@@ -106,7 +106,7 @@ def main() -> None:
         for k, net in enumerate(nets):
             continue_training(evaluator, net, args.steps // len(nets), args.lr, rng, k if args.split else None)
     trained = time.perf_counter() - start
-    evaluator.config.derive_batch = args.chunks * DERIVE_CHUNK
+    evaluator.config.derive_batch = args.chunks * evaluator.config.derive_chunk
     batches = evaluator.derive_batches()
 
     def score(arch: Architecture) -> float:

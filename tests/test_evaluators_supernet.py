@@ -141,11 +141,8 @@ def test_derivation_needs_a_one_shot_run(tmp_path: Path) -> None:
         nf.derive(tmp_path / "toy")
 
 
-def test_derivation_scores_on_equal_chunks_of_validation_images(monkeypatch: pytest.MonkeyPatch) -> None:
-    from nasforge.evaluators import supernet
-
-    evaluator = nf.build_components(_config(budget=1, derive_batch=10_000)).evaluator
-    monkeypatch.setattr(supernet, "DERIVE_CHUNK", 100)
+def test_derivation_scores_on_equal_chunks_of_validation_images() -> None:
+    evaluator = nf.build_components(_config(budget=1, derive_batch=10_000, derive_chunk=100)).evaluator
     sizes = [len(y) for _, y in evaluator.derive_batches()]
     n_val = len(evaluator.splits.val)
     assert sum(sizes) == n_val and max(sizes) <= 100 and max(sizes) - min(sizes) <= 1
@@ -155,6 +152,8 @@ def test_derivation_scores_on_equal_chunks_of_validation_images(monkeypatch: pyt
     batches = evaluator.derive_batches()
     expected = sum(evaluator.score(arch, b) * len(b[1]) for b in batches) / n_val
     assert evaluator.score_on(arch, batches) == pytest.approx(expected)
+    with pytest.raises(ConfigError, match="derive_chunk >= 1"):
+        nf.build_components(_config(budget=1, derive_chunk=0))
 
 
 def test_users_settings_win_over_the_one_shot_defaults() -> None:

@@ -60,9 +60,6 @@ T = TypeVar("T")
 R = TypeVar("R")
 log = logging.getLogger(__name__)
 
-#: largest validation chunk of one forward pass in the derivation (memory; a few hundred already estimate
-#: batch statistics well)
-DERIVE_CHUNK = 1024
 #: best-scored candidates a derivation lists besides its pick
 DERIVE_KEEP = 10
 #: the ways a derivation picks (``SupernetConfig.derive_method``)
@@ -76,7 +73,7 @@ class SupernetConfig(TrainConfig, DataConfig):
     ``train_steps`` SGD steps of the shared weights per evaluated child (ENAS trains the shared weights for
     a whole epoch between controller phases; one step per sampled child interleaves the same two updates
     more finely). ``reward_batch`` validation images score a child. ``derive_batch`` validation images
-    (the same for every candidate, normalised in chunks of at most ``DERIVE_CHUNK``) score the candidates
+    (the same for every candidate, normalised in equal chunks of at most ``derive_chunk``) score the candidates
     of the final derivation: EDNAS uses one minibatch, but comparing 100 candidates on 128 images picks
     the luckiest (one minibatch's accuracy varies by about 4 points, more than most candidates differ).
     On NAS-Bench-201 the ranking one chunk of 1,024 images gives varies with the chunk, and 4,096 rank
@@ -87,6 +84,11 @@ class SupernetConfig(TrainConfig, DataConfig):
     train_steps: int = 1  # shared-weight SGD steps per evaluated child
     reward_batch: int = 128  # validation images that score a child
     derive_batch: int = 4096  # validation images that score each candidate of the final derivation
+    # the derivation forwards its images in equal chunks of at most this many, each normalised with its own batch
+    # statistics (a few hundred estimate them well); it bounds the memory of a forward through the whole mixture,
+    # and data-parallel at full size two processes each forwarding 1,024 images slow each other down
+    # (docs/benchmarks.md, "Data-parallel training")
+    derive_chunk: int = 1024  # largest chunk of the derivation's validation images in one forward pass
     report_test: bool = False  # also score test accuracy (never shown to the strategy; slow)
     model_args: dict[str, Any] = field(default_factory=dict)  # the super-network's model arguments (the space's, plus shared_affine and running_stats)
     # a training-free proxy (synflow, nwot, ensemble... of the zerocost evaluator) whose rank among the
@@ -106,8 +108,8 @@ class SupernetConfig(TrainConfig, DataConfig):
     def __post_init__(self) -> None:
         TrainConfig.__post_init__(self)
         DataConfig.__post_init__(self)
-        if self.train_steps < 0 or self.reward_batch < 1 or self.derive_batch < 1:
-            raise ValueError("train_steps must be >= 0, reward_batch and derive_batch >= 1")
+        if self.train_steps < 0 or min(self.reward_batch, self.derive_batch, self.derive_chunk) < 1:
+            raise ValueError("train_steps must be >= 0, reward_batch, derive_batch and derive_chunk >= 1")
         if self.derive_tune_steps < 0:
             raise ValueError(f"derive_tune_steps must be >= 0, got {self.derive_tune_steps}")
         if self.val_size == 0:
@@ -260,11 +262,11 @@ class SupernetEvaluator(StatefulEvaluator):
         return self._batch(self.splits.val, self.config.reward_batch)
 
     def derive_batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """``derive_batch`` distinct validation images in equal chunks of at most ``DERIVE_CHUNK`` (batch statistics
+        """``derive_batch`` distinct validation images in equal chunks of at most ``derive_chunk`` (batch statistics
         per chunk)."""
         val = self.splits.val
         total = min(self.config.derive_batch, len(val))
-        chunks = -(-total // DERIVE_CHUNK)  # equal chunks: no small last one with noisy statistics
+        chunks = -(-total // self.config.derive_chunk)  # equal chunks: no small last one with noisy statistics
         order = torch.randperm(len(val), generator=self.generator)[:total]  # distinct images
         return [(self.splits.normalise(val.x[idx].to(self.device)), val.y[idx].to(self.device))
                 for idx in order.tensor_split(chunks)]

@@ -225,13 +225,13 @@ def score_small(models: dict[bool, nn.Module], batch_size: int = 100) -> dict[st
 
 def derive_small(run_dir: str | Path, chunk: int = 70, n_samples: int = 30) -> dict[str, Any]:
     """The derivation from the last checkpoint of the one-shot search in ``run_dir`` (validation chunks of
-    ``chunk`` images), replicated when this process is in a process group, with ``score_calls``: how many
+    ``chunk`` images: several of digits' validation split), replicated when this process is in a process group, with ``score_calls``: how many
     architectures or weightings this process scored."""
-    from ..evaluators import supernet
-    from ..factory import build_components
+    from ..config import make_run_config
+    from ..factory import build_components, resolve
     from ..run.rundir import open_store, read_config
 
-    config = read_config(run_dir)
+    config = resolve(make_run_config(read_config(run_dir).to_yaml_dict(), [f"evaluator.derive_chunk={chunk}"]))
     with open_store(run_dir, readonly=True) as store:
         saved = store.load_checkpoint()
     assert saved is not None, f"{run_dir}: no checkpoint"
@@ -246,8 +246,4 @@ def derive_small(run_dir: str | Path, chunk: int = 70, n_samples: int = 30) -> d
         return score_on(*args)
 
     evaluator.score_on = counted
-    default, supernet.DERIVE_CHUNK = supernet.DERIVE_CHUNK, chunk  # several chunks of digits' validation images
-    try:
-        return {**evaluator.derive(parts.strategy, n_samples, config.seed), "score_calls": calls[0]}
-    finally:
-        supernet.DERIVE_CHUNK = default
+    return {**evaluator.derive(parts.strategy, n_samples, config.seed), "score_calls": calls[0]}
