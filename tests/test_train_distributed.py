@@ -267,6 +267,43 @@ def test_derive_nproc_2_derives_as_one_process_and_writes_once(sharded, tmp_path
     assert {p.name for p in tmp_path.iterdir()} == {"one", "two"}
 
 
+def test_an_evaluation_failing_in_one_replica_stops_every_replica(tmp_path) -> None:
+    """A one-shot search whose third evaluation raises in replica 1 alone: neither replica retries it or records a
+    failure (which would put them out of step or leave one waiting); both stop with a ReplicaError, rank 0 because
+    its next collective finds replica 1 gone, and what they recorded before stays."""
+    from nasforge.testing.distributed import failing_search
+
+    run_replicas(2, failing_search, tmp_path)
+    r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert r1["error"]["type"] == "ReplicaError" and "a failure of this replica alone" in r1["error"]["message"]
+    assert r0["error"] is not None and r0["error"]["type"] == "ReplicaError", r0
+    for r in (r0, r1):
+        assert r["failed"] == 0 and r["attempts"] == 0, r
+    assert r1["finished"] == 2 and r0["finished"] in (2, 3), (r0, r1)
+
+
+def test_a_run_of_another_configuration_is_refused_by_every_replica(tmp_path) -> None:
+    """``--out`` holding a run of another configuration: every replica refuses it (the others used to search on
+    in a private copy and fail in collectives), and nothing is added to it."""
+    import subprocess
+    import sys
+
+    args = ["-q", "search", "--space", "nb201", "--evaluator", "supernet", "--strategy", "enas", "--dataset",
+            "digits", "--set", "evaluator.model_args={C: 4, N: 1}", "--out", str(tmp_path / "run")]
+    # as a user runs them, in new processes: replicas forked from a process that has computed with torch's
+    # thread pool (this test process) can hang in it
+    assert subprocess.run([sys.executable, "-m", "nasforge", *args, "--budget", "2"]).returncode == 0
+    before = (tmp_path / "run" / "result.json").read_text()
+    done = subprocess.run([sys.executable, "-m", "nasforge", *args, "--budget", "3", "--nproc", "2"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    errors = [line for line in done.stderr.splitlines() if line.startswith("nasforge: error")]
+    assert errors == [f"nasforge: error: {tmp_path / 'run'}: holds a run with another configuration (budget: 2 in "
+                      f"the run, 3 now); use --resume {tmp_path / 'run'} or another --out"] * 2, done.stderr
+    assert "Connection closed" not in done.stderr, done.stderr
+    assert (tmp_path / "run" / "result.json").read_text() == before
+
+
 def test_a_failing_replica_ends_the_command_with_its_code(tmp_path, capsys) -> None:
     """The replicas (forks of the launcher on Linux) report a bad argument as one process does: exit code 2."""
     from nasforge.cli import main

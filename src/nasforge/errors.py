@@ -1,4 +1,5 @@
-"""Exceptions with messages meant for users: the CLI prints them as one line and exits 2."""
+"""Exceptions with messages meant for users: the CLI prints them as one line and exits 2. Most are bad input;
+:class:`ReplicaError` ends a data-parallel command whose replicas can no longer stay in step."""
 
 from __future__ import annotations
 
@@ -21,3 +22,8 @@ class DataError(NasforgeError):
 
 class RunDirError(NasforgeError):
     """A run directory that cannot be created, resumed or read."""
+
+
+class ReplicaError(NasforgeError):
+    """An evaluation failed in a data-parallel replica (``--nproc``, torchrun): the replicas stop together
+    instead of retrying or recording a failure, which would put them out of step."""

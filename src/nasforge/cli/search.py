@@ -48,9 +48,13 @@ def replica_copy(run_dir: Path, dest: Path) -> Path:
     SQLite store through its backup API, so that a consistent state is copied)."""
     import sqlite3
 
-    shutil.copytree(run_dir, dest, ignore=shutil.ignore_patterns("run.db*", "*.lock"))
-    source = sqlite3.connect(f"file:{run_dir / 'run.db'}?mode=ro", uri=True)
-    target = sqlite3.connect(dest / "run.db")
+    from ..run.rundir import DB_FILE, LOCK_FILE
+
+    shutil.copytree(run_dir, dest, ignore=shutil.ignore_patterns(f"{DB_FILE}*", LOCK_FILE))
+    if not (run_dir / DB_FILE).exists():  # created, then stopped before its first record
+        return dest
+    source = sqlite3.connect(f"file:{run_dir / DB_FILE}?mode=ro", uri=True)
+    target = sqlite3.connect(dest / DB_FILE)
     try:
         source.backup(target)
     finally:
@@ -61,7 +65,7 @@ def replica_copy(run_dir: Path, dest: Path) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from .. import api
-    from ..run.rundir import check_out, resume_config
+    from ..run.rundir import CONFIG_FILE, check_out, resume_config
     from ..train.distributed import barrier, init_from_env, shutdown
     from ..train.loop import resolve_device
 
@@ -95,21 +99,27 @@ def run(args: argparse.Namespace) -> int:
     if replicas is not None:
         if not replicas.main:  # searches alike in a copy; rank 0 keeps the run directory and reports
             scratch = Path(tempfile.mkdtemp(prefix="nasforge-replica-"))
-            out = replica_copy(out, scratch / "run") if args.resume else scratch / "run"
+            # a run already there (resumed, or continued by the same command) is copied: the replicas then
+            # continue it alike, or refuse it alike when its configuration differs
+            out = replica_copy(out, scratch / "run") if (out / CONFIG_FILE).exists() else scratch / "run"
             args.quiet = True
             console = console_for(args)
         barrier()  # the copies are taken before rank 0 writes anything
     try:
-        return _search(args, api, config, out, console)
+        return _search(args, api, config, out, console, Path(args.resume or args.out))
     finally:
         shutdown()
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _search(args: argparse.Namespace, api: Any, config: Any, out: Path, console: Any) -> int:
+def _search(args: argparse.Namespace, api: Any, config: Any, out: Path, console: Any, target: Path) -> int:
+    """Search into ``out``: ``target``, the run directory, or a replica's private copy of it."""
+    from ..run.rundir import check_same_config
+
     parts = api.build_components(config)
     config = parts.config  # resolved: a length in --epochs is a budget of child steps now
+    check_same_config(target, config)  # a replica's copy would name itself in the error
     with ProgressDisplay(console, f"{config.strategy} on {config.space}", config.budget,
                          quiet=getattr(args, "quiet", False), tick=thread_tuner(args)) as bar:
 

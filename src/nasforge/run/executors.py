@@ -8,6 +8,7 @@ calling process; parallel and distributed executors plug in behind the same inte
 from __future__ import annotations
 
 import logging
+import sys
 import time
 import traceback
 from abc import ABC, abstractmethod
@@ -15,6 +16,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from ..arch import Architecture
+from ..errors import ReplicaError
 from ..evaluators.base import Evaluator
 from ..registry import EXECUTORS
 from ..result import Result
@@ -51,10 +53,22 @@ def evaluate_safely(evaluator: Evaluator, job: Job) -> Done:
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as exc:
+        if _replicated():
+            raise ReplicaError(f"evaluation of {job.arch} failed in a data-parallel replica ({exc}); every replica "
+                               "stops, and the search resumes from its last checkpoint with --resume") from exc
         log.warning("evaluation of %s failed: %s", job.arch, exc)
         detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         return Done(job.trial_id, Result.failure(detail), time.perf_counter() - start, "exception")
     return Done(job.trial_id, result, time.perf_counter() - start)
+
+
+def _replicated() -> bool:
+    """Whether this process is one of several data-parallel replicas (a process group is up). They take every
+    step together, so one that retried an evaluation or recorded it as failed would wait for the others in a
+    collective they never reach, or take steps they do not; and a replica that died leaves the others' next
+    collective failing. Either way the evaluation's failure ends the search on every replica."""
+    dist = sys.modules.get("torch.distributed")  # not imported by a search that never joined a group
+    return dist is not None and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 class Executor(ABC):

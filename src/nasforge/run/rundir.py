@@ -126,6 +126,19 @@ def check_out(out: str | Path) -> None:
                 _check_not_emptied(out, store)
 
 
+def check_same_config(out: str | Path, config: RunConfig) -> None:
+    """Fail if ``out`` holds a run of another configuration than ``config`` (nothing to check without one)."""
+    out = Path(out)
+    if not (out / CONFIG_FILE).exists():
+        return
+    existing = read_config(out).to_yaml_dict()
+    wanted = absolute_paths(config).to_yaml_dict()
+    # threads say how this machine runs the search, not what the run is: a resume may use other ones
+    diff = _first_difference({**existing, "threads": None}, {**wanted, "threads": None})
+    if diff:
+        raise RunDirError(f"{out}: holds a run with another configuration ({diff}); use --resume {out} or another --out")
+
+
 def prepare_run_dir(out: str | Path, config: RunConfig) -> RunStore:
     """Create ``out`` for ``config``, or reopen it if it holds a run of the very same config; the store
     returned holds the directory's lock until it is closed."""
@@ -134,13 +147,7 @@ def prepare_run_dir(out: str | Path, config: RunConfig) -> RunStore:
         raise RunDirError(f"{out}: exists and is not a directory; choose another --out")
     wanted = absolute_paths(config).to_yaml_dict()
     if (out / CONFIG_FILE).exists():
-        existing = read_config(out).to_yaml_dict()
-        # threads say how this machine runs the search, not what the run is: a resume may use other ones
-        diff = _first_difference({**existing, "threads": None}, {**wanted, "threads": None})
-        if diff:
-            raise RunDirError(
-                f"{out}: holds a run with another configuration ({diff}); use --resume {out} or another --out"
-            )
+        check_same_config(out, config)
         log.info("%s holds a run of this configuration: continuing it", out)
         return _reopen(out)
     if out.exists() and any(out.iterdir()):

@@ -247,3 +247,50 @@ def derive_small(run_dir: str | Path, chunk: int = 70, n_samples: int = 30) -> d
 
     evaluator.score_on = counted
     return {**evaluator.derive(parts.strategy, n_samples, config.seed), "score_calls": calls[0]}
+
+
+def failing_search(out: str | Path, fail_rank: int = 1, fail_at: int = 3) -> None:
+    """A short one-shot search (as :func:`oneshot_small`) into ``out/rankR``, whose evaluation number ``fail_at``
+    raises on replica ``fail_rank`` only; every replica writes what stopped it (``error``: the exception's type
+    and message, or None), its finished trials and its retried attempts to ``out/rankR.json``."""
+    import json
+
+    from .. import api
+    from ..config import make_run_config
+    from ..factory import build_components
+    from ..run.rundir import open_store
+    from ..train.distributed import Replicas, init_from_env, shutdown
+
+    init_from_env("cpu")
+    torch.set_num_threads(1)
+    replicas = Replicas.current()
+    rank = 0 if replicas is None else replicas.rank
+    config = make_run_config({"space": "nb201", "strategy": "enas", "evaluator": "supernet", "dataset": "digits",
+                              "budget": 8, "seed": 0},
+                             ["evaluator.model_args={C: 4, N: 1}", "evaluator.batch_size=32",
+                              "evaluator.reward_batch=32"])
+    parts = build_components(config)
+    evaluator: Any = parts.evaluator
+    if rank == fail_rank:
+        evaluate, calls = evaluator.evaluate, [0]
+
+        def failing(*args: Any) -> Any:
+            calls[0] += 1
+            if calls[0] == fail_at:
+                raise RuntimeError("a failure of this replica alone")
+            return evaluate(*args)
+
+        evaluator.evaluate = failing
+    error = None
+    try:
+        api.search(config, Path(out) / f"rank{rank}", components=parts)
+    except Exception as exc:
+        error = {"type": type(exc).__name__, "message": str(exc)}
+        shutdown()  # leaving on an error, as the command line does: the others' next collective fails
+    else:
+        shutdown()
+    with open_store(Path(out) / f"rank{rank}", readonly=True) as store:
+        store.load(parts.space.from_dict)
+        outcome = {"error": error, "finished": len(store.finished()),
+                   "failed": sum(t.outcome.failed for t in store.finished()), "attempts": len(store.attempts())}
+    (Path(out) / f"rank{rank}.json").write_text(json.dumps(outcome))
