@@ -67,8 +67,11 @@ def _replicated() -> bool:
     step together, so one that retried an evaluation or recorded it as failed would wait for the others in a
     collective they never reach, or take steps they do not; and a replica that died leaves the others' next
     collective failing. Either way the evaluation's failure ends the search on every replica."""
-    dist = sys.modules.get("torch.distributed")  # not imported by a search that never joined a group
-    return dist is not None and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    if "torch.distributed" not in sys.modules:  # not imported by a search that never joined a group
+        return False
+    from ..train.distributed import Replicas
+
+    return Replicas.current() is not None
 
 
 class Executor(ABC):
