@@ -125,11 +125,11 @@ def test_two_replicas_sum_the_architecture_gradient_of_the_whole_batch(tmp_path)
     assert np.abs(one["first"]).max() > 1e-4 and not np.allclose(one["first"], one["second"])
 
 
-@pytest.mark.parametrize("strategy", ["enas", "darts"])
-def test_a_killed_two_process_one_shot_search_resumes(tmp_path, strategy: str) -> None:
+@pytest.mark.parametrize("strategy, again", [("enas", "resume"), ("darts", "resume"), ("enas", "rerun")])
+def test_a_killed_two_process_one_shot_search_resumes(tmp_path, strategy: str, again: str) -> None:
     """``--nproc 2``: interrupted after its first checkpoint (Ctrl-C to the launcher reaches both replicas) and
-    resumed with ``--resume DIR --nproc 2``, the search records what an uninterrupted two-process search records
-    (a policy strategy's and a differentiable one's)."""
+    resumed with ``--resume DIR --nproc 2``, or continued by the same command again, the search records what an
+    uninterrupted two-process search records (a policy strategy's and a differentiable one's)."""
     import json
     import os
     import signal
@@ -160,7 +160,7 @@ def test_a_killed_two_process_one_shot_search_resumes(tmp_path, strategy: str) -
     assert proc.wait(120) in (0, 130), proc.stderr.read()
     first = json.loads((killed / "result.json").read_text())["n_evaluations"]
     assert 0 < first < 45, "the search should have been stopped in the middle"
-    resumed = cli("search", "--resume", str(killed), "--nproc", "2")
+    resumed = cli("search", "--resume", str(killed), "--nproc", "2") if again == "resume" else cli(*args, "--out", str(killed))
     assert resumed.wait(600) == 0, resumed.stderr.read()
     straight = cli(*args, "--out", str(tmp_path / "straight"))
     assert straight.wait(600) == 0, straight.stderr.read()
