@@ -57,6 +57,19 @@ def test_train_nproc_2_writes_one_result_from_rank_0(tmp_path) -> None:
     assert (out / "model.npz").exists() and {p.name for p in tmp_path.iterdir()} == {"run"}
 
 
+def test_the_launcher_says_each_replicas_reason_once(tmp_path, capsys) -> None:
+    from nasforge.cli._launch import _relay
+
+    files = [tmp_path / "rank0.txt", tmp_path / "rank1.txt", tmp_path / "rank2.txt"]
+    for f in files[:2]:
+        f.write_text("nasforge: error: bad\n")
+    _relay(files)  # rank 2 said nothing
+    assert capsys.readouterr().err == "nasforge: error: bad\n"
+    files[1].write_text("nasforge: error: other\n")
+    _relay(files)
+    assert capsys.readouterr().err == "nasforge: error: bad (replica 0)\nnasforge: error: other (replica 1)\n"
+
+
 def test_nproc_flag_is_removed_for_the_replicas() -> None:
     from nasforge.cli._launch import without_nproc
 
@@ -284,7 +297,7 @@ def test_an_evaluation_failing_in_one_replica_stops_every_replica(tmp_path) -> N
 
 def test_a_run_of_another_configuration_is_refused_by_every_replica(tmp_path) -> None:
     """``--out`` holding a run of another configuration: every replica refuses it (the others used to search on
-    in a private copy and fail in collectives), and nothing is added to it."""
+    in a private copy and fail in collectives), the launcher says so once, and nothing is added to the run."""
     import subprocess
     import sys
 
@@ -299,7 +312,7 @@ def test_a_run_of_another_configuration_is_refused_by_every_replica(tmp_path) ->
     assert done.returncode == 2
     errors = [line for line in done.stderr.splitlines() if line.startswith("nasforge: error")]
     assert errors == [f"nasforge: error: {tmp_path / 'run'}: holds a run with another configuration (budget: 2 in "
-                      f"the run, 3 now); use --resume {tmp_path / 'run'} or another --out"] * 2, done.stderr
+                      f"the run, 3 now); use --resume {tmp_path / 'run'} or another --out"], done.stderr  # said once
     assert "Connection closed" not in done.stderr, done.stderr
     assert (tmp_path / "run" / "result.json").read_text() == before
 

@@ -80,14 +80,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NasforgeError as exc:
         if args.debug:
             raise
-        print(f"nasforge: error: {exc}", file=sys.stderr)
+        _report(f"nasforge: error: {exc}")
         return 2
     except KeyboardInterrupt:
-        print(f"nasforge: interrupted{_resume_hint(args)}", file=sys.stderr)
+        _report(f"nasforge: interrupted{_resume_hint(args)}")
         return 130
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _report(line: str) -> None:
+    """Tell the user why the command ended: on stderr, or, in a replica that ``--nproc`` started, to the launcher,
+    which says it once for all replicas (:data:`~nasforge.cli._launch.REPORT_FILE`)."""
+    from ._launch import REPORT_FILE
+
+    path = os.environ.get(REPORT_FILE)
+    if path:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+    else:
+        print(line, file=sys.stderr)
 
 
 def _interrupt(signum: int, frame: Any) -> None:

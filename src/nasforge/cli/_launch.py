@@ -17,12 +17,18 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("nasforge.launch")
+
+#: environment variable naming the file where a replica started by ``--nproc`` writes why it ended (an error, an
+#: interruption); the launcher then says each distinct reason once instead of once per replica
+REPORT_FILE = "NASFORGE_REPORT_FILE"
 
 
 def add_nproc_flag(p: argparse.ArgumentParser) -> None:
@@ -66,21 +72,37 @@ def launch(argv: Sequence[str], nproc: int, threads: int | None = None) -> int:
     log.info("starting %d data-parallel replicas, %d CPU thread%s each", nproc, per, "" if per == 1 else "s")
     args = without_nproc(argv)
     procs: list[Any] = []
-    for rank in range(nproc):
-        env = {**replica_env(rank, nproc, port), "OMP_NUM_THREADS": str(per)}
-        if _can_fork():
-            procs.append(_fork(args, env))
-        else:
-            procs.append(subprocess.Popen([sys.executable, "-m", "nasforge", *args], env={**os.environ, **env}))
-    try:
-        return _wait(procs)
-    except KeyboardInterrupt:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-        for p in procs:
-            p.wait()
-        raise
+    with tempfile.TemporaryDirectory(prefix="nasforge-launch-") as tmp:
+        reports = [Path(tmp) / f"rank{rank}.txt" for rank in range(nproc)]
+        for rank in range(nproc):
+            env = {**replica_env(rank, nproc, port), "OMP_NUM_THREADS": str(per), REPORT_FILE: str(reports[rank])}
+            if _can_fork():
+                procs.append(_fork(args, env))
+            else:
+                procs.append(subprocess.Popen([sys.executable, "-m", "nasforge", *args], env={**os.environ, **env}))
+        try:
+            code = _wait(procs)
+        except KeyboardInterrupt:
+            for p in procs:
+                if p.poll() is None:
+                    p.send_signal(signal.SIGINT)
+            for p in procs:
+                p.wait()
+            raise  # the launcher says it was interrupted, and how to resume
+        _relay(reports)
+    return code
+
+
+def _relay(reports: list[Path]) -> None:
+    """Say on stderr why the replicas ended, each distinct reason once (with its rank when they differ)."""
+    lines = {rank: path.read_text(encoding="utf-8").splitlines() for rank, path in enumerate(reports) if path.exists()}
+    distinct = {line for found in lines.values() for line in found}
+    said: set[str] = set()
+    for rank, found in lines.items():
+        for line in found:
+            if line not in said:
+                said.add(line)
+                print(line if len(distinct) == 1 else f"{line} (replica {rank})", file=sys.stderr)
 
 
 def _can_fork() -> bool:
