@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import shlex
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from .config import RunConfig, make_run_config, resolve_args
 from .errors import ConfigError, RunDirError
@@ -21,6 +21,9 @@ from .factory import build_components, create_space, is_oneshot, resolve
 from .final import FinalConfig, load_final_data, search_model_args, train_final
 from .registry import EVALUATORS, SPACES
 from .run.rundir import derived_pick, open_store, read_config, read_result, write_result
+
+if TYPE_CHECKING:
+    from .train.distributed import Replicas
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +84,8 @@ def derive(run_dir: str | Path, n_samples: int = 100, seed: int | None = None,
     return derived
 
 
-def _replicas() -> Any:
-    """The data-parallel replicas this process is one of (:class:`~nasforge.train.distributed.Replicas`), or None."""
+def _replicas() -> Replicas | None:
+    """The data-parallel replicas this process is one of, or None."""
     from .train.distributed import Replicas  # torch.distributed: imported only by a derivation that gets here
 
     return Replicas.current()

@@ -119,7 +119,8 @@ def _search(args: argparse.Namespace, api: Any, config: Any, out: Path, console:
 
     parts = api.build_components(config)
     config = parts.config  # resolved: a length in --epochs is a budget of child steps now
-    check_same_config(target, config)  # a replica's copy would name itself in the error
+    if out != target:  # a replica's private copy: refuse what rank 0 refuses, under the run directory's name
+        check_same_config(target, config)
     with ProgressDisplay(console, f"{config.strategy} on {config.space}", config.budget,
                          quiet=getattr(args, "quiet", False), tick=thread_tuner(args)) as bar:
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -13,7 +13,10 @@ from torch import nn
 from ..train.distributed import free_port, replica_env
 
 __all__ = ["derive_small", "free_port", "replica_env", "run_replicas", "score_small", "sharded_checks", "small_model",
-           "train_small", "decodes_small"]
+           "train_small", "decodes_small", "failing_search", "small_oneshot_config"]
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
 
 
 def small_model(batch_norm: bool = False, running_stats: bool = True) -> nn.Module:
@@ -61,22 +64,29 @@ def run_replicas(world: int, fn: Callable[..., None], *args: Any) -> None:
     mp.spawn(_replica, args=(world, free_port(), fn, args), nprocs=world, join=True)
 
 
+def small_oneshot_config(budget: int, space: str = "nb201", strategy: str = "enas",
+                         overrides: Sequence[str] = ()) -> RunConfig:
+    """The run config of a short one-shot search on digits with a tiny super-network (``overrides``: key=value)."""
+    from ..config import make_run_config
+
+    return make_run_config({"space": space, "strategy": strategy, "evaluator": "supernet", "dataset": "digits",
+                            "budget": budget, "seed": 0},
+                           ["evaluator.model_args={C: 4, N: 1}", "evaluator.batch_size=32",
+                            "evaluator.reward_batch=32", *overrides])
+
+
 def oneshot_small(out: str | Path, budget: int = 12, space: str = "nb201", strategy: str = "enas",
                   overrides: Sequence[str] = ()) -> None:
     """A short one-shot search on digits (tiny super-network), replicated when this process is in a process
     group; every replica saves its shared weights, the rewards it saw and its policy's parameters (``policy``,
     flat; ``init:policy`` before the search) to ``out`` with ``.rankR.npz``. ``overrides`` are ``key=value``."""
-    from ..config import make_run_config
     from ..factory import build_components
     from ..run.loop import run_search
     from ..train.distributed import Replicas, init_from_env, shutdown
 
     init_from_env("cpu")
     torch.set_num_threads(1)
-    config = make_run_config({"space": space, "strategy": strategy, "evaluator": "supernet", "dataset": "digits",
-                              "budget": budget, "seed": 0},
-                             ["evaluator.model_args={C: 4, N: 1}", "evaluator.batch_size=32", "evaluator.reward_batch=32",
-                              *overrides])
+    config = small_oneshot_config(budget, space, strategy, overrides)
     parts = build_components(config)
     initial = {f"init:{k}": v.detach().numpy().copy()
                for k, v in parts.evaluator.supernet.state_dict().items()}  # type: ignore[attr-defined]
@@ -225,8 +235,8 @@ def score_small(models: dict[bool, nn.Module], batch_size: int = 100) -> dict[st
 
 def derive_small(run_dir: str | Path, chunk: int = 70, n_samples: int = 30) -> dict[str, Any]:
     """The derivation from the last checkpoint of the one-shot search in ``run_dir`` (validation chunks of
-    ``chunk`` images: several of digits' validation split), replicated when this process is in a process group, with ``score_calls``: how many
-    architectures or weightings this process scored."""
+    ``chunk`` images: several of digits' validation split), replicated when this process is in a process group,
+    with ``score_calls``: how many architectures or weightings this process scored."""
     from ..config import make_run_config
     from ..factory import build_components, resolve
     from ..run.rundir import open_store, read_config
@@ -256,7 +266,6 @@ def failing_search(out: str | Path, fail_rank: int = 1, fail_at: int = 3) -> Non
     import json
 
     from .. import api
-    from ..config import make_run_config
     from ..factory import build_components
     from ..run.rundir import open_store
     from ..train.distributed import Replicas, init_from_env, shutdown
@@ -265,10 +274,7 @@ def failing_search(out: str | Path, fail_rank: int = 1, fail_at: int = 3) -> Non
     torch.set_num_threads(1)
     replicas = Replicas.current()
     rank = 0 if replicas is None else replicas.rank
-    config = make_run_config({"space": "nb201", "strategy": "enas", "evaluator": "supernet", "dataset": "digits",
-                              "budget": 8, "seed": 0},
-                             ["evaluator.model_args={C: 4, N: 1}", "evaluator.batch_size=32",
-                              "evaluator.reward_batch=32"])
+    config = small_oneshot_config(8)
     parts = build_components(config)
     evaluator: Any = parts.evaluator
     if rank == fail_rank:
