@@ -129,6 +129,39 @@ def test_resume_while_another_process_writes_is_one_line(finished: Path, capsys:
         pass
 
 
+def test_a_replica_other_than_rank_0_leaves_the_lock_and_the_budget_to_rank_0(finished: Path) -> None:
+    """Under ``--nproc`` every replica checks the run before joining the others; only rank 0 (``writer``) tries the
+    lock and writes the new budget. Both replicas trying the lock at once, one of them found it taken and ended,
+    and the other waited for it in the rendezvous."""
+    with RunLock(finished):  # rank 0, say
+        config, done = resume_config(finished, 50, writer=False)
+        assert (config.budget, done) == (50, 40)
+        assert yaml.safe_load((finished / "config.yaml").read_text())["budget"] == 40
+        with pytest.raises(RunDirError, match="in use by another nasforge process"):
+            resume_config(finished, 50)
+
+
+def test_a_two_process_resume_of_a_run_in_use_ends_at_once_with_one_line(finished: Path) -> None:
+    """Rank 0 finds the run in use and ends before the rendezvous; rank 1, already waiting in it (in C++, where
+    Python's SIGTERM handler never runs), ends on the launcher's SIGTERM rather than being killed 30 s later."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from nasforge.run.rundir import RunLock; RunLock(sys.argv[1]); "
+                               "print('locked', flush=True); time.sleep(120)", str(finished)],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(SRC)})
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        resumed = subprocess.run([sys.executable, "-m", "nasforge", "-q", "search", "--resume", str(finished),
+                                  "--budget", "50", "--nproc", "2"], capture_output=True, text=True, timeout=120,
+                                 env={**os.environ, "PYTHONPATH": str(SRC)})
+    finally:
+        holder.kill()
+        holder.wait()
+    assert resumed.returncode == 2, resumed.stderr
+    assert resumed.stderr.splitlines() == [f"nasforge: error: {finished}: in use by another nasforge process "
+                                           f"(pid {holder.pid}); wait for it to end or stop it"]
+    assert yaml.safe_load((finished / "config.yaml").read_text())["budget"] == 40
+
+
 # ----------------------------------------------------------------------------- readers
 def test_readers_leave_the_record_as_it_is(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     run = tmp_path / "lanas"

@@ -30,6 +30,10 @@ log = logging.getLogger("nasforge.launch")
 #: interruption); the launcher then says each distinct reason once instead of once per replica
 REPORT_FILE = "NASFORGE_REPORT_FILE"
 
+#: seconds a replica has to end after the launcher's SIGINT or SIGTERM before it is killed (torchrun waits as long):
+#: code waiting in C++ (a collective whose peer hangs) never runs Python's handlers
+STOP_GRACE_S = 30.0
+
 
 def add_nproc_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nproc", type=int, default=1, metavar="N",
@@ -83,11 +87,7 @@ def launch(argv: Sequence[str], nproc: int, threads: int | None = None) -> int:
         try:
             code = _wait(procs)
         except KeyboardInterrupt:
-            for p in procs:
-                if p.poll() is None:
-                    p.send_signal(signal.SIGINT)
-            for p in procs:
-                p.wait()
+            _stop(procs, signal.SIGINT)
             raise  # the launcher says it was interrupted, and how to resume
         _relay(reports)
     return code
@@ -141,9 +141,6 @@ class _Forked:
         if self.returncode is None:
             os.kill(self.pid, sig)
 
-    def terminate(self) -> None:
-        self.send_signal(signal.SIGTERM)
-
 
 def _fork(args: list[str], env: dict[str, str]) -> _Forked:
     """Run ``nasforge args`` in a fork of this process with ``env`` added to its environment."""
@@ -171,16 +168,27 @@ def _fork(args: list[str], env: dict[str, str]) -> _Forked:
         os._exit(code)
 
 
+def _stop(procs: list[Any], sig: int, grace: float = STOP_GRACE_S) -> None:
+    """Send ``sig`` to the replicas still running, and SIGKILL those still running ``grace`` seconds later."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(sig)
+    deadline = time.monotonic() + grace
+    while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for p in procs:
+        if p.poll() is None:
+            log.warning("replica (pid %d) still running %g s after the signal: killed", p.pid, grace)
+            p.send_signal(signal.SIGKILL)
+        p.wait()
+
+
 def _wait(procs: list[Any]) -> int:
     while True:
         codes = [p.poll() for p in procs]
         failed = [c for c in codes if c not in (None, 0)]
         if failed:
-            for p in procs:
-                if p.poll() is None:
-                    p.terminate()
-            for p in procs:
-                p.wait()
+            _stop(procs, signal.SIGTERM)
             return failed[0]
         if all(c == 0 for c in codes):
             return 0

@@ -66,7 +66,7 @@ def replica_copy(run_dir: Path, dest: Path) -> Path:
 def run(args: argparse.Namespace) -> int:
     from .. import api
     from ..run.rundir import CONFIG_FILE, check_out, resume_config
-    from ..train.distributed import barrier, init_from_env, shutdown
+    from ..train.distributed import barrier, env_rank, init_from_env, shutdown
     from ..train.loop import resolve_device
 
     console = console_for(args)
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--resume takes the run directory's own config (only --budget may change); "
                               f"drop {', '.join(given) or '--set/--config/--out'}")
         out = Path(args.resume)
-        config, done = resume_config(out, args.budget)
+        config, done = resume_config(out, args.budget, writer=env_rank() == 0)
         if args.threads is not None:  # how this machine runs it, not what the run is
             config = replace(config, threads=args.threads)
         if done >= config.budget:
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("--out: a run directory is required (or --resume DIR)")
         config = config_from_args(args)
         out = Path(args.out)
-        check_out(out)
+        check_out(out, writer=env_rank() == 0)
 
     apply_config_threads(args, config)
     replicas = init_from_env(resolve_device(config.device))

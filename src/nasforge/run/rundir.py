@@ -111,13 +111,16 @@ def _first_difference(a: dict[str, Any], b: dict[str, Any], prefix: str = "") ->
     return None
 
 
-def check_out(out: str | Path) -> None:
+def check_out(out: str | Path, writer: bool = True) -> None:
     """Fail early (before a command shows progress) if ``out`` cannot take a run: a file, a run in use, or a
-    record that is damaged or was emptied."""
+    record that is damaged or was emptied.
+
+    ``writer=False`` is for a process that will only read the run: a data-parallel replica other than rank 0. It
+    does not try the lock, which rank 0 tries at the same moment: one of them would find it taken."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise RunDirError(f"{out}: exists and is not a directory; choose another --out")
-    if (out / LOCK_FILE).exists():
+    if writer and (out / LOCK_FILE).exists():
         RunLock(out).release()
     if (out / CONFIG_FILE).exists():
         _check_record_kept(out)
@@ -234,25 +237,27 @@ def open_store(run_dir: str | Path, readonly: bool = False) -> RunStore:
     return RunStore(path, readonly=readonly)
 
 
-def resume_config(run_dir: str | Path, budget: int | None = None) -> tuple[RunConfig, int]:
+def resume_config(run_dir: str | Path, budget: int | None = None, writer: bool = True) -> tuple[RunConfig, int]:
     """The config to continue ``run_dir`` with and how many evaluations it has finished.
 
     Checks that the record can be continued (readable, of this schema version, not emptied). ``budget``
-    (the one setting a resume may change) extends or shortens the run; it is recorded in ``config.yaml``.
+    (the one setting a resume may change) extends or shortens the run; it is recorded in ``config.yaml``, unless
+    ``writer`` is False (a replica that only reads the run, as in :func:`check_out`).
     """
     run_dir = Path(run_dir)
     config = read_config(run_dir)
-    check_out(run_dir)
+    check_out(run_dir, writer)
     with open_store(run_dir, readonly=True) as store:
         done = store.count_finished()
     if budget is not None and budget != config.budget:
         if budget < max(done, 1):
             raise ConfigError(f"--budget {budget}: {run_dir} has already finished {done} evaluations")
-        with RunLock(run_dir):
-            data = read_config(run_dir).to_yaml_dict()
-            data["budget"] = budget
-            _write_atomic(run_dir / CONFIG_FILE, yaml.safe_dump(data, sort_keys=False))
-        log.info("%s: budget changed from %d to %d evaluations", run_dir, config.budget, budget)
+        if writer:
+            with RunLock(run_dir):
+                data = read_config(run_dir).to_yaml_dict()
+                data["budget"] = budget
+                _write_atomic(run_dir / CONFIG_FILE, yaml.safe_dump(data, sort_keys=False))
+            log.info("%s: budget changed from %d to %d evaluations", run_dir, config.budget, budget)
         config = dataclasses.replace(config, budget=budget)
     return config, done
 

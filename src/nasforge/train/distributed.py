@@ -182,9 +182,38 @@ def init_from_env(device: torch.device | str = "cpu") -> Replicas | None:
         backend = "nccl" if torch.device(device).type == "cuda" else "gloo"
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group(backend=backend)
+        with _signals_end_the_process():
+            dist.init_process_group(backend=backend)
         log.info("data-parallel replica %d of %d (%s)", dist.get_rank(), dist.get_world_size(), backend)
     return Replicas.current()
+
+
+def env_rank() -> int:
+    """This process' rank as torchrun's environment gives it, known before it joins the process group (0 when it
+    runs alone): a replica other than rank 0 leaves the run directory's lock and writes to rank 0."""
+    return int(os.environ.get("RANK", "0")) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else 0
+
+
+@contextlib.contextmanager
+def _signals_end_the_process() -> Iterator[None]:
+    """SIGINT and SIGTERM with their default effect, ending the process, within the block.
+
+    The rendezvous waits in C++ for every replica, where Python's handlers (SIGTERM as Ctrl-C) never run: a replica
+    whose peer failed before joining would wait out the whole rendezvous timeout, deaf to the launcher's SIGTERM.
+    Before the group exists, there is nothing to stop cleanly."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_DFL) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            if handler is not None:  # None: a handler set outside Python, which cannot be put back from here
+                signal.signal(sig, handler)
 
 
 def barrier() -> None:
