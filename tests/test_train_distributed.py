@@ -70,6 +70,53 @@ def test_the_launcher_says_each_replicas_reason_once(tmp_path, capsys) -> None:
     assert capsys.readouterr().err == "nasforge: error: bad (replica 0)\nnasforge: error: other (replica 1)\n"
 
 
+@pytest.mark.skipif(__import__("sys").platform != "linux", reason="the parent-death signal is Linux'")
+def test_replicas_end_when_the_launcher_is_killed(tmp_path) -> None:
+    """SIGKILL to the ``--nproc 2`` launcher (no chance to stop its replicas) ends the replicas too, instead of
+    leaving them searching on unseen (they did, until the end of the budget)."""
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    out = tmp_path / "run"
+    launcher = subprocess.Popen([sys.executable, "-m", "nasforge", "-q", "search", "--space", "nb201", "--evaluator",
+                                 "supernet", "--strategy", "enas", "--dataset", "digits", "--budget", "100000",
+                                 "--set", "evaluator.model_args={C: 4, N: 1}", "--nproc", "2", "--out", str(out)],
+                                stderr=subprocess.DEVNULL)
+
+    def started() -> bool:
+        try:
+            return sqlite3.connect(out / "run.db").execute("SELECT COUNT(*) FROM trials").fetchone()[0] > 0
+        except sqlite3.Error:
+            return False
+
+    deadline = time.time() + 300
+    while not started() and time.time() < deadline and launcher.poll() is None:
+        time.sleep(0.2)
+    children = Path(f"/proc/{launcher.pid}/task/{launcher.pid}/children").read_text().split()
+    assert len(children) == 2, children
+    launcher.send_signal(signal.SIGKILL)
+    launcher.wait()
+
+    def alive(pid: str) -> bool:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] != "Z"
+        except FileNotFoundError:
+            return False
+
+    deadline = time.time() + 30
+    while any(alive(c) for c in children) and time.time() < deadline:
+        time.sleep(0.2)
+    left = [c for c in children if alive(c)]
+    for c in left:
+        os.kill(int(c), signal.SIGKILL)
+    assert not left, "replicas outlived their launcher"
+
+
 def test_nproc_flag_is_removed_for_the_replicas() -> None:
     from nasforge.cli._launch import without_nproc
 

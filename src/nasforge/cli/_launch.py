@@ -83,7 +83,8 @@ def launch(argv: Sequence[str], nproc: int, threads: int | None = None) -> int:
             if _can_fork():
                 procs.append(_fork(args, env))
             else:
-                procs.append(subprocess.Popen([sys.executable, "-m", "nasforge", *args], env={**os.environ, **env}))
+                procs.append(subprocess.Popen([sys.executable, "-m", "nasforge", *args], env={**os.environ, **env},
+                                              preexec_fn=_die_with_parent if sys.platform == "linux" else None))
         try:
             code = _wait(procs)
         except KeyboardInterrupt:
@@ -142,15 +143,35 @@ class _Forked:
             os.kill(self.pid, sig)
 
 
+def _die_with(launcher: int) -> None:
+    """Linux: end this replica when the launcher dies (even by SIGKILL, which gives it no chance to stop them).
+    Otherwise the replicas would search on unseen to the end of the budget, or, one of them gone, wait in a
+    collective until gloo's timeout, deaf to SIGTERM inside the C call."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux' libc: the replicas end as before
+        return
+    if os.getppid() != launcher:  # it died before the request took effect
+        os._exit(1)
+
+
+def _die_with_parent() -> None:
+    _die_with(os.getppid())
+
+
 def _fork(args: list[str], env: dict[str, str]) -> _Forked:
     """Run ``nasforge args`` in a fork of this process with ``env`` added to its environment."""
     sys.stdout.flush()
     sys.stderr.flush()
+    launcher = os.getpid()
     pid = os.fork()
     if pid:
         return _Forked(pid)
     code = 1
     try:  # the replica: never return into the launcher's code
+        _die_with(launcher)
         os.environ.update(env)
         sys.argv = [sys.argv[0], *args]
         from . import main
