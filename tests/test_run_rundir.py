@@ -3,6 +3,7 @@ other working directories, finished runs, SIGTERM, and a real kill -9 after a sp
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -112,18 +114,25 @@ def test_a_second_writer_is_refused_until_the_first_closes(table: Path, tmp_path
     prepare_run_dir(tmp_path / "run", config).close()
 
 
-def test_resume_while_another_process_writes_is_one_line(finished: Path, capsys: pytest.CaptureFixture) -> None:
+@contextlib.contextmanager
+def _locked_by_another_process(run: Path) -> Iterator[int]:
+    """``run``'s lock held by another process (its pid) within the block."""
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from nasforge.run.rundir import RunLock; RunLock(sys.argv[1]); "
-                               "print('locked', flush=True); time.sleep(60)", str(finished)],
+                               "print('locked', flush=True); time.sleep(120)", str(run)],
         stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(SRC)})
     try:
         assert holder.stdout.readline().strip() == "locked"
-        assert main(["search", "--resume", str(finished), "--budget", "50"]) == 2
-        _one_line(capsys, f"in use by another nasforge process (pid {holder.pid})")
+        yield holder.pid
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_resume_while_another_process_writes_is_one_line(finished: Path, capsys: pytest.CaptureFixture) -> None:
+    with _locked_by_another_process(finished) as pid:
+        assert main(["search", "--resume", str(finished), "--budget", "50"]) == 2
+        _one_line(capsys, f"in use by another nasforge process (pid {pid})")
     assert yaml.safe_load((finished / "config.yaml").read_text())["budget"] == 40
     with RunLock(finished):  # released when its process ended
         pass
@@ -144,21 +153,13 @@ def test_a_replica_other_than_rank_0_leaves_the_lock_and_the_budget_to_rank_0(fi
 def test_a_two_process_resume_of_a_run_in_use_ends_at_once_with_one_line(finished: Path) -> None:
     """Rank 0 finds the run in use and ends before the rendezvous; rank 1, already waiting in it (in C++, where
     Python's SIGTERM handler never runs), ends on the launcher's SIGTERM rather than being killed 30 s later."""
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from nasforge.run.rundir import RunLock; RunLock(sys.argv[1]); "
-                               "print('locked', flush=True); time.sleep(120)", str(finished)],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(SRC)})
-    try:
-        assert holder.stdout.readline().strip() == "locked"
+    with _locked_by_another_process(finished) as pid:
         resumed = subprocess.run([sys.executable, "-m", "nasforge", "-q", "search", "--resume", str(finished),
                                   "--budget", "50", "--nproc", "2"], capture_output=True, text=True, timeout=120,
                                  env={**os.environ, "PYTHONPATH": str(SRC)})
-    finally:
-        holder.kill()
-        holder.wait()
     assert resumed.returncode == 2, resumed.stderr
     assert resumed.stderr.splitlines() == [f"nasforge: error: {finished}: in use by another nasforge process "
-                                           f"(pid {holder.pid}); wait for it to end or stop it"]
+                                           f"(pid {pid}); wait for it to end or stop it"]
     assert yaml.safe_load((finished / "config.yaml").read_text())["budget"] == 40
 
 
