@@ -133,6 +133,12 @@ def test_a_finished_search_derives_again_from_its_final_checkpoint(tmp_path: Pat
     assert written["derived_history"][0] == result["derived"] and written["best"] == result["best"]
     with pytest.raises(ConfigError, match="evaluator.KEY=VALUE"):
         nf.derive(run, overrides=["strategy.lr=1"])
+    # continued with a larger budget, the search derives anew and keeps every earlier derivation
+    _, longer = nf.resume(run, budget=34)
+    assert longer["derived"]["n_samples"] == 100 and longer["derived_history"] == [*written["derived_history"], other]
+    assert json.loads((run / "result.json").read_text())["derived_history"] == longer["derived_history"]
+    _, again = nf.search(nf.api.read_run_config(run), run)  # the same command again: the same derivation, not a second entry
+    assert again["derived"] == longer["derived"] and again["derived_history"] == longer["derived_history"]
 
 
 def test_derivation_needs_a_one_shot_run(tmp_path: Path) -> None:
