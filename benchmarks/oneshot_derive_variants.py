@@ -68,6 +68,18 @@ def variant(parts: Any, name: str, samples: int, seed: int, judge: Any) -> dict[
             "most_likely_rank": int(np.flatnonzero(order == 0)[0]) + 1, "top10": [judge(pool[i]) for i in order[:10]]}
 
 
+def surrogate_judge(space_args: dict[str, Any], benchmark: str) -> Any:
+    """The surrogate's predicted accuracy (percent, 2 decimals) of an architecture or its string."""
+    space = nf.create_space("darts", **space_args)
+    surrogate = nf.create_evaluator(nf.RunConfig(space="darts", space_args=space_args, evaluator="surrogate",
+                                                 strategy="rs", benchmark=benchmark), space)
+
+    def judge(arch: Any) -> float:
+        return round(100.0 * float(surrogate.predict([space.parse(str(arch))])[0, VAL_ACCURACY]), 2)
+
+    return judge
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", type=Path)
@@ -76,14 +88,7 @@ def main() -> None:
     p.add_argument("--benchmark", default="../shared/data/nb301-surrogate")
     args = p.parse_args()
     for run in args.runs:
-        config = read_config(run)
-        space = nf.create_space("darts", **config.space_args)
-        surrogate = nf.create_evaluator(nf.RunConfig(space="darts", space_args=config.space_args, evaluator="surrogate",
-                                                     strategy="rs", benchmark=args.benchmark), space)
-
-        def judge(arch: Any) -> float:
-            return round(100.0 * float(surrogate.predict([space.parse(str(arch))])[0, VAL_ACCURACY]), 2)
-
+        judge = surrogate_judge(read_config(run).space_args, args.benchmark)
         for name in args.variants.split(","):
             config, parts = load(run)  # afresh: a temperature changes the policy in place
             start = time.time()
