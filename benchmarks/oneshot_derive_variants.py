@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from oneshot_darts import surrogate as darts_surrogate  # this script's folder
 
-import nasforge as nf
 from nasforge.config import make_run_config
 from nasforge.evaluators.surrogate import VAL_ACCURACY
 from nasforge.factory import build_components, resolve
@@ -70,9 +70,7 @@ def variant(parts: Any, name: str, samples: int, seed: int, judge: Any) -> dict[
 
 def surrogate_judge(space_args: dict[str, Any], benchmark: str) -> Any:
     """The surrogate's predicted accuracy (percent, 2 decimals) of an architecture or its string."""
-    space = nf.create_space("darts", **space_args)
-    surrogate = nf.create_evaluator(nf.RunConfig(space="darts", space_args=space_args, evaluator="surrogate",
-                                                 strategy="rs", benchmark=benchmark), space)
+    space, surrogate = darts_surrogate(space_args, benchmark)
 
     def judge(arch: Any) -> float:
         return round(100.0 * float(surrogate.predict([space.parse(str(arch))])[0, VAL_ACCURACY]), 2)

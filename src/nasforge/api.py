@@ -22,12 +22,20 @@ from typing import Any, Sequence
 
 from .arch import Architecture
 from .config import RunConfig
-from .errors import RunDirError
 from .evaluators.base import StatefulEvaluator
 from .factory import Components, build_components, create_evaluator, create_executor, create_space, create_strategy
 from .oneshot import derive, finish_derivation, retrain_ranked, train_command
 from .run.loop import Callback, SearchRecord, run_search
-from .run.rundir import open_store, prepare_run_dir, read_config, read_result, result_dict, resume_config, write_result
+from .run.rundir import (
+    keep_derivations,
+    open_store,
+    prepare_run_dir,
+    read_config,
+    read_result,
+    result_dict,
+    resume_config,
+    write_result,
+)
 from .run.store import RunStore
 from .spaces.base import SearchSpace
 
@@ -75,7 +83,7 @@ def search(
             if result is None:  # interrupted: a partial result.json still shows what was found
                 _write_partial_result(out, config, parts, store)
             else:
-                result = _keep_derivations(out, result)
+                result = keep_derivations(out, result)
                 write_result(out, result)
         store.close()
         parts.evaluator.close()
@@ -88,22 +96,9 @@ def _write_partial_result(out: str | Path, config: RunConfig, parts: Components,
     try:
         store.load(parts.space.from_dict)
         partial = SearchRecord(parts.space, store.finished(), config.budget)
-        write_result(out, _keep_derivations(out, result_dict(config, partial, parts.evaluator.optimum())))
+        write_result(out, keep_derivations(out, result_dict(config, partial, parts.evaluator.optimum())))
     except Exception as exc:
         log.warning("could not write the partial %s: %s", Path(out) / "result.json", exc)
-
-
-def _keep_derivations(out: str | Path, result: dict[str, Any]) -> dict[str, Any]:
-    """``result`` with the derivations of the ``result.json`` it replaces under ``derived_history``: a one-shot
-    search continued with a larger budget derives anew, and the earlier derivations (``nasforge derive``'s, with
-    their retrained candidates) stay recorded. An unreadable old file has nothing to keep."""
-    try:
-        old = read_result(out)
-    except RunDirError:
-        return result
-    replaced = old.get("derived")
-    history = [*old.get("derived_history", []), *([replaced] if replaced and replaced != result.get("derived") else [])]
-    return {**result, "derived_history": history} if history else result
 
 
 def _final_result(config: RunConfig, record: SearchRecord, parts: Components) -> dict[str, Any]:

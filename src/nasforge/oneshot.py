@@ -20,7 +20,7 @@ from .evaluators.base import StatefulEvaluator
 from .factory import build_components, create_space, is_oneshot, resolve
 from .final import FinalConfig, load_final_data, search_model_args, train_final
 from .registry import EVALUATORS, SPACES
-from .run.rundir import derived_pick, open_store, read_config, read_result, write_result
+from .run.rundir import derived_pick, keep_derivations, open_store, read_config, read_result, write_result
 
 if TYPE_CHECKING:
     from .train.distributed import Replicas
@@ -77,10 +77,7 @@ def derive(run_dir: str | Path, n_samples: int = 100, seed: int | None = None,
     replicas = _replicas()
     if replicas is not None:  # data-parallel: how many processes derived
         derived["replicas"] = replicas.world
-    if "derived" in result:
-        result["derived_history"] = [*result.get("derived_history", []), result["derived"]]
-    result["derived"] = derived
-    _write_once(run_dir, result)
+    _write_once(run_dir, keep_derivations(run_dir, {**result, "derived": derived}))
     return derived
 
 
