@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import numpy as np
 import pytest
 
-from nasforge.testing.distributed import run_replicas, train_small
+from nasforge.testing.distributed import run_replicas, threads_after_leaving, train_small
 from nasforge.train.distributed import Replicas
 
 dist = pytest.importorskip("torch.distributed")
@@ -33,6 +34,16 @@ def test_two_processes_train_like_one_on_the_combined_batch(tmp_path) -> None:
     for key in one.files:
         assert np.allclose(one[key], two[key], atol=1e-5), key
     assert not np.allclose(one["0.weight"], _untrained()), "the weights must have moved"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads thread names from /proc (Linux)")
+def test_leaving_the_group_stops_its_threads_after_an_optimiser_step_imported_dynamo(tmp_path) -> None:
+    """torch.distributed.nn, imported once a group exists, holds the group in its default arguments: gloo's threads
+    then outlive the group and abort a replica at exit now and then."""
+    run_replicas(2, threads_after_leaving, tmp_path)
+    for rank in (0, 1):
+        names = (tmp_path / f"rank{rank}.txt").read_text().split()
+        assert names and not [n for n in names if "gloo" in n], names
 
 
 def _untrained() -> np.ndarray:

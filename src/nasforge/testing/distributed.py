@@ -13,7 +13,7 @@ from torch import nn
 from ..train.distributed import free_port, replica_env
 
 __all__ = ["derive_small", "free_port", "replica_env", "run_replicas", "score_small", "sharded_checks", "small_model",
-           "train_small", "decodes_small", "failing_search", "small_oneshot_config"]
+           "threads_after_leaving", "train_small", "decodes_small", "failing_search", "small_oneshot_config"]
 
 if TYPE_CHECKING:
     from ..config import RunConfig
@@ -50,6 +50,22 @@ def train_small(out: str | Path, steps_epochs: int = 2, batch_norm: bool = False
         arrays = {k: v.detach().numpy() for k, v in model.state_dict().items()}
         np.savez(out, loss=np.array(result.train_loss), **arrays)
     shutdown()
+
+
+def threads_after_leaving(out_dir: str | Path) -> None:
+    """Join the process group, import what an optimiser's first step imports (``torch._dynamo``), leave, and write
+    the names of this process' threads still running to ``out_dir/rank{RANK}.txt`` (Linux: ``/proc``). Threads of
+    a group left behind outlive :func:`~nasforge.train.distributed.shutdown` and can abort the process at exit."""
+    import importlib
+
+    from ..train.distributed import init_from_env, shutdown
+
+    init_from_env("cpu")
+    importlib.import_module("torch._dynamo")
+    shutdown()
+    tasks = Path("/proc/self/task")
+    names = sorted((task / "comm").read_text().strip() for task in tasks.iterdir())
+    (Path(out_dir) / f"rank{os.environ['RANK']}.txt").write_text("\n".join(names))
 
 
 def _replica(rank: int, world: int, port: int, fn: Callable[..., None], args: tuple[Any, ...]) -> None:

@@ -182,6 +182,11 @@ def init_from_env(device: torch.device | str = "cpu") -> Replicas | None:
         backend = "nccl" if torch.device(device).type == "cuda" else "gloo"
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        # torch.distributed.nn's functions take the default group as a default argument, evaluated on import. Imported
+        # once the group exists (torch._dynamo imports it, on an optimiser's first step) they hold it for good: leaving
+        # the group then cannot stop gloo's threads, and one of them may abort the process at exit (SIGABRT).
+        import torch.distributed.nn as _nn_functions  # noqa: F401
+
         with _signals_end_the_process():
             dist.init_process_group(backend=backend)
         log.info("data-parallel replica %d of %d (%s)", dist.get_rank(), dist.get_world_size(), backend)
