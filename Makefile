@@ -21,8 +21,10 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(PY) -m nasforge demo --out $(DEMO_OUT)
 
+# -X faulthandler: a native crash at interpreter exit, after pytest has removed its own handler, still prints the
+# Python threads' stacks
 test: setup lint
-	$(PY) -m pytest
+	$(PY) -X faulthandler -m pytest
 
 # ruff stays clean on src/, tests/ and benchmarks/, mypy on src/ (configured in pyproject.toml)
 lint: setup
