@@ -42,8 +42,9 @@ def test_leaving_the_group_stops_its_threads_after_an_optimiser_step_imported_dy
     then outlive the group and abort a replica at exit now and then."""
     run_replicas(2, threads_after_leaving, tmp_path)
     for rank in (0, 1):
-        names = (tmp_path / f"rank{rank}.txt").read_text().split()
-        assert names and not [n for n in names if "gloo" in n], names
+        names = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert [n for n in names["in"] if "gloo" in n], f"gloo's threads are not told by name here: {names['in']}"
+        assert not [n for n in names["after"] if "gloo" in n], names["after"]
 
 
 def _untrained() -> np.ndarray:

@@ -54,18 +54,22 @@ def train_small(out: str | Path, steps_epochs: int = 2, batch_norm: bool = False
 
 def threads_after_leaving(out_dir: str | Path) -> None:
     """Join the process group, import what an optimiser's first step imports (``torch._dynamo``), leave, and write
-    the names of this process' threads still running to ``out_dir/rank{RANK}.txt`` (Linux: ``/proc``). Threads of
-    a group left behind outlive :func:`~nasforge.train.distributed.shutdown` and can abort the process at exit."""
+    the names of this process' threads in the group and after leaving it to ``out_dir/rank{RANK}.json`` (Linux:
+    ``/proc``). Threads of a group left behind outlive :func:`~nasforge.train.distributed.shutdown` and can abort
+    the process at exit."""
     import importlib
+    import json
 
     from ..train.distributed import init_from_env, shutdown
 
+    def names() -> list[str]:
+        return sorted((task / "comm").read_text().strip() for task in Path("/proc/self/task").iterdir())
+
     init_from_env("cpu")
     importlib.import_module("torch._dynamo")
+    inside = names()
     shutdown()
-    tasks = Path("/proc/self/task")
-    names = sorted((task / "comm").read_text().strip() for task in tasks.iterdir())
-    (Path(out_dir) / f"rank{os.environ['RANK']}.txt").write_text("\n".join(names))
+    (Path(out_dir) / f"rank{os.environ['RANK']}.json").write_text(json.dumps({"in": inside, "after": names()}))
 
 
 def _replica(rank: int, world: int, port: int, fn: Callable[..., None], args: tuple[Any, ...]) -> None:
