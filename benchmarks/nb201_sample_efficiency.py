@@ -9,7 +9,9 @@ used while changing strategies; ``held`` tables only to judge at the end.
 Each search runs ask(1)/tell against the table until it proposes the optimum (best ``val_acc_200``)
 or the budget ends; every proposal counts, repeats included (as ``nasforge bench``). One line per
 (table, strategy): mean evaluations to the optimum (not found counts as the budget), median, share of
-seeds that found it, worst seed, and the strategy's CPU ms per query.
+seeds that found it, worst seed, and the strategy's CPU ms per query. ``--phases`` also prints the mean
+evaluations until a search first proposes one of the table's 100, 30, 10, 3 best cells (by the same
+column), which separates reaching the top region from telling its near-ties apart.
 
     PYTHONPATH=src python benchmarks/nb201_sample_efficiency.py --tables dev --strategies bo,lanas --seeds 30
 """
@@ -61,9 +63,16 @@ def suites(real: str) -> dict[str, dict[str, Callable[[], list[tuple]]]]:
     }
 
 
+PHASES = (100, 30, 10, 3)  # --phases: evaluations until a search first proposes one of the table's k best cells
+
+
 def search(space: NB201Space, rows: dict[tuple, tuple], best: tuple, name: str, seed: int, budget: int,
-           args: dict[str, Any]) -> tuple[int | None, float]:
-    """Evaluations until the optimum is proposed (None: not within budget) and CPU seconds of the strategy."""
+           args: dict[str, Any], rank: dict[tuple, int] | None = None,
+           first: dict[int, int] | None = None) -> tuple[int | None, float]:
+    """Evaluations until the optimum is proposed (None: not within budget) and CPU seconds of the strategy.
+
+    With ``rank`` (cell -> its rank in the table, 0 the best), ``first`` receives, for each k of ``PHASES``,
+    the evaluation at which a top-k cell was first proposed."""
     strategy = create_strategy(name, space, seed, **args)
     cpu = 0.0
     for i in range(budget):
@@ -71,6 +80,10 @@ def search(space: NB201Space, rows: dict[tuple, tuple], best: tuple, name: str, 
         arch = strategy.ask(1)[0]
         cpu += time.process_time() - t
         row = rows[arch.choices]
+        if rank is not None and first is not None:
+            for k in PHASES:
+                if rank[arch.choices] < k:
+                    first.setdefault(k, i + 1)
         result = Result(row[0], {"test_accuracy": row[1]})
         t = time.process_time()
         strategy.tell([arch], [result])
@@ -88,6 +101,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--budget", type=int, default=300)
     p.add_argument("--real", default=REAL, help="the real NB201 CIFAR-10 table")
     p.add_argument("--per-seed", action="store_true", help="also print each seed's evaluations to the optimum")
+    p.add_argument("--phases", action="store_true",
+                   help="also print the mean evaluations until a top-100/30/10/3 cell is first proposed")
     p.add_argument("--set", nargs="*", default=[], help="strategy.key=value overrides, e.g. bo.pool_size=1000")
     a = p.parse_args(argv)
     from nasforge.config import parse_scalar
@@ -106,17 +121,25 @@ def main(argv: list[str] | None = None) -> None:
         raw = flat[table]()
         rows = {space.parse(r[0]).choices: (r[1], r[2]) for r in raw}
         best = space.parse(raw[int(np.argmax([r[1] for r in raw]))][0]).choices
+        order = sorted(rows, key=lambda c: -rows[c][0])
+        rank = {c: i for i, c in enumerate(order)}
         for name in a.strategies.split(","):
-            steps, cpu = [], 0.0
+            steps, cpu, phases = [], 0.0, []
             for seed in range(a.seeds):
-                found, c = search(space, rows, best, name, seed, a.budget, overrides.get(name, {}))
+                first: dict[int, int] = {}
+                found, c = search(space, rows, best, name, seed, a.budget, overrides.get(name, {}), rank, first)
                 steps.append(found)
+                phases.append([first.get(k, a.budget) for k in PHASES])
                 cpu += c
             s = np.array([a.budget if x is None else x for x in steps])
             print(f"{table:18s} {name:8s} mean {s.mean():6.1f} median {np.median(s):5.0f} "
                   f"found {np.mean([x is not None for x in steps]):4.0%} worst {s.max():4d} "
                   f"cpu {1000 * cpu / s.sum():6.2f} ms/query  seeds {a.seeds} budget {a.budget} "
                   f"{' '.join(f'{k}={v}' for k, v in overrides.get(name, {}).items())}", flush=True)
+            if a.phases:
+                means = np.mean(phases, axis=0)
+                print("  first top-k cell (k = " + "/".join(map(str, PHASES)) + "/1):",
+                      " ".join(f"{m:.1f}" for m in means), f"{s.mean():.1f}", flush=True)
             if a.per_seed:
                 print("  per seed:", " ".join(str(x) for x in s), flush=True)
 
