@@ -15,6 +15,7 @@ from pathlib import Path
 
 import nasforge as nf
 from nasforge.evaluators.tabular import Table
+from nasforge.registry import STRATEGIES
 from nasforge.run.rundir import open_store, read_config
 
 
@@ -25,6 +26,11 @@ def main() -> None:
     args = p.parse_args()
     for run in args.runs:
         config = read_config(run)
+        if not STRATEGIES.get(config.strategy).capabilities.get("differentiable"):
+            # a sampling strategy's ask() draws from its policy: what it returns is not the most likely cell
+            print(f"{run}: {config.strategy} is not a differentiable strategy "
+                  f"({', '.join(STRATEGIES.names(differentiable=True))}); its derivation is in result.json")
+            continue
         space = nf.create_space(config.space, **config.space_args)
         strategy = nf.create_strategy(config.strategy, space, config.seed, **config.strategy_args)
         with open_store(run, readonly=True) as store:
