@@ -18,8 +18,10 @@ from nasforge.testing.unrolled import UnrolledReference
 
 
 def _config(strategy: str = "darts", budget: int = 30, space: str = "nb201") -> nf.RunConfig:
-    model_args = {"nb201": {"C": 4, "N": 1}, "darts": {"C": 4, "layers": 3}}[space]
-    return nf.RunConfig(space=space, evaluator="supernet", strategy=strategy, budget=budget, seed=0, dataset="digits",
+    model_args = {"nb201": {"C": 4, "N": 1}, "darts": {"C": 4, "layers": 3}, "nasnet": {"C": 4, "layers": 3}}[space]
+    space_args = {"blocks": 2, "ops": "enas"} if space == "nasnet" else {}
+    return nf.RunConfig(space=space, space_args=space_args, evaluator="supernet", strategy=strategy, budget=budget,
+                        seed=0, dataset="digits",
                         evaluator_args={"model_args": model_args, "lr": 0.05, "derive_batch": 64,
                                                     "resolution": 4})
 
@@ -40,6 +42,33 @@ def test_a_one_hot_relaxation_computes_the_child() -> None:
     expected = net(x, arch)
     assert torch.allclose(net(x, Relaxed(weights)), expected, atol=1e-5)  # every operation run, weighted 0 or 1
     assert torch.equal(net(x, Relaxed(weights, index)), expected)  # GDAS: only the chosen ones run
+
+
+@pytest.mark.parametrize("shared_cell", [False, True])
+def test_a_one_hot_relaxation_computes_the_nasnet_child(shared_cell: bool) -> None:
+    # a relaxed NASNet cell concatenates all its blocks, so the child to compare is one of a space that does too
+    space = nf.create_space("nasnet", blocks=3, ops="enas", concat="all", shared_cell=shared_cell)
+    torch.manual_seed(0)
+    net = build_supernet(space, num_classes=10, C=4, layers=3).eval()
+    x = torch.randn(8, 3, 8, 8)
+    for seed in range(3):
+        arch = space.sample(np.random.default_rng(seed))
+        weights, index = _one_hot(space, arch)
+        expected = net(x, arch)
+        assert torch.allclose(net(x, Relaxed(weights)), expected, atol=1e-5)
+        assert torch.equal(net(x, Relaxed(weights, index)), expected)  # GDAS: only the sampled source and operation
+
+
+def test_a_relaxed_nasnet_cell_learns_its_inputs_and_operations() -> None:
+    space = nf.create_space("nasnet", blocks=3, ops="enas")
+    net = build_supernet(space, num_classes=10, C=2, layers=3)
+    for strategy in (Darts(space), Gdas(space)):
+        assert strategy.policy.governed == {}  # a block's input is a row of its own, not derived from edges
+        out = net(torch.randn(2, 3, 4, 4), strategy.relaxed(0.5))
+        (grad,) = torch.autograd.grad(out.pow(2).sum(), [strategy.policy.logits])
+        rows = grad.abs().sum(1)
+        assert (rows[[d for d, dec in enumerate(space.decisions) if dec.n_choices > 1]] > 0).all()
+    assert net.relaxed_decisions() == list(range(len(space.decisions)))  # inputs and operations, both cells
 
 
 def test_the_mixed_forward_reaches_every_edge_weight_and_no_structure_row() -> None:
@@ -94,6 +123,21 @@ def test_a_search_learns_architecture_weights_records_them_and_derives(strategy:
     with open_store(tmp_path / "run", readonly=True) as store:
         snapshots = store.snapshots()
     assert snapshots and set(snapshots[-1][1]["operation"]) == {d.name for d in parts.space.decisions}
+
+
+@pytest.mark.parametrize("strategy", ["darts", "gdas"])
+def test_a_nasnet_search_learns_inputs_and_operations_and_derives(strategy: str, tmp_path: Path) -> None:
+    cfg = _config(strategy, budget=8, space="nasnet")
+    parts = nf.build_components(cfg)
+    _, result = nf.search(cfg, tmp_path / "run", components=parts)
+    logits = parts.strategy.policy.logits.detach()
+    structure = [i for i, d in enumerate(parts.space.decisions) if d.group == "structure" and d.n_choices > 1]
+    assert (logits[structure].abs().sum(1) > 0).all()  # the inputs learnt too
+    derived = result["derived"]
+    assert ("perturbed" in derived) == (strategy == "darts")  # perturbation removes inputs as well as operations
+    for key in ("sampled_best", "most_likely", *(("perturbed",) if strategy == "darts" else ())):
+        parts.space.parse(derived[key]["arch"])
+    assert derived["most_likely"]["arch"] == str(parts.strategy.ask(1)[0])
 
 
 def test_a_killed_differentiable_search_resumes_to_the_same_weights(tmp_path: Path) -> None:

@@ -483,7 +483,7 @@ class SupernetEvaluator(StatefulEvaluator):
         from .perturbation import select_inputs, select_operations
 
         assert isinstance(self.supernet, CellSupernet)  # perturbs() checked it
-        edges = sorted({d for rows in self.supernet.edge_decisions().values() for d in rows})
+        edges = self.supernet.relaxed_decisions()
         with torch.no_grad():
             weights = strategy.policy.weights().detach()
 

@@ -1,7 +1,8 @@
 """DARTS (Liu, Simonyan & Yang, ICLR 2019): architecture weights learnt by gradient through a relaxed super-network.
 
 A differentiable strategy holds *architecture weights* (DARTS' alpha): one logit vector over the operations of
-every edge of the space's cells (the space's operation decisions). It cannot search alone: the ``supernet``
+every edge of the space's cells (the space's operation decisions), and over the sources of every block input of a
+``nasnet`` cell. It cannot search alone: the ``supernet``
 evaluator, to which the factory attaches it, alternates per evaluation
 
 1. an architecture step: the super-network, every operation weighted by :meth:`DifferentiableStrategy.relaxed`,
@@ -56,17 +57,21 @@ def _governed(space: SearchSpace) -> dict[int, list[list[int]]]:
         masks = [space.active([*base[:s], c, *base[s + 1:]]) for c in range(d.n_choices)]
         varying = [i for i in range(len(decisions))
                    if decisions[i].group == OPERATION and len({m[i] for m in masks}) > 1]
-        out[s] = [[i for i in varying if m[i]] for m in masks]
+        options = [[i for i in varying if m[i]] for m in masks]
+        if any(options):  # a NASNet block's input feeds its operation whatever it is: no edge to follow
+            out[s] = options
     return out
 
 
 class ArchitectureWeights(Policy):
     """DARTS' architecture weights as a policy over the space's decisions.
 
-    ``logits[d]`` are the weights of operation decision ``d`` (an edge); the rows of structure decisions are
-    not parameters but follow from the edges: option ``c`` of a structure decision has the logit
-    ``sum(log strength(e))`` over the edges ``e`` it activates, so its most likely option takes the strongest
-    edges and a sample draws pairs in proportion to the product of their strengths.
+    ``logits[d]`` are the weights of operation decision ``d`` (an edge); the rows of structure decisions that
+    choose edges (a ``darts`` node's input pair) are not parameters but follow from the edges: option ``c`` has
+    the logit ``sum(log strength(e))`` over the edges ``e`` it activates, so its most likely option takes the
+    strongest edges and a sample draws pairs in proportion to the product of their strengths. A structure
+    decision that activates no edge of its own (a ``nasnet`` block's input, which its operation decision
+    weighs whatever the source) is learnt like an operation.
     """
 
     def __init__(self, space: SearchSpace) -> None:

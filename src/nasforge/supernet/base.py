@@ -135,6 +135,11 @@ class CellSupernet(Supernet):
         its edges, in the cell's edge order: the rows of a :class:`Relaxed` architecture it runs."""
         raise NotImplementedError
 
+    def relaxed_decisions(self) -> list[int]:
+        """The decisions whose rows of a :class:`Relaxed` architecture the relaxed forward reads (each is one
+        that perturbation-based selection decides): by default the edges' operation decisions."""
+        return sorted({d for rows in self.edge_decisions().values() for d in rows})
+
     def check_relaxable(self) -> None:
         """Check that every edge's decision lists the cell's operations in the cell's order (what
         :class:`Relaxed` weights assume)."""

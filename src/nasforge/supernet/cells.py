@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -274,8 +274,9 @@ def share_cells(net: nn.Module, ops: Sequence[str], affine: bool) -> dict[str, S
 
 
 @contextlib.contextmanager
-def mixing(mixtures: Iterable[tuple[SharedDAGCell, Mixture]]) -> Iterator[None]:
-    """Set each shared cell's mixture for one forward pass, and clear it afterwards."""
+def mixing(mixtures: Iterable[tuple[Any, Mixture]]) -> Iterator[None]:
+    """Set each shared cell's mixture (a module with a ``mixture`` attribute: :class:`SharedDAGCell` or the
+    ``nasnet`` super-network's cell) for one forward pass, and clear it afterwards."""
     cells = []
     try:
         for cell, mixture in mixtures:

@@ -16,6 +16,13 @@ The stem, the stack, the reduction positions and every module name outside the c
 child (:class:`~nasforge.models.nasnet_net.NasnetNetwork`); :meth:`NasnetSupernet.child_tensor` maps each
 child weight to its super-network weight (an operation renamed, a reading layer's rows selected).
 Combination by concatenation (``combine="add,concat"``) is not supported: blocks would differ in width.
+
+Differentiable search (DARTS, GDAS) runs it relaxed (:meth:`NasnetSupernet.mixtures`): a block input is then
+the weighted sum over every source node of the weighted sum of every operation on it, each source weighted by its
+input decision's row of the :class:`~nasforge.supernet.base.Relaxed` weights and each operation by its operation
+decision's row (the two decisions of a NASNet input stay separate, as in the space; the input is learnt like the
+operation). A relaxed cell concatenates all its blocks, as DARTS' cells do: which blocks are loose ends depends
+on the inputs chosen, which a relaxed cell has not chosen yet.
 """
 
 from __future__ import annotations
@@ -33,8 +40,8 @@ from ..ops import OPS
 from ..ops.cell_ops import channel_cat, edge_stride
 from ..spaces.darts import DartsModelArgs
 from ..spaces.nasnet import NasnetSpace
-from .base import SUPERNETS, CellSupernet, SupernetOptions
-from .cells import RowSelectConv2d, RowSelectLinear, make_reading, rows_selected
+from .base import SUPERNETS, CellSupernet, Relaxed, SupernetOptions
+from .cells import Mixture, RowSelectConv2d, RowSelectLinear, make_reading, rows_selected
 
 
 class SharedNasnetDAG(nn.Module):
@@ -44,6 +51,7 @@ class SharedNasnetDAG(nn.Module):
     def __init__(self, C: int, n_blocks: int, ops: Sequence[str], reduction: bool, affine: bool) -> None:
         super().__init__()
         self.C = C
+        self.n_blocks = n_blocks
         self.ops = tuple(ops)
         self.edge_index: dict[tuple[int, int, int], int] = {}
         self.edges = nn.ModuleList()
@@ -54,6 +62,7 @@ class SharedNasnetDAG(nn.Module):
                     stride = edge_stride(src, N_INPUTS, reduction)
                     self.edges.append(nn.ModuleDict({op: OPS.create(op, C, C, stride, affine) for op in self.ops}))
         self.selected: CellSpec | None = None
+        self.mixture: Mixture | None = None
 
     def path(self, spec: CellSpec) -> list[tuple[int, str]]:
         """``(edge index, operation)`` of each of the child's edges, in the child's order."""
@@ -72,6 +81,8 @@ class SharedNasnetDAG(nn.Module):
         return ops[name]
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, drop_prob: float = 0.0) -> torch.Tensor:
+        if self.mixture is not None:
+            return self.forward_mixed([s0, s1], self.mixture)
         spec = self.selected
         if spec is None:
             raise RuntimeError("a shared cell runs one sampled path: call the super-network with an architecture")
@@ -82,6 +93,33 @@ class SharedNasnetDAG(nn.Module):
             edges = [(self._op(*next(path)), states[src]) for _, src in (block.first, block.second)]
             states.append(combine(edges, block.combine, self.training, drop_prob))
         return channel_cat([states[c] for c in spec.concat])
+
+    def forward_mixed(self, states: list[torch.Tensor], mixture: Mixture) -> torch.Tensor:
+        """Every block sums, over its two inputs and every source, the weighted operations of the edge
+        (``mixture.weights[e, k]``; with ``mixture.index`` only the indexed operation of an edge runs, and an edge
+        indexed -1 contributes its weights alone: GDAS' one-path step). All blocks are concatenated."""
+        weights, index = mixture.weights, mixture.index
+        if weights.shape != (len(self.edges), len(self.ops)):
+            raise ValueError(f"mixture weights of shape {tuple(weights.shape)} for a cell of {len(self.edges)} "
+                             f"edges and {len(self.ops)} operations")
+        for node in range(N_INPUTS, N_INPUTS + self.n_blocks):
+            total: torch.Tensor | None = None
+            for slot in (0, 1):
+                for src in range(node):
+                    e = self.edge_index[(node, slot, src)]
+                    w, x = weights[e], states[src]
+                    k = -2 if index is None else int(index[e])
+                    if k == -2:
+                        terms = [w[j] * self._op(e, name)(x) for j, name in enumerate(self.ops)]
+                    elif k < 0:
+                        terms = [w.sum()]
+                    else:
+                        terms = [w[k] * self._op(e, self.ops[k])(x), w.sum() - w[k]]
+                    for t in terms:
+                        total = t if total is None else total + t
+            assert total is not None  # every block has two inputs
+            states.append(total)
+        return channel_cat(states[N_INPUTS:])
 
 
 def _frame(n_blocks: int) -> CellSpec:
@@ -127,6 +165,7 @@ class NasnetSupernet(CellSupernet, NasnetNetwork):
         if self.auxiliary_head is not None:
             self._reads("auxiliary_head.features.2", self.auxiliary_head.features[2], self.aux_after, cells)
         self._reads("classifier", self.classifier, len(cells) - 1, cells)
+        self.check_relaxable()
 
     def _reads(self, path: str, module: nn.Module, source: int, cells: list[NasnetCell]) -> None:
         """Make the 1x1 convolutions (or the linear layer) at ``path`` select the rows of cell ``source``'s blocks."""
@@ -149,10 +188,52 @@ class NasnetSupernet(CellSupernet, NasnetNetwork):
             out[name] = torch.cat(rows).to(self.classifier.weight.device)
         return out
 
-    def forward(self, x: torch.Tensor, arch: Architecture) -> Any:  # type: ignore[override]
+    def forward(self, x: torch.Tensor, arch: Architecture | Relaxed) -> Any:  # type: ignore[override]
+        if isinstance(arch, Relaxed):  # every block of every cell: full width
+            return super().forward(x, arch)
         self.space.validate(arch)
         with rows_selected(self._selecting, self._rows(arch)):
             return super().forward(x, arch)
+
+    def _layout(self, path: str) -> list[Any]:
+        """The space's decision slots of the shared cell at ``path`` (its own, or the one shared cell)."""
+        if self.space.config.shared_cell:
+            return self.space.layout["cell"]
+        return self.space.layout["reduce" if self.get_submodule(path.rpartition(".")[0]).reduction else "normal"]
+
+    def _inputs(self, path: str) -> list[tuple[int, int, int]]:
+        """``(node, input decision, operation decision)`` of each block input of the cell at ``path``, in the
+        order of its edges (block by block, first input then second)."""
+        return [(s.node, d_in, d_op) for s in self._layout(path) for d_in, d_op in ((s.in1, s.op1), (s.in2, s.op2))]
+
+    def edge_decisions(self) -> dict[str, tuple[int, ...]]:
+        # one edge per block input and source; every source of an input shares that input's operation decision
+        return {path: tuple(d_op for node, _, d_op in self._inputs(path) for _ in range(node)) for path in self.shared}
+
+    def relaxed_decisions(self) -> list[int]:
+        """The operation decisions and the input decisions: a relaxed block input weighs both."""
+        return sorted({d for path in self.shared for _, d_in, d_op in self._inputs(path) for d in (d_in, d_op)})
+
+    def mixtures(self, arch: Relaxed) -> list[tuple[Any, Mixture]]:
+        """Each shared cell with the weight of every (block input, source, operation): the source's weight in the
+        input decision's row times the operation's in the operation decision's row; with ``arch.index`` (a hard
+        sample) only the sampled source's edge runs, its sampled operation."""
+        out: list[tuple[Any, Mixture]] = []
+        made: dict[int, Mixture] = {}  # cells of one kind share the decisions, so the mixture is made once
+        for path, dag in self.shared.items():
+            inputs = self._inputs(path)
+            key = inputs[0][1]
+            if key not in made:
+                n_ops = len(dag.ops)
+                rows = [arch.weights[d_in, :node, None] * arch.weights[d_op, None, :n_ops] for node, d_in, d_op in inputs]
+                index = None
+                if arch.index is not None:
+                    picks = [(int(arch.index[d_in]), int(arch.index[d_op])) for _, d_in, d_op in inputs]
+                    index = torch.tensor([k if src == chosen else -1 for (node, _, _), (chosen, k) in zip(inputs, picks)
+                                          for src in range(node)])
+                made[key] = Mixture(torch.cat(rows), index)
+            out.append((dag, made[key]))
+        return out
 
     def child_tensor(self, arch: Architecture, key: str, state: dict[str, torch.Tensor]) -> torch.Tensor | None:
         match = re.fullmatch(r"(.+)\.weight", key)
