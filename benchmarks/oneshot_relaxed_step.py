@@ -1,6 +1,7 @@
 """Cost of a DARTS mixed-operation step (and of GDAS' hard-sampled one) against one child's step.
 
-Usage: python benchmarks/oneshot_relaxed_step.py [--sizes nb201-proxy darts-proxy nb201] [--steps 5] [--threads 1]
+Usage: python benchmarks/oneshot_relaxed_step.py [--sizes nb201-proxy darts-proxy nasnet-proxy nb201] [--steps 5]
+       [--threads 1]
 
 For each size it times, on a batch of 64 random images, a training step (forward, backward, SGD update) of
 
@@ -31,11 +32,13 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from supernet_step import in_fresh_process, peak_mib, timed
 
-#: space, model arguments, image side
+#: space, space arguments, model arguments, image side
 SIZES = {
-    "nb201-proxy": ("nb201", {"C": 16, "N": 1}, 16),  # the NB201 weight-sharing protocol's proxy
-    "darts-proxy": ("darts", {"C": 8, "layers": 5}, 16),  # the NB301-surrogate protocol's proxy
-    "nb201": ("nb201", {"C": 16, "N": 5}, 32),  # NB201's own search network
+    "nb201-proxy": ("nb201", {}, {"C": 16, "N": 1}, 16),  # the NB201 weight-sharing protocol's proxy
+    "darts-proxy": ("darts", {}, {"C": 8, "layers": 5}, 16),  # the NB301-surrogate protocol's proxy
+    # ENAS' micro space (5 blocks, 5 operations) at the DARTS proxy's size
+    "nasnet-proxy": ("nasnet", {"ops": "enas"}, {"C": 8, "layers": 5}, 16),
+    "nb201": ("nb201", {}, {"C": 16, "N": 5}, 32),  # NB201's own search network
 }
 KINDS = ("child", "darts-weights", "darts", "gdas")
 BATCH, CLASSES = 64, 10
@@ -48,8 +51,8 @@ def make_step(size: str, kind: str, seed: int = 0) -> Callable[[], None]:
     from nasforge.supernet import build_supernet
 
     torch.manual_seed(seed)
-    name, model_args, side = SIZES[size]
-    space = nf.create_space(name)
+    name, space_args, model_args, side = SIZES[size]
+    space = nf.create_space(name, **space_args)
     x, y = torch.randn(BATCH, 3, side, side), torch.randint(0, CLASSES, (BATCH,))
     xv, yv = torch.randn(BATCH, 3, side, side), torch.randint(0, CLASSES, (BATCH,))
     if kind == "child":
@@ -105,8 +108,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     for size in args.sizes:
-        name, model_args, side = SIZES[size]
-        where = f"{size} ({name} {model_args} {side}x{side}, batch {BATCH}, threads {args.threads})"
+        name, space_args, model_args, side = SIZES[size]
+        where = f"{size} ({name} {space_args} {model_args} {side}x{side}, batch {BATCH}, threads {args.threads})"
         seconds = in_fresh_process(paired_run, size, args.steps, args.threads)
         for kind, sec in zip(KINDS, seconds):
             mib = in_fresh_process(peak_run, size, kind, args.steps, args.threads)
