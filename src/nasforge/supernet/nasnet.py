@@ -108,10 +108,9 @@ class SharedNasnetDAG(nn.Module):
                 for src in range(node):
                     e = self.edge_index[(node, slot, src)]
                     w, x = weights[e], states[src]
-                    k = -2 if index is None else int(index[e])
-                    if k == -2:
+                    if index is None:
                         terms = [w[j] * self._op(e, name)(x) for j, name in enumerate(self.ops)]
-                    elif k < 0:
+                    elif (k := int(index[e])) < 0:
                         terms = [w.sum()]
                     else:
                         terms = [w[k] * self._op(e, self.ops[k])(x), w.sum() - w[k]]
