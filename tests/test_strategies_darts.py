@@ -134,7 +134,10 @@ def test_a_nasnet_search_learns_inputs_and_operations_and_derives(strategy: str,
     structure = [i for i, d in enumerate(parts.space.decisions) if d.group == "structure" and d.n_choices > 1]
     assert (logits[structure].abs().sum(1) > 0).all()  # the inputs learnt too
     derived = result["derived"]
-    assert ("perturbed" in derived) == (strategy == "darts")  # perturbation removes inputs as well as operations
+    assert ("perturbed" in derived) == (strategy == "darts")
+    if strategy == "darts":  # perturbation decides every input and every operation, each once
+        decided = sorted(step["decision"] for step in derived["perturbed"]["steps"])
+        assert decided == sorted(d.name for d in parts.space.decisions if d.n_choices > 1)
     for key in ("sampled_best", "most_likely", *(("perturbed",) if strategy == "darts" else ())):
         parts.space.parse(derived[key]["arch"])
     assert derived["most_likely"]["arch"] == str(parts.strategy.ask(1)[0])
