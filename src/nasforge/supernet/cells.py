@@ -49,6 +49,8 @@ class Mixture:
     operation contributes its weight alone, a number that is zero for a straight-through one-hot weight
     but carries the gradient to it (GDAS' implementation does the same). A step then costs one operation
     per edge instead of all of them.
+    An edge indexed -1 runs nothing and contributes its weights alone (a ``nasnet`` block input's sources
+    other than the sampled one).
     """
 
     weights: torch.Tensor
@@ -159,17 +161,30 @@ class SharedDAGCell(nn.Module):
             total: torch.Tensor | None = None
             for src in range(node):
                 e = self.edge_index[(node, src)]
-                w, x = weights[e], states[src]
-                if index is None:
-                    terms = [w[k] * self._op(e, name)(x) for k, name in enumerate(self.ops)]
-                else:
-                    k = int(index[e])
-                    terms = [w[k] * self._op(e, self.ops[k])(x), w.sum() - w[k]]
-                for t in terms:
-                    total = t if total is None else total + t
+                total = add_mixed_edge(total, self.edges[e], self.ops, weights[e], states[src],
+                                       None if index is None else int(index[e]))
             assert total is not None  # every intermediate node has at least one incoming edge
             states.append(total)
         return cell_output(states, self.output)
+
+
+def add_mixed_edge(total: torch.Tensor | None, edge: nn.Module, ops: Sequence[str], w: torch.Tensor, x: torch.Tensor,
+                   k: int | None) -> torch.Tensor:
+    """``total`` plus one edge of a :class:`Mixture` (``edge``: a ``ModuleDict`` of the operations ``ops``, ``w``
+    their weights, ``x`` its input): every operation weighted (``k`` None); only operation ``k``, the others'
+    weights added as numbers (zero for a straight-through one-hot weight, but their gradient reaches it: GDAS);
+    or, for ``k`` < 0 (an edge a hard sample left out), the weights alone."""
+    assert isinstance(edge, nn.ModuleDict)  # one candidate per operation name on every edge
+    if k is None:
+        terms = [w[j] * edge[name](x) for j, name in enumerate(ops)]
+    elif k < 0:
+        terms = [w.sum()]
+    else:
+        terms = [w[k] * edge[ops[k]](x), w.sum() - w[k]]
+    for t in terms:
+        total = t if total is None else total + t
+    assert total is not None  # an edge has at least one operation
+    return total
 
 
 # ---------------------------------------------------------------------- layers reading a cell of any width

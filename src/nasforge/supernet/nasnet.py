@@ -41,7 +41,7 @@ from ..ops.cell_ops import channel_cat, edge_stride
 from ..spaces.darts import DartsModelArgs
 from ..spaces.nasnet import NasnetSpace
 from .base import SUPERNETS, CellSupernet, Relaxed, SupernetOptions
-from .cells import Mixture, RowSelectConv2d, RowSelectLinear, make_reading, rows_selected
+from .cells import Mixture, RowSelectConv2d, RowSelectLinear, add_mixed_edge, make_reading, rows_selected
 
 
 class SharedNasnetDAG(nn.Module):
@@ -97,7 +97,8 @@ class SharedNasnetDAG(nn.Module):
     def forward_mixed(self, states: list[torch.Tensor], mixture: Mixture) -> torch.Tensor:
         """Every block sums, over its two inputs and every source, the weighted operations of the edge
         (``mixture.weights[e, k]``; with ``mixture.index`` only the indexed operation of an edge runs, and an edge
-        indexed -1 contributes its weights alone: GDAS' one-path step). All blocks are concatenated."""
+        indexed -1 contributes its weights alone: GDAS' one-path step; :func:`add_mixed_edge`). All blocks are
+        concatenated."""
         weights, index = mixture.weights, mixture.index
         if weights.shape != (len(self.edges), len(self.ops)):
             raise ValueError(f"mixture weights of shape {tuple(weights.shape)} for a cell of {len(self.edges)} "
@@ -107,15 +108,8 @@ class SharedNasnetDAG(nn.Module):
             for slot in (0, 1):
                 for src in range(node):
                     e = self.edge_index[(node, slot, src)]
-                    w, x = weights[e], states[src]
-                    if index is None:
-                        terms = [w[j] * self._op(e, name)(x) for j, name in enumerate(self.ops)]
-                    elif (k := int(index[e])) < 0:
-                        terms = [w.sum()]
-                    else:
-                        terms = [w[k] * self._op(e, self.ops[k])(x), w.sum() - w[k]]
-                    for t in terms:
-                        total = t if total is None else total + t
+                    total = add_mixed_edge(total, self.edges[e], self.ops, weights[e], states[src],
+                                           None if index is None else int(index[e]))
             assert total is not None  # every block has two inputs
             states.append(total)
         return channel_cat(states[N_INPUTS:])
@@ -164,6 +158,13 @@ class NasnetSupernet(CellSupernet, NasnetNetwork):
         if self.auxiliary_head is not None:
             self._reads("auxiliary_head.features.2", self.auxiliary_head.features[2], self.aux_after, cells)
         self._reads("classifier", self.classifier, len(cells) - 1, cells)
+        #: per shared cell, the layout it follows ("normal", "reduce" or the one shared "cell") and
+        #: ``(node, input decision, operation decision)`` of each block input, in the order of its edges
+        self._kinds = {path: "cell" if space.config.shared_cell else "reduce" if dag_cell.reduction else "normal"
+                       for path, dag_cell in zip(self.shared, cells)}
+        self._inputs = {path: [(s.node, d_in, d_op) for s in space.layout[kind]
+                               for d_in, d_op in ((s.in1, s.op1), (s.in2, s.op2))]
+                        for path, kind in self._kinds.items()}
         self.check_relaxable()
 
     def _reads(self, path: str, module: nn.Module, source: int, cells: list[NasnetCell]) -> None:
@@ -194,34 +195,22 @@ class NasnetSupernet(CellSupernet, NasnetNetwork):
         with rows_selected(self._selecting, self._rows(arch)):
             return super().forward(x, arch)
 
-    def _layout(self, path: str) -> list[Any]:
-        """The space's decision slots of the shared cell at ``path`` (its own, or the one shared cell)."""
-        if self.space.config.shared_cell:
-            return self.space.layout["cell"]
-        return self.space.layout["reduce" if self.get_submodule(path.rpartition(".")[0]).reduction else "normal"]
-
-    def _inputs(self, path: str) -> list[tuple[int, int, int]]:
-        """``(node, input decision, operation decision)`` of each block input of the cell at ``path``, in the
-        order of its edges (block by block, first input then second)."""
-        return [(s.node, d_in, d_op) for s in self._layout(path) for d_in, d_op in ((s.in1, s.op1), (s.in2, s.op2))]
-
     def edge_decisions(self) -> dict[str, tuple[int, ...]]:
         # one edge per block input and source; every source of an input shares that input's operation decision
-        return {path: tuple(d_op for node, _, d_op in self._inputs(path) for _ in range(node)) for path in self.shared}
+        return {path: tuple(d_op for node, _, d_op in inputs for _ in range(node)) for path, inputs in self._inputs.items()}
 
     def relaxed_decisions(self) -> list[int]:
         """The operation decisions and the input decisions: a relaxed block input weighs both."""
-        return sorted({d for path in self.shared for _, d_in, d_op in self._inputs(path) for d in (d_in, d_op)})
+        return sorted({d for inputs in self._inputs.values() for _, d_in, d_op in inputs for d in (d_in, d_op)})
 
     def mixtures(self, arch: Relaxed) -> list[tuple[Any, Mixture]]:
         """Each shared cell with the weight of every (block input, source, operation): the source's weight in the
         input decision's row times the operation's in the operation decision's row; with ``arch.index`` (a hard
         sample) only the sampled source's edge runs, its sampled operation."""
         out: list[tuple[Any, Mixture]] = []
-        made: dict[int, Mixture] = {}  # cells of one kind share the decisions, so the mixture is made once
+        made: dict[str, Mixture] = {}  # cells of one kind share the decisions, so the mixture is made once
         for path, dag in self.shared.items():
-            inputs = self._inputs(path)
-            key = inputs[0][1]
+            inputs, key = self._inputs[path], self._kinds[path]
             if key not in made:
                 n_ops = len(dag.ops)
                 rows = [arch.weights[d_in, :node, None] * arch.weights[d_op, None, :n_ops] for node, d_in, d_op in inputs]
