@@ -9,10 +9,11 @@ work on a finished run directory: :func:`derive` derives again from the last che
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shlex
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from .config import RunConfig, make_run_config, resolve_args
 from .errors import ConfigError, RunDirError
@@ -20,7 +21,7 @@ from .evaluators.base import StatefulEvaluator
 from .factory import build_components, create_space, is_oneshot, resolve
 from .final import FinalConfig, load_final_data, search_model_args, train_final
 from .registry import EVALUATORS, SPACES
-from .run.rundir import derived_pick, keep_derivations, open_store, read_config, read_result, write_result
+from .run.rundir import RunLock, derived_pick, keep_derivations, open_store, read_config, read_result, write_result
 
 if TYPE_CHECKING:
     from .train.distributed import Replicas
@@ -53,6 +54,12 @@ def derive(run_dir: str | Path, n_samples: int = 100, seed: int | None = None,
     config = resolve(make_run_config(config.to_yaml_dict(), list(overrides), source=f"{run_dir} + overrides"))
     if not is_oneshot(config):
         raise ConfigError(f"{run_dir}: evaluator {config.evaluator!r} is not one-shot; its best trial is the result")
+    with _writing(run_dir):
+        return _derive_locked(run_dir, config, n_samples, seed, overrides)
+
+
+def _derive_locked(run_dir: str | Path, config: RunConfig, n_samples: int, seed: int | None,
+                   overrides: Sequence[str]) -> dict[str, Any]:
     result = read_result(run_dir)  # read first: a damaged file fails before minutes of scoring
     with open_store(run_dir, readonly=True) as store:
         saved = store.load_checkpoint()
@@ -60,8 +67,8 @@ def derive(run_dir: str | Path, n_samples: int = 100, seed: int | None = None,
         raise RunDirError(f"{run_dir}: no checkpoint yet (the search stopped before the end of its first epoch)")
     n_done, state = saved
     if n_done < config.budget:
-        log.warning("%s: deriving from the checkpoint after %d of %d evaluations (a search still running, "
-                    "killed, or written before searches checkpointed at their end)", run_dir, n_done, config.budget)
+        log.warning("%s: deriving from the checkpoint after %d of %d evaluations (a search killed, or written "
+                    "before searches checkpointed at their end)", run_dir, n_done, config.budget)
     parts = build_components(config)
     evaluator = parts.evaluator
     assert isinstance(evaluator, StatefulEvaluator)  # is_oneshot: the registry entry and the class agree
@@ -79,6 +86,23 @@ def derive(run_dir: str | Path, n_samples: int = 100, seed: int | None = None,
         derived["replicas"] = replicas.world
     _write_once(run_dir, keep_derivations(run_dir, {**result, "derived": derived}))
     return derived
+
+
+@contextlib.contextmanager
+def _writing(run_dir: str | Path) -> Iterator[None]:
+    """The run directory's lock, held by the process that will write ``result.json`` from before it reads the
+    run until it has written: a derivation or retraining never interleaves with a search still writing the run
+    (which would overwrite it at its end) or with another derivation. Data-parallel, rank 0 alone locks."""
+    replicas = _replicas()
+    if replicas is not None and not replicas.main:
+        yield
+        return
+    try:
+        lock = RunLock(run_dir)
+    except RunDirError as exc:
+        raise RunDirError(f"{exc} (to derive from its latest checkpoint now, work on a copy of the directory)") from None
+    with lock:
+        yield
 
 
 def _replicas() -> Replicas | None:
@@ -122,6 +146,11 @@ def retrain_ranked(run_dir: str | Path, top: int = 10, epochs: int = 5, seed: in
     """
     if top < 1 or epochs < 1:
         raise ConfigError(f"retraining needs top >= 1 and epochs >= 1, got top={top}, epochs={epochs}")
+    with _writing(run_dir):
+        return _retrain_locked(run_dir, top, epochs, seed)
+
+
+def _retrain_locked(run_dir: str | Path, top: int, epochs: int, seed: int | None) -> dict[str, Any]:
     config = read_config(run_dir)
     result = read_result(run_dir)
     derived = result.get("derived") or {}
