@@ -313,8 +313,9 @@ def test_sampling_and_mutation_change_the_cell_size() -> None:
 # ---------------------------------------------------------------------- strategies, training, export
 @pytest.mark.parametrize("name", STRATEGIES.names())
 def test_every_strategy_searches_the_space(name: str, tmp_path: Path) -> None:
-    # pnas grows cells from one block (its registry entry's space_defaults)
-    space = nf.create_space("nasnet", ops="enas", min_blocks=1 if name == "pnas" else 2, blocks=3)
+    # pnas grows cells from one block (its registry entry's space_defaults); a relaxation holds full cells only
+    relaxed = STRATEGIES.get(name).capabilities.get("differentiable")
+    space = nf.create_space("nasnet", ops="enas", min_blocks=1 if name == "pnas" else 3 if relaxed else 2, blocks=3)
     args = {"pretrain_archs": 64, "pretrain_steps": 5, "cache_dir": str(tmp_path)} if name == "nases" else {}
     strategy = nf.create_strategy(name, space, 0, **args)
     record = run_search(space, strategy, ToyEvaluator(space), 12, seed=0)

@@ -196,6 +196,15 @@ def test_a_super_network_without_cells_is_refused() -> None:
 
 
 @pytest.mark.parametrize("strategy", ["darts", "gdas"])
+@pytest.mark.parametrize("space", ["darts", "nasnet"])
+def test_a_space_of_growing_cells_is_refused(strategy: str, space: str) -> None:
+    # every block runs in the mixture, and a block count's options differ in how many edges they weigh
+    with pytest.raises(ConfigError, match=f"{strategy} relaxes cells of a fixed size.*without min_blocks"):
+        nf.create_strategy(strategy, nf.create_space(space, min_blocks=1))
+    nf.create_strategy(strategy, nf.create_space(space))  # full cells: the default
+
+
+@pytest.mark.parametrize("strategy", ["darts", "gdas"])
 def test_the_second_order_gradient_is_darts_unrolled_approximation(strategy: str) -> None:
     cfg = _config(strategy, budget=8)
     cfg.strategy_args = {"order": 2}
