@@ -194,13 +194,13 @@ def plot_perturbation(space: SearchSpace, perturbed: dict[str, Any], out_dir: st
     span = max(float(np.nanmax(np.abs(drops))), 1e-6)
     fig, ax = plt.subplots(layout="constrained", figsize=(2.5 + 1.1 * width, 1.4 + 0.38 * len(steps)))
     image = ax.imshow(np.ma.masked_invalid(drops), cmap="RdBu_r", vmin=-span, vmax=span, aspect="auto")
+    ink = np.where(np.abs(drops) > 0.6 * span, "white", "black")  # white on the scale's dark ends
     for r, (s, d) in enumerate(zip(steps, decisions)):
         for c in range(d.n_choices):
-            dark = abs(drops[r, c]) > 0.6 * span  # white text on the scale's dark ends
-            ax.text(c, r, f"{d.label(c)}\n{drops[r, c]:+.2f}", ha="center", va="center", fontsize=6,
-                    color="white" if dark else "black")
+            ax.text(c, r, f"{d.label(c)}\n{drops[r, c]:+.2f}", ha="center", va="center", fontsize=6, color=ink[r, c])
         kept = [d.label(c) for c in range(d.n_choices)].index(s["kept"])
-        ax.add_patch(plt.Rectangle((kept - 0.5, r - 0.5), 1, 1, fill=False, lw=2.0, ec="black"))
+        # inset, so that the frames of kept options in adjacent rows or columns never share a border
+        ax.add_patch(plt.Rectangle((kept - 0.44, r - 0.4), 0.88, 0.8, fill=False, lw=2.0, ec=ink[r, kept]))
     ax.set_yticks(range(len(steps)), [f"{i + 1}. {d.name} (before: {s['base']:.1f})"
                                       for i, (s, d) in enumerate(zip(steps, decisions))], fontsize=8)
     ax.set_xticks([])
