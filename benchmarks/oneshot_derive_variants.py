@@ -1,14 +1,16 @@
 """Other ways to derive a DARTS-space one-shot search, judged by the NAS-Bench-301 surrogate.
 
 Usage: python benchmarks/oneshot_derive_variants.py RUN_DIR [RUN_DIR ...] [--variants T0.5,T0.1,nbhd]
-       [--samples 100] [--benchmark ../shared/data/nb301-surrogate]
+       [--samples 100] [--proxy ensemble] [--benchmark ../shared/data/nb301-surrogate]
 
 From each run's final checkpoint (a `nasforge search --space darts --evaluator supernet` with a policy strategy),
 for each variant, the super-network scores a pool of candidates on the derivation's validation images and keeps
 the best-scored one:
 - ``T<x>``: ``--samples`` architectures drawn from the policy sharpened to temperature x (logits / x); T1 is the
   search's own derivation;
-- ``nbhd``: the policy's most likely architecture and every architecture one decision away from it.
+- ``nbhd``: the policy's most likely architecture and every architecture one decision away from it; with
+  ``--proxy`` also the picks when the super-network's rank is averaged with the proxy's (``derive_proxy``) at
+  proxy shares 0.25, 0.5 and 1 (``pick_proxy<share>``).
 Prints one JSON line per run and variant: the surrogate's predicted accuracy (percent) of the pick and of the most
 likely architecture, the super-network's scores, the pool's top ten as the surrogate sees them, and seconds taken.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +47,7 @@ def load(run: Path) -> tuple[Any, Any]:
     return config, parts
 
 
-def variant(parts: Any, name: str, samples: int, seed: int, judge: Any) -> dict[str, Any]:
+def variant(parts: Any, name: str, samples: int, seed: int, judge: Any, proxy: str = "") -> dict[str, Any]:
     policy, evaluator = parts.strategy.policy, parts.evaluator
     if name.startswith("T"):
         with torch.no_grad():
@@ -63,9 +66,29 @@ def variant(parts: Any, name: str, samples: int, seed: int, judge: Any) -> dict[
     pool = [top, *parts.space.neighbours(top)]
     scores = np.array([evaluator.score_on(a, batches) for a in pool])
     order = np.argsort(-scores, kind="stable")
-    return {"n": len(pool), "pick": judge(pool[order[0]]), "most_likely": judge(top),
-            "pick_score": float(scores[order[0]]), "most_likely_score": float(scores[0]),
-            "most_likely_rank": int(np.flatnonzero(order == 0)[0]) + 1, "top10": [judge(pool[i]) for i in order[:10]]}
+    out = {"n": len(pool), "pick": judge(pool[order[0]]), "most_likely": judge(top),
+           "pick_score": float(scores[order[0]]), "most_likely_score": float(scores[0]),
+           "most_likely_rank": int(np.flatnonzero(order == 0)[0]) + 1, "top10": [judge(pool[i]) for i in order[:10]]}
+    if proxy:
+        out.update(proxy_picks(evaluator, pool, scores, proxy, judge))
+    return out
+
+
+def proxy_picks(evaluator: Any, pool: list[Any], scores: np.ndarray, proxy: str, judge: Any) -> dict[str, Any]:
+    """The pool's pick when the super-network's rank is averaged with ``proxy``'s (the derivation's
+    ``derive_proxy``), at proxy shares 0.25, 0.5 and 1."""
+    from scipy.stats import rankdata
+
+    evaluator.config = replace(evaluator.config, derive_proxy=proxy)
+    values = np.array([extra["proxy"] for _, extra in evaluator._proxy_rerank()(pool, list(scores))])
+    n = len(pool) - 1
+    by_weights, by_proxy = (rankdata(scores) - 1) / n, (rankdata(values) - 1) / n
+    out: dict[str, Any] = {"proxy": proxy}
+    for share in (0.25, 0.5, 1.0):
+        combined = (1 - share) * by_weights + share * by_proxy
+        out[f"pick_proxy{share:g}"] = judge(pool[int(np.argmax(combined))])
+    out["most_likely_proxy_rank"] = int((values > values[0]).sum()) + 1
+    return out
 
 
 def surrogate_judge(space_args: dict[str, Any], benchmark: str) -> Any:
@@ -83,6 +106,7 @@ def main() -> None:
     p.add_argument("runs", nargs="+", type=Path)
     p.add_argument("--variants", default="T0.5,T0.1,nbhd")
     p.add_argument("--samples", type=int, default=100)
+    p.add_argument("--proxy", default="", help="nbhd also picks with this proxy's rank combined (e.g. ensemble)")
     p.add_argument("--benchmark", default="../shared/data/nb301-surrogate")
     args = p.parse_args()
     for run in args.runs:
@@ -91,7 +115,7 @@ def main() -> None:
             config, parts = load(run)  # afresh: a temperature changes the policy in place
             start = time.time()
             try:
-                out = variant(parts, name, args.samples, config.seed, judge)
+                out = variant(parts, name, args.samples, config.seed, judge, args.proxy)
             finally:
                 parts.evaluator.close()
             print(json.dumps({"run": str(run), "variant": name, **out, "s": round(time.time() - start)}), flush=True)
