@@ -100,7 +100,8 @@ def _writing(run_dir: str | Path) -> Iterator[None]:
     try:
         lock = RunLock(run_dir)
     except RunDirError as exc:
-        raise RunDirError(f"{exc} (to derive from its latest checkpoint now, work on a copy of the directory)") from None
+        raise RunDirError(f"{exc} (to derive from its latest checkpoint now, work on a copy of the directory)"
+                          ) from None
     with lock:
         yield
 

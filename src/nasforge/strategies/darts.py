@@ -158,9 +158,9 @@ class DifferentiableStrategy(Strategy):
     def __init__(self, space: SearchSpace, config: Any = None, seed: int = 0) -> None:
         super().__init__(space, config, seed)
         if blocks_decision(space) is not None:  # its options' edges differ in number: no strength compares them
-            raise ConfigError(f"strategy: {type(self).__name__.lower()} relaxes cells of a fixed size, every block in the mixture, so "
-                              f"it cannot choose how many blocks a cell has; create space {space.name!r} without "
-                              "min_blocks (full cells only)")
+            raise ConfigError(f"strategy: {type(self).__name__.lower()} relaxes cells of a fixed size, every block "
+                              "in the mixture, so it cannot choose how many blocks a cell has; create space "
+                              f"{space.name!r} without min_blocks (full cells only)")
         self.generator = torch.Generator().manual_seed(self.seed)
         self.policy = ArchitectureWeights(space)
         cfg = self.config
