@@ -45,7 +45,8 @@ def derive(run_dir: str | Path, n_samples: int = 100, seed: int | None = None,
     ``overrides`` are ``evaluator.KEY=VALUE`` settings of the derivation, e.g. ``evaluator.derive_batch=5000``.
     The new derivation replaces ``derived`` in ``result.json``; the earlier ones stay in
     ``derived_history``. Returns the new one. Data-parallel (``nasforge derive --nproc N``, torchrun), the replicas
-    split the candidates and the perturbation's fine-tuning steps, and rank 0 alone writes.
+    split the candidates and the perturbation's fine-tuning steps, and rank 0 alone writes. A run directory that
+    another process is writing (a search still running) is refused with :class:`RunDirError` before any work.
     """
     config = read_config(run_dir)
     for item in overrides:
