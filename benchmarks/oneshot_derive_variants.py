@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +28,15 @@ import torch
 from oneshot_darts import surrogate as darts_surrogate  # this script's folder
 
 from nasforge.config import make_run_config
+from nasforge.evaluators.supernet import combine_ranks
 from nasforge.evaluators.surrogate import VAL_ACCURACY
 from nasforge.factory import build_components, resolve
 from nasforge.run.rundir import open_store, read_config
 
 
-def load(run: Path) -> tuple[Any, Any]:
-    """The run's components with its final checkpoint loaded."""
-    config = resolve(make_run_config(read_config(run).to_yaml_dict(), []))
+def load(run: Path, overrides: list[str]) -> tuple[Any, Any]:
+    """The run's components (with ``overrides``) with its final checkpoint loaded."""
+    config = resolve(make_run_config(read_config(run).to_yaml_dict(), overrides))
     with open_store(run, readonly=True) as store:
         saved = store.load_checkpoint()
     if saved is None:
@@ -75,19 +75,13 @@ def variant(parts: Any, name: str, samples: int, seed: int, judge: Any, proxy: s
 
 
 def proxy_picks(evaluator: Any, pool: list[Any], scores: np.ndarray, proxy: str, judge: Any) -> dict[str, Any]:
-    """The pool's pick when the super-network's rank is averaged with ``proxy``'s (the derivation's
-    ``derive_proxy``), at proxy shares 0.25, 0.5 and 1."""
-    from scipy.stats import rankdata
-
-    evaluator.config = replace(evaluator.config, derive_proxy=proxy)
-    values = np.array([extra["proxy"] for _, extra in evaluator._proxy_rerank()(pool, list(scores))])
-    n = len(pool) - 1
-    by_weights, by_proxy = (rankdata(scores) - 1) / n, (rankdata(values) - 1) / n
+    """The pool's pick when the super-network's rank is averaged with the proxy's (the derivation's own
+    combination, the run loaded with ``evaluator.derive_proxy``), at proxy shares 0.25, 0.5 and 1."""
+    values = [extra["proxy"] for _, extra in evaluator._proxy_rerank()(pool, list(scores))]
     out: dict[str, Any] = {"proxy": proxy}
     for share in (0.25, 0.5, 1.0):
-        combined = (1 - share) * by_weights + share * by_proxy
-        out[f"pick_proxy{share:g}"] = judge(pool[int(np.argmax(combined))])
-    out["most_likely_proxy_rank"] = int((values > values[0]).sum()) + 1
+        out[f"pick_proxy{share:g}"] = judge(pool[int(np.argmax(combine_ranks(list(scores), values, share)))])
+    out["most_likely_proxy_rank"] = sum(v > values[0] for v in values) + 1
     return out
 
 
@@ -109,10 +103,11 @@ def main() -> None:
     p.add_argument("--proxy", default="", help="nbhd also picks with this proxy's rank combined (e.g. ensemble)")
     p.add_argument("--benchmark", default="../shared/data/nb301-surrogate")
     args = p.parse_args()
+    overrides = [f"evaluator.derive_proxy={args.proxy}"] if args.proxy else []  # the derivation's own proxy
     for run in args.runs:
         judge = surrogate_judge(read_config(run).space_args, args.benchmark)
         for name in args.variants.split(","):
-            config, parts = load(run)  # afresh: a temperature changes the policy in place
+            config, parts = load(run, overrides)  # afresh: a temperature changes the policy in place
             start = time.time()
             try:
                 out = variant(parts, name, args.samples, config.seed, judge, args.proxy)

@@ -540,9 +540,7 @@ class SupernetEvaluator(StatefulEvaluator):
     def _proxy_rerank(self) -> Callable[[list[Architecture], list[float]], list[tuple[float, dict]]]:
         """The derivation's combination with ``derive_proxy``: each candidate's score becomes the weighted mean
         (``derive_proxy_weight`` for the proxy) of its rank (a fraction, ties averaged) by the shared weights and
-        by the proxy among the candidates."""
-        from scipy.stats import rankdata
-
+        by the proxy among the candidates (:func:`combine_ranks`)."""
         from .zerocost import ZeroCostConfig, ZeroCostEvaluator
 
         # the proxy scores the standalone network (the space's own size), the one the answer will be trained as
@@ -555,10 +553,8 @@ class SupernetEvaluator(StatefulEvaluator):
 
         def rerank(archs: list[Architecture], scores: list[float]) -> list[tuple[float, dict]]:
             proxy = [zerocost.evaluate(a).reward for a in archs]
-            n = max(len(archs) - 1, 1)
-            by_weights, by_proxy = (rankdata(scores) - 1) / n, (rankdata(proxy) - 1) / n
-            return [((1 - share) * w + share * p, {"supernet": s, "proxy": q})
-                    for w, p, s, q in zip(by_weights, by_proxy, scores, proxy)]
+            combined = combine_ranks(scores, proxy, share)
+            return [(float(c), {"supernet": s, "proxy": q}) for c, s, q in zip(combined, scores, proxy)]
 
         return rerank
 
@@ -573,6 +569,15 @@ class SupernetEvaluator(StatefulEvaluator):
 
     def __repr__(self) -> str:
         return f"<SupernetEvaluator {self.space.name} steps={self.steps} device={self.device}>"
+
+
+def combine_ranks(scores: list[float], proxy: list[float], share: float) -> np.ndarray:
+    """Per candidate, the weighted mean (``share`` for the proxy) of its rank by ``scores`` and by ``proxy``, each a
+    fraction from 0 (worst) to 1 (best), ties averaged: the derivation's combination with a proxy."""
+    from scipy.stats import rankdata
+
+    n = max(len(scores) - 1, 1)
+    return (1 - share) * (rankdata(scores) - 1) / n + share * (rankdata(proxy) - 1) / n
 
 
 def derive_from_policy(space: SearchSpace, strategy: Any, score: Callable[[Architecture], tuple[float, dict]],
