@@ -36,7 +36,7 @@ from ..arch import Architecture
 from ..errors import ConfigError
 from ..registry import STRATEGIES
 from ..result import Result
-from ..spaces.base import OPERATION, STRUCTURE, SearchSpace, blocks_decision
+from ..spaces.base import OPERATION, STRUCTURE, SearchSpace
 from ..supernet import Relaxed
 from .base import Strategy
 from .common import one_thread
@@ -48,7 +48,9 @@ log = logging.getLogger(__name__)
 def _governed(space: SearchSpace) -> dict[int, list[list[int]]]:
     """For each structure decision, per option, the operation decisions it makes active (and that another
     option of it would not): e.g. the two edges of a ``darts`` node's input pair. Found with ``space.active``
-    so that any space with structure decisions works."""
+    so that any space with structure decisions works. Its options are compared by their edges' summed log
+    strengths, which is fair only among options of as many edges: a decision whose options activate different
+    numbers (a growing space's block count; the relaxed cell runs every block) raises :class:`ConfigError`."""
     decisions = space.decisions
     base = [0] * len(decisions)
     out: dict[int, list[list[int]]] = {}
@@ -60,6 +62,10 @@ def _governed(space: SearchSpace) -> dict[int, list[list[int]]]:
                    if decisions[i].group == OPERATION and len({m[i] for m in masks}) > 1]
         options = [[i for i in varying if m[i]] for m in masks]
         if any(options):  # a NASNet block's input feeds its operation whatever it is: no edge to follow
+            if len({len(o) for o in options}) > 1:
+                raise ConfigError(f"decision {d.name!r} chooses among options of {min(map(len, options))} to "
+                                  f"{max(map(len, options))} edges, and a relaxed cell runs all of them; create "
+                                  f"space {space.name!r} without min_blocks (full cells only)")
             out[s] = options
     return out
 
@@ -157,12 +163,11 @@ class DifferentiableStrategy(Strategy):
 
     def __init__(self, space: SearchSpace, config: Any = None, seed: int = 0) -> None:
         super().__init__(space, config, seed)
-        if blocks_decision(space) is not None:  # its options' edges differ in number: no strength compares them
-            raise ConfigError(f"strategy: {type(self).__name__.lower()} relaxes cells of a fixed size, every block "
-                              "in the mixture, so it cannot choose how many blocks a cell has; create space "
-                              f"{space.name!r} without min_blocks (full cells only)")
         self.generator = torch.Generator().manual_seed(self.seed)
-        self.policy = ArchitectureWeights(space)
+        try:
+            self.policy = ArchitectureWeights(space)
+        except ConfigError as exc:
+            raise ConfigError(f"strategy: {type(self).__name__.lower()} relaxes cells of a fixed size: {exc}") from None
         cfg = self.config
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999),
                                           weight_decay=cfg.weight_decay)
