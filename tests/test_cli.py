@@ -172,6 +172,11 @@ def test_derive_command_rederives_a_one_shot_run(tmp_path: Path, capsys: pytest.
     assert result["derived"]["n_samples"] == 5 and len(result["derived_history"]) == 1
     assert main(["derive", str(run), "--set", "strategy.lr=1"]) == 2
     assert "evaluator.KEY=VALUE" in capsys.readouterr().err
+    written = (run / "result.json").read_text()
+    assert main(["derive", str(run), "--samples", "3", "--no-write"]) == 0
+    err = capsys.readouterr().err
+    assert "not written (--no-write)" in err and "best of 3 sampled from the policy" in err
+    assert (run / "result.json").read_text() == written
 
 
 def test_derive_retrains_the_best_scored_candidates(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -29,10 +29,18 @@ def test_a_run_being_written_is_neither_derived_nor_retrained_until_its_writer_e
     nf.search(config, run)
     before = (run / "result.json").read_text()
     with RunLock(run):  # a search still writing the run (or another derivation) holds it
-        with pytest.raises(RunDirError, match=r"in use by another nasforge process \(pid \d+\).*copy"):
+        with pytest.raises(RunDirError, match=r"in use by another nasforge process \(pid \d+\).*--no-write"):
             nf.derive(run)
         with pytest.raises(RunDirError, match="in use by another nasforge process"):
             nf.retrain_ranked(run, top=1, epochs=1)
+        files = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}
+        # without writing, both read the run beside its writer: the latest checkpoint, the derivation given
+        derived = nf.derive(run, seed=1, write=False)
+        assert derived["checkpoint"] == 8 and derived["ranked"]
+        retrained = nf.retrain_ranked(run, top=1, epochs=1, write=False, derived=derived)
+        assert retrained["retrained"]["candidates"][0]["arch"] == derived["ranked"][0]["arch"]
+        assert retrained["retrained_best"]["arch"] == derived["ranked"][0]["arch"]
+        assert {p.name: p.stat().st_mtime_ns for p in run.iterdir()} == files  # nothing written, nothing made
     assert (run / "result.json").read_text() == before
     nf.derive(run, seed=1)  # once the writer has ended
     nf.retrain_ranked(run, top=1, epochs=1)

@@ -39,7 +39,7 @@ def finish_derivation(config: RunConfig, derived: dict[str, Any]) -> dict[str, A
 
 
 def derive(run_dir: str | Path, n_samples: int = 100, seed: int | None = None,
-           overrides: Sequence[str] = ()) -> dict[str, Any]:
+           overrides: Sequence[str] = (), *, write: bool = True) -> dict[str, Any]:
     """Derive a one-shot search's architecture again from its last checkpoint (shared weights and policy).
 
     ``overrides`` are ``evaluator.KEY=VALUE`` settings of the derivation, e.g. ``evaluator.derive_batch=5000``.
@@ -47,6 +47,8 @@ def derive(run_dir: str | Path, n_samples: int = 100, seed: int | None = None,
     ``derived_history``. Returns the new one. Data-parallel (``nasforge derive --nproc N``, torchrun), the replicas
     split the candidates and the perturbation's fine-tuning steps, and rank 0 alone writes. A run directory that
     another process is writing (a search still running) is refused with :class:`RunDirError` before any work.
+    ``write=False`` only returns the derivation: it takes no lock and writes nothing, so it reads a search still
+    running (its latest checkpoint) or a read-only copy of a run.
     """
     config = read_config(run_dir)
     for item in overrides:
@@ -55,13 +57,17 @@ def derive(run_dir: str | Path, n_samples: int = 100, seed: int | None = None,
     config = resolve(make_run_config(config.to_yaml_dict(), list(overrides), source=f"{run_dir} + overrides"))
     if not is_oneshot(config):
         raise ConfigError(f"{run_dir}: evaluator {config.evaluator!r} is not one-shot; its best trial is the result")
+    if not write:
+        return _derive_from_checkpoint(run_dir, config, n_samples, seed, overrides)
     with _writing(run_dir):
-        return _derive_locked(run_dir, config, n_samples, seed, overrides)
+        result = read_result(run_dir)  # read first: a damaged file fails before minutes of scoring
+        derived = _derive_from_checkpoint(run_dir, config, n_samples, seed, overrides)
+        _write_once(run_dir, keep_derivations(run_dir, {**result, "derived": derived}, old=result))
+        return derived
 
 
-def _derive_locked(run_dir: str | Path, config: RunConfig, n_samples: int, seed: int | None,
-                   overrides: Sequence[str]) -> dict[str, Any]:
-    result = read_result(run_dir)  # read first: a damaged file fails before minutes of scoring
+def _derive_from_checkpoint(run_dir: str | Path, config: RunConfig, n_samples: int, seed: int | None,
+                            overrides: Sequence[str]) -> dict[str, Any]:
     with open_store(run_dir, readonly=True) as store:
         saved = store.load_checkpoint()
     if saved is None:
@@ -85,7 +91,6 @@ def _derive_locked(run_dir: str | Path, config: RunConfig, n_samples: int, seed:
     replicas = _replicas()
     if replicas is not None:  # data-parallel: how many processes derived
         derived["replicas"] = replicas.world
-    _write_once(run_dir, keep_derivations(run_dir, {**result, "derived": derived}))
     return derived
 
 
@@ -101,8 +106,8 @@ def _writing(run_dir: str | Path) -> Iterator[None]:
     try:
         lock = RunLock(run_dir)
     except RunDirError as exc:
-        raise RunDirError(f"{exc} (to derive from its latest checkpoint now, work on a copy of the directory)"
-                          ) from None
+        raise RunDirError(f"{exc} (to derive from its latest checkpoint now without writing: "
+                          "`nasforge derive --no-write`, or write=False)") from None
     with lock:
         yield
 
@@ -133,7 +138,8 @@ def proxy_config(config: RunConfig, epochs: int, seed: int | None = None) -> Fin
                        data_args=vars(search.data_config()))
 
 
-def retrain_ranked(run_dir: str | Path, top: int = 10, epochs: int = 5, seed: int | None = None) -> dict[str, Any]:
+def retrain_ranked(run_dir: str | Path, top: int = 10, epochs: int = 5, seed: int | None = None, *,
+                   write: bool = True, derived: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train a one-shot search's best-scored candidates briefly from scratch and pick the best on validation.
 
     The shared weights rank a derivation's candidates with systematic errors (on NAS-Bench-201 they favour
@@ -145,17 +151,26 @@ def retrain_ranked(run_dir: str | Path, top: int = 10, epochs: int = 5, seed: in
     in ``result.json`` records every candidate's validation accuracy and ``derived.retrained_best`` becomes the
     run's pick (its ``train_command``, ``nasforge train --from RUN``, ``nasforge export RUN``). Returns the
     updated derivation.
+
+    ``derived`` retrains that derivation's candidates instead of ``result.json``'s (one that :func:`derive`
+    returned with ``write=False``); ``write=False`` takes no lock and writes nothing.
     """
     if top < 1 or epochs < 1:
         raise ConfigError(f"retraining needs top >= 1 and epochs >= 1, got top={top}, epochs={epochs}")
+    if not write:
+        return _retrain(run_dir, derived or read_result(run_dir).get("derived") or {}, top, epochs, seed)
     with _writing(run_dir):
-        return _retrain_locked(run_dir, top, epochs, seed)
+        old = read_result(run_dir)
+        new = _retrain(run_dir, derived or old.get("derived") or {}, top, epochs, seed)
+        result = {**old, "derived": new}  # a derivation given replaces the run's, which is kept in its history
+        _write_once(run_dir, keep_derivations(run_dir, result, old=old) if derived else result)
+        return new
 
 
-def _retrain_locked(run_dir: str | Path, top: int, epochs: int, seed: int | None) -> dict[str, Any]:
+def _retrain(run_dir: str | Path, derived: dict[str, Any], top: int, epochs: int, seed: int | None
+             ) -> dict[str, Any]:
+    """``derived`` with its ``top`` best-ranked candidates retrained and the best of them picked."""
     config = read_config(run_dir)
-    result = read_result(run_dir)
-    derived = result.get("derived") or {}
     if "ranked" not in derived:
         raise RunDirError(f"{run_dir}: its derivation lists no ranked candidates; run `nasforge derive {run_dir}`")
     if not SPACES.get(config.space).capabilities.get("trainable"):
@@ -175,14 +190,12 @@ def _retrain_locked(run_dir: str | Path, top: int, epochs: int, seed: int | None
         log.info("retrained %s for %d epochs: validation %.2f (shared weights %.2f)", cand["arch"], epochs,
                  outcome["val_accuracy"], cand["score"])
     finite = [c for c in candidates if c["retrained"] is not None]
-    derived["retrained"] = {"epochs": epochs, "seed": proxy.seed, "candidates": candidates}
+    derived = {**derived, "retrained": {"epochs": epochs, "seed": proxy.seed, "candidates": candidates}}
     derived.pop("retrained_best", None)
     if finite:
         best = max(finite, key=lambda c: c["retrained"])  # first of equals: the shared weights' order
         derived["retrained_best"] = {"arch": best["arch"], "score": best["retrained"]}
-    result["derived"] = finish_derivation(config, derived)
-    _write_once(run_dir, result)
-    return result["derived"]
+    return finish_derivation(config, derived)
 
 
 def train_command(config: RunConfig, arch: str) -> str:

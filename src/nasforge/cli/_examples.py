@@ -28,7 +28,8 @@ EXAMPLES = {
   nasforge derive runs/oneshot --samples 200                 derive again with more samples
   nasforge derive runs/oneshot --retrain-top 5 --retrain-epochs 5   retrain the 5 best briefly and pick
   nasforge derive runs/gdas --set evaluator.derive_method=perturb     perturbation-based selection
-  nasforge derive runs/darts --nproc 2                          the same work split over 2 processes""",
+  nasforge derive runs/darts --nproc 2                          the same work split over 2 processes
+  nasforge derive runs/running --no-write                       a search still running: print, write nothing""",
     "export": """examples:
   nasforge export runs/x --format json --out genotype.json
   nasforge export runs/x-final --format onnx --out model.onnx""",

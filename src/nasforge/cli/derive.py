@@ -34,15 +34,19 @@ def _derive(args: argparse.Namespace) -> int:
     from .search import print_derived
 
     console = console_for(args)
+    write = not args.no_write
+    fresh = None
     if not args.retrain_only:
-        derived = api.derive(args.run_dir, args.samples, args.seed, args.overrides)
-        console.print(f"derived from the checkpoint after {derived['checkpoint']} evaluations; "
-                      f"written to {args.run_dir}/result.json (earlier derivations under derived_history)",
+        derived = fresh = api.derive(args.run_dir, args.samples, args.seed, args.overrides, write=write)
+        where = (f"written to {args.run_dir}/result.json (earlier derivations under derived_history)" if write
+                 else "not written (--no-write)")
+        console.print(f"derived from the checkpoint after {derived['checkpoint']} evaluations; {where}",
                       highlight=False)
     if args.retrain_top:
         console.print(f"training the {args.retrain_top} best-scored candidates from scratch for "
                       f"{args.retrain_epochs} epochs each at the search's proxy", highlight=False)
-        derived = api.retrain_ranked(args.run_dir, args.retrain_top, args.retrain_epochs)
+        derived = api.retrain_ranked(args.run_dir, args.retrain_top, args.retrain_epochs, write=write,
+                                     derived=None if write else fresh)
     print_derived(console, derived)
     return 0
 
@@ -61,6 +65,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="epochs of each retraining (default 5)")
     p.add_argument("--retrain-only", action="store_true",
                    help="retrain the current derivation's candidates without deriving again")
+    p.add_argument("--no-write", action="store_true",
+                   help="print the derivation and write nothing: takes no lock, so it reads a search still running "
+                        "(its latest checkpoint) or a read-only copy")
     add_threads_flag(p)
     add_nproc_flag(p)
     p.set_defaults(func=run)

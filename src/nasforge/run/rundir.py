@@ -318,15 +318,16 @@ def read_result(run_dir: str | Path) -> dict[str, Any]:
         raise RunDirError(f"{path}: unreadable ({exc})") from None
 
 
-def keep_derivations(run_dir: str | Path, result: dict[str, Any]) -> dict[str, Any]:
-    """``result`` (the new ``result.json`` of ``run_dir``) with the derivation of the file it replaces, if another,
-    appended to ``derived_history``: a new derivation (``nasforge derive``, or a one-shot search continued with a
-    larger budget) never loses the earlier ones and their retrained candidates. An unreadable old file has nothing
-    to keep."""
-    try:
-        old = read_result(run_dir)
-    except RunDirError:
-        return result
+def keep_derivations(run_dir: str | Path, result: dict[str, Any], old: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``result`` (the new ``result.json`` of ``run_dir``) with the derivation of the file it replaces (``old``, read
+    from the file unless given), if another, appended to ``derived_history``: a new derivation (``nasforge derive``,
+    or a one-shot search continued with a larger budget) never loses the earlier ones and their retrained
+    candidates. An unreadable old file has nothing to keep."""
+    if old is None:
+        try:
+            old = read_result(run_dir)
+        except RunDirError:
+            return result
     replaced = old.get("derived")
     history = [*old.get("derived_history", []), *([replaced] if replaced and replaced != result.get("derived") else [])]
     return {**result, "derived_history": history} if history else result
