@@ -231,6 +231,41 @@ def test_the_second_order_gradient_is_darts_unrolled_approximation(strategy: str
     assert float((expected - direct).norm()) > 0.05 * float(direct.norm())  # the second-order term is there
 
 
+def test_the_exact_hessian_vector_product_is_double_backpropagation() -> None:
+    cfg = _config("darts", budget=8)
+    cfg.strategy_args = {"order": 2, "hvp": "exact"}
+    parts = nf.build_components(cfg)
+    ev, space = parts.evaluator, parts.space
+    rng = np.random.default_rng(1)
+    for _ in range(2):
+        ev.train_step(space.sample(rng))
+    relaxed = parts.strategy.relaxed(0.5)
+    x, y = ev._batch(ev.splits.val, 32)
+    xt, yt = ev._batch(ev.splits.train, 32)
+    before = {k: v.clone() for k, v in ev.supernet.state_dict().items()}
+    grad, _, _ = ev.second_order_gradient(relaxed, x, y, (xt, yt), exact=True)
+    assert all(torch.equal(before[k], v) for k, v in ev.supernet.state_dict().items())
+    ref = UnrolledReference(ev, relaxed, (x, y), (xt, yt))
+    direct, v, _ = ref.validation_gradients()
+    expected = direct - ref.group["lr"] * ref.exact(v)
+    assert float((grad - expected).norm()) < 1e-4 * float(expected.norm())
+    difference = ev.second_order_gradient(relaxed, x, y, (xt, yt))[0]
+    assert not torch.allclose(grad, difference)  # the option changes what is computed
+    with pytest.raises(ConfigError, match="strategy: hvp must be .difference. or .exact., got .exakt."):
+        nf.create_strategy("darts", space, hvp="exakt")
+
+
+def test_a_search_takes_the_exact_product_from_the_strategy(tmp_path: Path) -> None:
+    cfg = _config("darts", budget=8)
+    cfg.strategy_args = {"order": 2, "hvp": "exact"}
+    parts = nf.build_components(cfg)
+    ev, calls = parts.evaluator, []
+    original = ev.second_order_gradient
+    ev.second_order_gradient = lambda *a, **k: calls.append(k.get("exact")) or original(*a, **k)  # type: ignore[method-assign]
+    nf.search(cfg, tmp_path / "run", components=parts)
+    assert parts.strategy.steps == 6 and calls == [True] * 6
+
+
 def test_a_second_order_search_runs_and_learns(tmp_path: Path) -> None:
     cfg = _config("darts", budget=8)
     cfg.strategy_args = {"order": 2}

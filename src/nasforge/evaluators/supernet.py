@@ -337,9 +337,11 @@ class SupernetEvaluator(StatefulEvaluator):
         self.child.train()  # batch statistics, as in the weight steps
         with torch.set_grad_enabled(strategy.learning):
             relaxed = strategy.relaxed(self.steps / total)
-        if strategy.learning:
-            gradient = self.second_order_gradient if strategy.config.order == 2 else self.first_order_gradient
-            grad, arch_value, logits = gradient(relaxed, x, y, share=share)
+        if strategy.learning and strategy.config.order == 2:
+            grad, arch_value, logits = self.second_order_gradient(relaxed, x, y, share=share,
+                                                                  exact=strategy.config.hvp == "exact")
+        elif strategy.learning:
+            grad, arch_value, logits = self.first_order_gradient(relaxed, x, y, share=share)
         else:  # warm-up: the relaxed network is only scored
             with _frozen_running_stats(self.child), torch.no_grad():
                 self.child.arch = relaxed
@@ -399,13 +401,13 @@ class SupernetEvaluator(StatefulEvaluator):
         return grad, value, logits.detach()
 
     def second_order_gradient(self, relaxed: Relaxed, x: torch.Tensor, y: torch.Tensor,
-                              train: tuple[torch.Tensor, torch.Tensor] | None = None, share: float = 1.0
-                              ) -> tuple[torch.Tensor, float, torch.Tensor]:
+                              train: tuple[torch.Tensor, torch.Tensor] | None = None, share: float = 1.0,
+                              exact: bool = False) -> tuple[torch.Tensor, float, torch.Tensor]:
         """DARTS' second-order architecture gradient (Liu et al. 2019, eqs. 6-8) with respect to
         ``relaxed.weights``: the validation loss on ``(x, y)`` after one virtual SGD step of the network's weights
         on the training batch ``train`` (by default a fresh one; the optimiser's rate, momentum and weight decay),
-        minus the rate times the Hessian-vector product, by central differences. The weights are as before
-        afterwards. Returns the gradient, the validation loss and its logits. Data-parallel, ``(x, y)`` and
+        minus the rate times the Hessian-vector product, by central differences (``exact``: by double
+        backpropagation). The weights are as before afterwards. Returns the gradient, the validation loss and its logits. Data-parallel, ``(x, y)`` and
         ``train`` are this replica's ``share`` of their batches (of one size), and every gradient is the whole
         batch's, so that all replicas take the one process' step (the logits stay this replica's)."""
         xt, yt = train if train is not None else self._share(*self._training_batch())[:2]
@@ -440,16 +442,24 @@ class SupernetEvaluator(StatefulEvaluator):
                 self.child.arch = arch
                 logits, val_loss = self._relaxed_loss(x, y)
                 (direct, *v), value = grads(val_loss, [leaf, *params])
-                eps = 0.01 / max(math.sqrt(sum(float((g * g).sum()) for g in v)), 1e-12)
-                hessian = []
-                for sign in (1.0, -1.0):
-                    shift(v, sign * eps)
-                    hessian.append(grads(self._relaxed_loss(xt, yt)[1], [leaf])[0][0])
+                if exact:  # d/d alpha (grad_w L_train(w, alpha) . v) at the weights before the virtual step
+                    shift(v, 0.0)
+                    train_grads = torch.autograd.grad(self._relaxed_loss(xt, yt)[1], params, create_graph=True,
+                                                      allow_unused=True)
+                    dot = sum(((g * u).sum() for g, u in zip(train_grads, v) if g is not None), torch.zeros(()))
+                    term = grads(dot, [leaf])[0][0]
+                else:
+                    eps = 0.01 / max(math.sqrt(sum(float((g * g).sum()) for g in v)), 1e-12)
+                    hessian = []
+                    for sign in (1.0, -1.0):
+                        shift(v, sign * eps)
+                        hessian.append(grads(self._relaxed_loss(xt, yt)[1], [leaf])[0][0])
+                    term = (hessian[0] - hessian[1]) / (2 * eps)
         finally:
             with torch.no_grad():
                 for p, w0 in zip(params, originals):
                     p.copy_(w0)
-        return direct - lr * (hessian[0] - hessian[1]) / (2 * eps), value, logits.detach()
+        return direct - lr * term, value, logits.detach()
 
     def derive(self, strategy: Any, n_samples: int = 100, seed: int = 0) -> dict[str, Any] | None:
         """Best of ``n_samples`` policy samples on ``derive_batch`` validation images (the same for all),

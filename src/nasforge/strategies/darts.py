@@ -9,7 +9,8 @@ evaluator, to which the factory attaches it, alternates per evaluation
    runs a validation minibatch; the strategy takes an Adam step on the loss (first order, the default: the
    network's weights as they are, DARTS' cheaper variant; ``order=2``: DARTS' second-order approximation, the
    validation loss after one virtual SGD step of the weights, whose gradient the evaluator computes with a
-   finite-difference Hessian-vector product, about four times the first order's cost);
+   finite-difference Hessian-vector product, about four times the first order's cost, or with ``hvp="exact"``
+   by double backpropagation);
 2. ``train_steps`` SGD steps of the network's weights on training minibatches, the architecture weights fixed.
 
 ``ask`` proposes the architecture the weights currently derive (what the run records); ``tell`` only counts, so
@@ -140,12 +141,16 @@ class DartsConfig:
     weight_decay: float = 1e-3  # L2 weight decay of the architecture weights
     warmup: int = 0  # first evaluations that train only the network weights (one-shot: a quarter of the budget)
     order: int = 1  # 1: first-order DARTS (the weights as they are); 2: second order (after a virtual weight step)
+    hvp: str = "difference"  # order 2's Hessian-vector product: "difference" (DARTS' central difference) or "exact"
+    # (double backpropagation: no step-size error where ReLUs and max-pools switch, about the same cost)
 
     def __post_init__(self) -> None:
         if self.lr <= 0 or not 0 <= self.beta1 < 1 or self.weight_decay < 0 or self.warmup < 0:
             raise ValueError("need lr > 0, 0 <= beta1 < 1, weight_decay >= 0 and warmup >= 0")
         if self.order not in (1, 2):
             raise ValueError(f"order must be 1 (first-order DARTS) or 2 (second order), got {self.order}")
+        if self.hvp not in ("difference", "exact"):
+            raise ValueError(f"hvp must be 'difference' or 'exact', got {self.hvp!r}")
 
 
 class DifferentiableStrategy(Strategy):
