@@ -191,7 +191,7 @@ def test_two_replicas_sum_the_architecture_gradient_of_the_whole_batch(tmp_path)
     one = np.load(tmp_path / "one.rank0.npz")
     r0, r1 = np.load(tmp_path / "two.rank0.npz"), np.load(tmp_path / "two.rank1.npz")
     # the second order's central difference divides float summation differences by 2 eps
-    for key, atol in (("first", 1e-6), ("second", 1e-4), ("losses", 1e-6)):
+    for key, atol in (("first", 1e-6), ("second", 1e-4), ("exact", 1e-6), ("losses", 1e-6)):
         assert np.array_equal(r0[key], r1[key]), key
         assert np.allclose(r0[key], one[key], rtol=1e-4, atol=atol), (key, np.abs(r0[key] - one[key]).max())
     assert np.abs(one["first"]).max() > 1e-4 and not np.allclose(one["first"], one["second"])

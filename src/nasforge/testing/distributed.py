@@ -129,9 +129,9 @@ def oneshot_small(out: str | Path, budget: int = 12, space: str = "nb201", strat
 
 
 def relaxed_gradients_small(out: str | Path, strategy: str = "darts") -> None:
-    """The first- and second-order architecture gradients (and losses) of a tiny super-network on digits, in one
-    process on a batch made of two copies of 16 images, or as one of two replicas, each taking its half (one
-    copy) and summing. Batch norm's statistics of a copy are those of both copies, so the two agree up to float
+    """The first- and second-order (both products) architecture gradients (and losses) of a tiny super-network on
+    digits, in one process on a batch made of two copies of 16 images, or as one of two replicas, each taking its
+    half (one copy) and summing. Batch norm's statistics of a copy are those of both copies, so the two agree up to float
     summation order. Saved to ``out`` with ``.rankR.npz``."""
     from ..config import make_run_config
     from ..factory import build_components
@@ -156,8 +156,10 @@ def relaxed_gradients_small(out: str | Path, strategy: str = "darts") -> None:
     relaxed = parts.strategy.relaxed(0.5)  # type: ignore[attr-defined]
     first, loss1, _ = ev.first_order_gradient(relaxed, x, y, share)
     second, loss2, _ = ev.second_order_gradient(relaxed, x, y, (xt, yt), share)
+    exact, _, _ = ev.second_order_gradient(relaxed, x, y, (xt, yt), share, exact=True)
     rank = 0 if replicas is None else replicas.rank
-    np.savez(f"{out}.rank{rank}.npz", first=first.numpy(), second=second.numpy(), losses=np.array([loss1, loss2]))
+    np.savez(f"{out}.rank{rank}.npz", first=first.numpy(), second=second.numpy(), exact=exact.numpy(),
+             losses=np.array([loss1, loss2]))
     shutdown()
 
 
