@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,7 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from supernet_step import timed  # this script's folder
 
 
-def term_pair(C: int, resolution: int, radii: list[float]) -> list[tuple[float, float, float]]:
+def mid_search(C: int, resolution: int) -> tuple[Any, Any]:
+    """A small nb201 super-network on digits after two weight steps (the optimiser has momentum), and a relaxed
+    architecture of a darts search halfway."""
     cfg = nf.RunConfig(space="nb201", evaluator="supernet", strategy="darts", budget=8, seed=0, dataset="digits",
                        evaluator_args={"model_args": {"C": C, "N": 1}, "lr": 0.05, "resolution": resolution})
     parts = nf.build_components(cfg)
@@ -40,6 +43,11 @@ def term_pair(C: int, resolution: int, radii: list[float]) -> list[tuple[float, 
     for _ in range(2):
         ev.train_step(parts.space.sample(rng))
     relaxed = parts.strategy.relaxed(0.5)
+    return ev, relaxed
+
+
+def term_pair(C: int, resolution: int, radii: list[float]) -> list[tuple[float, float, float]]:
+    ev, relaxed = mid_search(C, resolution)
     ref = UnrolledReference(ev, relaxed, ev._batch(ev.splits.val, 32), ev._batch(ev.splits.train, 32))
     _, v, _ = ref.validation_gradients()
     exact = ref.exact(v)
@@ -53,14 +61,7 @@ def term_pair(C: int, resolution: int, radii: list[float]) -> list[tuple[float, 
 
 def gradient_times(C: int, resolution: int, steps: int, batch: int) -> dict[str, float]:
     """Median seconds of the first-order gradient and of the second-order one with each product."""
-    cfg = nf.RunConfig(space="nb201", evaluator="supernet", strategy="darts", budget=8, seed=0, dataset="digits",
-                       evaluator_args={"model_args": {"C": C, "N": 1}, "lr": 0.05, "resolution": resolution})
-    parts = nf.build_components(cfg)
-    ev = parts.evaluator
-    rng = np.random.default_rng(0)
-    for _ in range(2):
-        ev.train_step(parts.space.sample(rng))
-    relaxed = parts.strategy.relaxed(0.5)
+    ev, relaxed = mid_search(C, resolution)
     val, train = ev._batch(ev.splits.val, batch), ev._batch(ev.splits.train, batch)
     kinds = {"first order": lambda: ev.first_order_gradient(relaxed, *val),
              "second order, difference": lambda: ev.second_order_gradient(relaxed, *val, train),
