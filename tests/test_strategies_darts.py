@@ -252,7 +252,9 @@ def test_the_exact_hessian_vector_product_is_double_backpropagation() -> None:
     difference = ev.second_order_gradient(relaxed, x, y, (xt, yt))[0]
     assert not torch.allclose(grad, difference)  # the option changes what is computed
     with pytest.raises(ConfigError, match="strategy: hvp must be .difference. or .exact., got .exakt."):
-        nf.create_strategy("darts", space, hvp="exakt")
+        nf.create_strategy("darts", space, order=2, hvp="exakt")
+    with pytest.raises(ConfigError, match="hvp='exact' needs order=2"):  # not silently the first order
+        nf.create_strategy("darts", space, hvp="exact")
 
 
 def test_a_search_takes_the_exact_product_from_the_strategy(tmp_path: Path) -> None:

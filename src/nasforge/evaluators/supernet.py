@@ -407,9 +407,10 @@ class SupernetEvaluator(StatefulEvaluator):
         ``relaxed.weights``: the validation loss on ``(x, y)`` after one virtual SGD step of the network's weights
         on the training batch ``train`` (by default a fresh one; the optimiser's rate, momentum and weight decay),
         minus the rate times the Hessian-vector product, by central differences (``exact``: by double
-        backpropagation). The weights are as before afterwards. Returns the gradient, the validation loss and its logits. Data-parallel, ``(x, y)`` and
-        ``train`` are this replica's ``share`` of their batches (of one size), and every gradient is the whole
-        batch's, so that all replicas take the one process' step (the logits stay this replica's)."""
+        backpropagation). The weights are as before afterwards. Returns the gradient, the validation loss and its
+        logits. Data-parallel, ``(x, y)`` and ``train`` are this replica's ``share`` of their batches (of one
+        size), and every gradient is the whole batch's, so that all replicas take the one process' step (the
+        logits stay this replica's)."""
         xt, yt = train if train is not None else self._share(*self._training_batch())[:2]
         leaf = relaxed.weights.detach().requires_grad_()
         arch = replace(relaxed, weights=leaf)
@@ -443,7 +444,7 @@ class SupernetEvaluator(StatefulEvaluator):
                 logits, val_loss = self._relaxed_loss(x, y)
                 (direct, *v), value = grads(val_loss, [leaf, *params])
                 if exact:  # d/d alpha (grad_w L_train(w, alpha) . v) at the weights before the virtual step
-                    shift(v, 0.0)
+                    shift(v, 0.0)  # back to w
                     train_grads = torch.autograd.grad(self._relaxed_loss(xt, yt)[1], params, create_graph=True,
                                                       allow_unused=True)
                     dot = sum(((g * u).sum() for g, u in zip(train_grads, v) if g is not None), torch.zeros(()))
