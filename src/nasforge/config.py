@@ -100,15 +100,16 @@ def build(cls: type, values: dict[str, Any] | None, where: str) -> Any:
     hints = typing.get_type_hints(cls)
     known = {f.name: f for f in fields(cls) if f.init}
     unknown = sorted(set(values) - set(known))
+    prefix = f"{where}: " if where else ""  # the top level has no field name to give
     if unknown:
         raise ConfigError(
-            f"{where}: unknown field {unknown[0]!r}; known fields: {', '.join(sorted(known)) or '(none)'}"
+            f"{prefix}unknown field {unknown[0]!r}; known fields: {', '.join(sorted(known)) or '(none)'}"
         )
     kwargs = {k: coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in values.items()}
     try:
         obj = cls(**kwargs)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: {exc}") from None
+        raise ConfigError(f"{prefix}{exc}") from None
     return obj
 
 
