@@ -199,7 +199,9 @@ def _retrain(run_dir: str | Path, derived: dict[str, Any], top: int, epochs: int
 
 
 def train_command(config: RunConfig, arch: str) -> str:
-    """The ``nasforge train`` command that trains ``arch`` of this run's space from scratch."""
+    """The ``nasforge train`` command that trains ``arch`` of this run's space from scratch as the final network:
+    at the space's default model size and full resolution, not the search's proxy (``nasforge train --from RUN``
+    keeps the search's size)."""
     parts = ["nasforge", "train", "--space", config.space, "--arch", arch, "--dataset", config.dataset or "digits"]
     if config.data:
         parts += ["--data", config.data]
