@@ -60,6 +60,20 @@ def test_show_space_lists_model_arguments(capsys: pytest.CaptureFixture) -> None
     assert "space.nodes" in out and "evaluator.model_args.C" in out
 
 
+@pytest.mark.parametrize("name", [entry.name for entry in registry("space")])
+def test_every_space_that_builds_models_shows_their_arguments(name: str, capsys: pytest.CaptureFixture) -> None:
+    from nasforge.spaces.base import SearchSpace
+
+    factory = registry("space").get(name).factory
+    if factory.build is SearchSpace.build:
+        pytest.skip(f"space {name} builds no models")
+    assert factory.model_args is not None, f"space {name} builds models but declares no model_args"
+    assert main(["show", "space", name]) == 0
+    out = capsys.readouterr().out
+    for doc in field_docs(factory.model_args):  # a space may take another's (nasnet: the darts networks')
+        assert f"evaluator.model_args.{doc.name}" in out
+
+
 def test_show_unknown_component_is_one_line(capsys: pytest.CaptureFixture) -> None:
     assert main(["show", "strategy", "nope"]) == 2
     assert "unknown strategy 'nope'" in capsys.readouterr().err

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import sys
 from typing import Any
 
 from rich.console import Console
@@ -33,16 +32,15 @@ def registry(kind: str) -> Any:
 
 def config_classes(factory: Any) -> list[tuple[str, type]]:
     """The dataclasses that configure a component: its ``Config`` and, for spaces, the model arguments of the
-    networks it builds (``*ModelArgs`` in its module), each with the prefix ``--set`` uses."""
+    networks it builds (``SearchSpace.model_args``), each with the prefix ``--set`` uses."""
+    from ..spaces.base import SearchSpace
+
     out: list[tuple[str, type]] = []
     config = getattr(factory, "Config", None)
     if isinstance(config, type):
         out.append(("", config))
-    module = sys.modules.get(getattr(factory, "__module__", ""), None)
-    if module is not None:
-        for name, obj in vars(module).items():
-            if name.endswith("ModelArgs") and isinstance(obj, type) and obj.__module__ == module.__name__:
-                out.append(("model_args", obj))
+    if isinstance(factory, type) and issubclass(factory, SearchSpace) and factory.model_args is not None:
+        out.append(("model_args", factory.model_args))
     return out
 
 

@@ -63,6 +63,8 @@ class SearchSpace(ABC):
 
     name: str = ""
     decisions: tuple[Decision, ...] = ()
+    #: the dataclass of :meth:`build`'s model arguments (``evaluator.model_args``), None if it builds no model
+    model_args: type | None = None
 
     # ----------------------------------------------------------------- strings and values
     @abstractmethod

@@ -79,6 +79,7 @@ class ConvNetSpace(SearchSpace):
     """
 
     name = "convnet"
+    model_args = ConvNetModelArgs
     Config = ConvNetConfig
 
     def __init__(self, config: ConvNetConfig | None = None) -> None:

@@ -149,6 +149,7 @@ class DartsSpace(SearchSpace):
     """
 
     name = "darts"
+    model_args = DartsModelArgs
     Config = DartsConfig
 
     def __init__(self, config: DartsConfig | None = None) -> None:

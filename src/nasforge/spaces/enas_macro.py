@@ -85,6 +85,7 @@ class EnasMacroSpace(SearchSpace):
     """
 
     name = "enas-macro"
+    model_args = EnasMacroModelArgs
     Config = EnasMacroConfig
 
     def __init__(self, config: EnasMacroConfig | None = None) -> None:

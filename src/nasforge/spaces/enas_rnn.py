@@ -95,6 +95,7 @@ class EnasRNNSpace(SearchSpace):
     """
 
     name = "enas-rnn"
+    model_args = EnasRNNModelArgs
     Config = EnasRNNConfig
 
     def __init__(self, config: EnasRNNConfig | None = None) -> None:

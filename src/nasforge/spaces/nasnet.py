@@ -175,6 +175,7 @@ class NasnetSpace(SearchSpace):
     """NASNet / AmoebaNet / ENAS / PNAS cell space: blocks with repeated inputs, loose-end or full concatenation."""
 
     name = "nasnet"
+    model_args = DartsModelArgs
     Config = NasnetConfig
 
     def __init__(self, config: NasnetConfig | None = None) -> None:

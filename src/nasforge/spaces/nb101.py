@@ -161,6 +161,7 @@ class NB101Space(SearchSpace):
     """
 
     name = "nb101"
+    model_args = NB101ModelArgs
     decisions = tuple(Decision(f"edge_{i}->{j}", 2, STRUCTURE, ("0", "1")) for i, j in EDGES) + tuple(
         Decision(f"op_{v}", len(OP_LABELS), OPERATION, OP_LABELS) for v in range(1, OUTPUT)
     )

@@ -40,6 +40,7 @@ class NB201Space(SearchSpace):
     """
 
     name = "nb201"
+    model_args = NB201ModelArgs
     decisions = tuple(
         Decision(f"edge_{i}<-{j}", len(NB201_OPS), OPERATION, NB201_OPS) for i, j in NB201_EDGES
     )

@@ -85,6 +85,7 @@ class ZophSpace(SearchSpace):
     """
 
     name = "zoph"
+    model_args = ZophModelArgs
     Config = ZophConfig
 
     def __init__(self, config: ZophConfig | None = None) -> None:
