@@ -70,6 +70,15 @@ def test_every_split_puts_the_better_half_left(searched: LaNAS) -> None:
         assert left["mean_rank"] > right["mean_rank"]
 
 
+def test_the_tree_names_its_nodes_as_the_report_reads_them(searched: LaNAS) -> None:
+    from nasforge.report.lanas import node_name
+
+    nodes = searched.observe()["nodes"]
+    assert nodes[0]["parent"] is None and node_name(nodes[0]) == "root"
+    assert all(node_name(n).endswith(f"of {n['parent']})") for n in nodes[1:])
+    assert node_name({**nodes[0], "parent": -1}) == "root"  # as runs recorded before gave it
+
+
 def test_tree_has_the_configured_height_at_most() -> None:
     strategy = _searched(ToySpace(), budget=60, height=3)
     assert max(node.depth for node in strategy.nodes) <= 2

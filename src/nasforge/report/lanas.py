@@ -2,7 +2,7 @@
 
 Both read the plain-data description that :meth:`nasforge.strategies.lanas.LaNAS.observe` returns:
 ``{"nodes": [{"id", "parent", "depth", "side", "leaf", "left", "right", "count", "mean_reward",
-"mean_rank"}, ...], "n_samples", ...}``.
+"mean_rank"}, ...], "n_samples", ...}``, the root's parent None.
 """
 
 from __future__ import annotations
@@ -13,9 +13,14 @@ from typing import Any
 from rich.tree import Tree
 
 
+def is_root(node: dict[str, Any]) -> bool:
+    """Whether ``node`` is the root: no parent (runs recorded before 2026-12-04 give the root's parent as -1)."""
+    return node["parent"] is None or node["parent"] < 0
+
+
 def node_name(node: dict[str, Any]) -> str:
     """``root``, ``split 3`` or ``leaf 5`` with its side: what the tree figure and text call a node."""
-    if node["parent"] is None:
+    if is_root(node):
         return "root" if not node["leaf"] else "root (leaf)"
     kind = "leaf" if node["leaf"] else "split"
     return f"{kind} {node['id']} ({node['side']} of {node['parent']})"
@@ -93,7 +98,7 @@ def plot_tree(description: dict[str, Any], path: str | Path) -> Path:
         shade = None if node["mean_reward"] is None else float(norm(node["mean_reward"]))
         colour = "0.85" if shade is None else cm.viridis(shade)
         mean = "-" if node["mean_reward"] is None else f"{node['mean_reward']:.2f}"
-        name = "root" if node["parent"] is None else f"{'leaf' if node['leaf'] else 'split'} {node['id']}"
+        name = "root" if is_root(node) else f"{'leaf' if node['leaf'] else 'split'} {node['id']}"
         ax.text(x, y, f"{name}\nn={node['count']}\n{mean}", ha="center", va="center", fontsize=8, zorder=2,
                 color="white" if shade is not None and shade < 0.4 else "black",  # readable on dark viridis
                 bbox={"boxstyle": "round", "facecolor": colour, "edgecolor": "0.3"})

@@ -350,7 +350,7 @@ def describe_tree(strategy: LaNAS) -> dict[str, Any]:
     for i, node in enumerate(strategy.nodes):
         nodes.append({
             "id": i,
-            "parent": node.parent,
+            "parent": node.parent if node.parent >= 0 else None,
             "depth": node.depth,
             "side": "root" if node.good is None else "good" if node.good else "bad",
             "leaf": node.is_leaf,
