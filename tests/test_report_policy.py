@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import matplotlib.image as mpimg
 import numpy as np
+import pytest
 
 import nasforge as nf
 from nasforge.cli import main
@@ -43,11 +44,13 @@ def test_policy_command_on_nb201_skips_the_empty_structure_group(tmp_path, capsy
     assert all(p.startswith(f"{run_dir}/policy/") for p in printed)
 
 
-def test_strategy_without_policy_still_gets_histograms(tmp_path, capsys) -> None:
-    run_dir = _run(tmp_path, "rs", 20)
+@pytest.mark.parametrize("strategy, said", [("rs", "no policy snapshots"), ("nao", "its snapshots record fitted")])
+def test_strategy_without_policy_still_gets_histograms(strategy: str, said: str, tmp_path, capsys, caplog) -> None:
+    run_dir = _run(tmp_path, strategy, 20)
     assert main(["policy", run_dir]) == 0
-    printed = capsys.readouterr().out.split()
-    assert sorted(p.rsplit("/", 1)[-1] for p in printed) == ["samples_operation.png", "samples_structure.png"]
+    out = capsys.readouterr().out
+    assert sorted(p.rsplit("/", 1)[-1] for p in out.split()) == ["samples_operation.png", "samples_structure.png"]
+    assert "no option probabilities to draw" in caplog.text and said in caplog.text  # why there is no heat map
 
 
 def test_bad_run_directory_is_one_line_error(tmp_path, capsys) -> None:

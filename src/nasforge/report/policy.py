@@ -225,8 +225,9 @@ def policy_report(run_dir: str | Path, out_dir: str | Path | None = None) -> lis
     written = []
     if snapshots:
         written += plot_policy_heatmaps(record.space, snapshots, out)
-    else:
-        log.warning("%s: no policy snapshots (the strategy has no observable policy); only histograms", run_dir)
+    if not written:  # rs, re, ...: no snapshots; nases, lanas, alphax, nao: snapshots of something else
+        what = f"its snapshots record {', '.join(sorted(snapshots[-1][1]))}" if snapshots else "no policy snapshots"
+        log.warning("%s: no option probabilities to draw (%s); only histograms", run_dir, what)
     written += plot_sampling_histograms(record.space, record.trials, out)
     perturbed = (read_result(run_dir).get("derived") or {}).get("perturbed")
     if perturbed and (path := plot_perturbation(record.space, perturbed, out)) is not None:
