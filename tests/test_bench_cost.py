@@ -65,3 +65,11 @@ def test_a_budget_below_the_report_budgets_is_reported_at_itself(tmp_path: Path)
     assert list(summary["strategies"]["rs"]["incumbent_test_accuracy"]) == ["12"]
     header = next(line for line in (out / "summary.md").read_text().splitlines() if line.startswith("| strategy"))
     assert header == "| strategy | @12 | to optimum | cost/seed | ms/query |"
+
+
+def test_bench_refuses_no_parallel_processes(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "bench"
+    assert main(["bench", "--space", "toy", "--evaluator", "toy", "--strategies", "rs", "--budget", "5", "--seeds",
+                 "1", "--jobs", "0", "--out", str(out)]) == 2
+    assert "--jobs: must be at least 1, got 0" in capsys.readouterr().err
+    assert not out.exists()  # refused before anything is written

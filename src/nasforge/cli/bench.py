@@ -77,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
         base = absolute_paths(config_from_args(args, {"strategy": strategies[0]}))
         spec = make_spec(base, strategies, _parse_seeds(args.seeds or "10"), args.strategy_overrides)
     total = len(spec.seeds) * len(spec.strategies)
+    if args.jobs is not None and args.jobs < 1:
+        raise ConfigError(f"--jobs: must be at least 1, got {args.jobs}")
     workers = args.jobs or min(os.cpu_count() or 1, total)
     with ProgressDisplay(console, "bench", total, quiet=getattr(args, "quiet", False)) as bar:
 
