@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,11 @@ from nasforge.testing.tables import COLUMNS, fake_nb201_rows, write_nb201_table
 BEST = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
 
 
-def _evaluator(path: Path, fidelity: int | None = None) -> nf.evaluators.Evaluator:
-    cfg = nf.RunConfig(space="nb201", evaluator="tabular", benchmark=str(path), fidelity=fidelity)
+def _evaluator(path: Path, fidelity: int | None = None, partial: bool = True) -> nf.evaluators.Evaluator:
+    """The tabular evaluator of ``path``; most tables here hold a row or two, so a partial table is accepted
+    unless ``partial=False``."""
+    cfg = nf.RunConfig(space="nb201", evaluator="tabular", benchmark=str(path), fidelity=fidelity,
+                       evaluator_args={"partial": True} if partial else {})
     return nf.create_evaluator(cfg, nf.create_space("nb201"))
 
 
@@ -83,14 +87,14 @@ def test_missing_file_and_missing_flag(tmp_path: Path) -> None:
 
 def test_fake_full_table_optimum(tmp_path: Path) -> None:
     rows = fake_nb201_rows(0)
-    ev = _evaluator(write_nb201_table(tmp_path / "f.csv", rows=rows))
+    ev = _evaluator(write_nb201_table(tmp_path / "f.csv", rows=rows), partial=False)
     arch, res = ev.optimum()
     best_row = max(rows, key=lambda r: round(r[1], 4))
     assert str(arch) == best_row[0] and res.test_accuracy == pytest.approx(best_row[2], abs=1e-4)
 
 
 def test_real_table_facts(nb201_table: Path) -> None:
-    ev = _evaluator(nb201_table)
+    ev = _evaluator(nb201_table, partial=False)
     table: Table = ev.table
     assert len(table.archs) == 15625
     arch, res = ev.optimum()
@@ -114,7 +118,31 @@ def test_cli_table_without_the_protocols_column_exits_2(tmp_path: Path, capsys: 
 def test_cli_search_whose_every_evaluation_failed_exits_non_zero(tmp_path: Path,
                                                                  capsys: pytest.CaptureFixture) -> None:
     path = _small_table(tmp_path, [f"{BEST},91.6,94.37,80.1,85.2,94.1,85.0"])  # the search never meets BEST
-    argv = ["search", "--space", "nb201", "--benchmark", str(path), "--budget", "3", "--out", str(tmp_path / "run")]
+    argv = ["search", "--space", "nb201", "--benchmark", str(path), "--budget", "3", "--out", str(tmp_path / "run"),
+            "--set", "evaluator.partial=true"]
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert "every evaluation failed" in err and "not in" in err
+
+
+def test_a_table_lacking_architectures_of_the_space_is_refused_when_loaded(tmp_path: Path) -> None:
+    rows = fake_nb201_rows(0)
+    cut = write_nb201_table(tmp_path / "cut.csv", rows=rows[1:])
+    with pytest.raises(DataError, match=r"cut.csv: holds 15,624 of the 15,625 architectures of space 'nb201' "
+                                        rf"\(missing, for example, {re.escape(rows[0][0])}\)"):
+        _evaluator(cut, partial=False)
+    assert _evaluator(cut).table.value(nf.create_space("nb201").parse(rows[0][0]), "val_acc_200") is None
+    assert len(_evaluator(write_nb201_table(tmp_path / "all.csv", rows=rows), partial=False).table.archs) == 15625
+
+
+def test_cli_search_on_a_cut_table_exits_2_before_writing_anything(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture) -> None:
+    rows = [f"{r[0]},{','.join(f'{v:.4f}' for v in r[1:])}" for r in fake_nb201_rows(0)[:99]]
+    path = _small_table(tmp_path, rows)  # as `head -100` of a table
+    out = tmp_path / "run"
+    argv = ["search", "--space", "nb201", "--strategy", "rs", "--benchmark", str(path), "--budget", "5",
+            "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "t.csv: holds 99 of the 15,625 architectures" in err[0], err
+    assert "evaluator.partial=true" in err[0] and not out.exists()

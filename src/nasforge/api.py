@@ -23,10 +23,20 @@ from typing import Any, Sequence
 from .arch import Architecture
 from .config import RunConfig
 from .evaluators.base import StatefulEvaluator
-from .factory import Components, build_components, create_evaluator, create_executor, create_space, create_strategy
-from .oneshot import derive, finish_derivation, retrain_ranked, train_command
+from .factory import (
+    Components,
+    build_components,
+    check_seed,
+    create_evaluator,
+    create_executor,
+    create_space,
+    create_strategy,
+)
+from .oneshot import derive as _derive
+from .oneshot import finish_derivation, retrain_ranked, train_command
 from .run.loop import Callback, SearchRecord, run_search
 from .run.rundir import (
+    check_same_config,
     keep_derivations,
     open_store,
     prepare_run_dir,
@@ -60,7 +70,16 @@ def search(
     """
     parts = components or build_components(config)
     config = parts.config  # the run directory records the settings the components really run with
-    store = prepare_run_dir(out, config) if out is not None else RunStore(None)
+    if out is not None:  # refused before an executor starts (a local Ray instance takes seconds)
+        check_same_config(out, config)
+    # The executor comes before the run directory: a cluster that cannot be joined is an error that leaves no
+    # run behind (a run directory recording it would refuse the corrected command).
+    executor = create_executor(config, parts.evaluator)
+    try:
+        store = prepare_run_dir(out, config) if out is not None else RunStore(None)
+    except BaseException:
+        executor.close()
+        raise
     result: dict[str, Any] | None = None
     try:
         record = run_search(
@@ -69,7 +88,7 @@ def search(
             parts.evaluator,
             config.budget,
             store=store,
-            executor=create_executor(config, parts.evaluator),
+            executor=executor,
             callbacks=callbacks,
             fidelity=None,
             seed=config.seed,
@@ -131,6 +150,15 @@ def resume(run_dir: str | Path, callbacks: Sequence[Callback] = (),
             write_result(run_dir, result)
         return record, result
     return search(config, run_dir, callbacks)
+
+
+def derive(run_dir: str | Path, n_samples: int = 100, seed: int | None = None,
+           overrides: Sequence[str] = (), *, write: bool = True) -> dict[str, Any]:
+    """:func:`nasforge.oneshot.derive`: a one-shot search's architecture derived again from its last checkpoint
+    (``seed``: the run's own if None, else an integer >= 0)."""
+    if seed is not None:
+        check_seed(seed)
+    return _derive(run_dir, n_samples, seed, overrides, write=write)
 
 
 def read_run_config(run_dir: str | Path) -> RunConfig:

@@ -89,7 +89,21 @@ def make_spec(base: RunConfig, strategies: Sequence[str], seeds: Sequence[int],
             per[n] = to_dict(build(cls, per[n], n))
     if not seeds:
         raise ConfigError("seeds: at least one seed is needed")
-    return BenchSpec(base, names, list(seeds), per)
+    from .factory import check_seed
+
+    check_seed(base.seed)
+    return BenchSpec(base, names, [check_seed(s, "seeds") for s in seeds], per)
+
+
+def _first_difference(old: Any, new: Any, where: str = "") -> str | None:
+    """The first setting in which two ``bench.json`` contents differ: ``key: old in the bench, new now``."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new), key=str):
+            diff = _first_difference(old.get(key), new.get(key), f"{where}{key}.")
+            if diff:
+                return diff
+        return None
+    return None if old == new else f"{where.rstrip('.')}: {old!r} in the bench, {new!r} now"
 
 
 # ---------------------------------------------------------------------- one job (runs in a worker)
@@ -158,16 +172,27 @@ def run_bench(spec: BenchSpec, out: str | Path, workers: int = 1,
     """Run every missing (strategy, seed) job, then write ``summary.json`` and ``curves.png``."""
     out = Path(out)
     spec_file = out / "bench.json"
+    wanted = json.loads(json.dumps(spec.to_dict()))
+    if out.exists() and not out.is_dir():
+        raise RunDirError(f"{out}: exists and is not a directory; choose another --out")
     if spec_file.exists():
-        previous = json.loads(spec_file.read_text())
-        if previous != json.loads(json.dumps(spec.to_dict())):
-            raise RunDirError(f"{out}: holds a bench of another configuration; choose another --out")
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        spec_file.write_text(json.dumps(spec.to_dict(), indent=2))
+        diff = _first_difference(json.loads(spec_file.read_text()), wanted)
+        if diff:
+            raise RunDirError(f"{out}: holds a bench of another configuration ({diff}); choose another --out")
+    # the whole config is checked before bench.json records it: a bench.json of a bad config would refuse the
+    # corrected command
+    from .factory import executor_entry
+
+    executor_entry(spec.base.executor)
+    _init_worker(spec.base)  # the evaluator's settings (and its data) once here, before any worker starts
+    if not spec_file.exists():
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            spec_file.write_text(json.dumps(spec.to_dict(), indent=2))
+        except OSError as exc:
+            raise RunDirError(f"{out}: cannot create the bench directory ({exc.strerror})") from None
     jobs = [spec.run_config(s, seed) for seed in spec.seeds for s in spec.strategies
             if not _job_path(out, s, seed).exists()]
-    _init_worker(spec.base)  # also validates the evaluator config before any worker starts
     log.info("bench: %d jobs to run, %d already done", len(jobs), len(spec.seeds) * len(spec.strategies) - len(jobs))
 
     def save(res: dict[str, Any]) -> None:

@@ -8,12 +8,15 @@ and above the components themselves. It owns the rules that combine them:
   super-network, the one one-shot evaluator that serves it);
 - a one-shot evaluator (a :class:`~nasforge.evaluators.base.StatefulEvaluator`) runs in-process only, and its
   strategy gets the settings its registry entry declares for weight sharing (:func:`oneshot_defaults`);
-- ``epochs`` (passes over the training split) is turned into a budget of child steps by the evaluator.
+- ``epochs`` (passes over the training split) is turned into a budget of child steps by the evaluator;
+- seeds are integers >= 0 (:func:`check_seed`), and the executor and its settings are checked with the rest of
+  the config (:func:`check_executor`), before an evaluator loads anything or a run directory is written.
 """
 
 from __future__ import annotations
 
 import logging
+import operator
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,8 +36,21 @@ def create_space(name: str, **args: Any) -> SearchSpace:
     return entry.factory(resolve_args(entry.factory, args, "space"))
 
 
+def check_seed(seed: Any, where: str = "seed") -> int:
+    """``seed`` if it is an integer >= 0, else a :class:`ConfigError` naming ``where``: the one rule for every seed
+    (numpy's generators refuse negative ones, deep inside a search)."""
+    try:
+        value = operator.index(seed)  # numpy integers too
+    except TypeError:
+        value = -1
+    if isinstance(seed, bool) or value < 0:
+        raise ConfigError(f"{where}: must be an integer >= 0, got {seed!r}")
+    return value
+
+
 def create_strategy(name: str, space: SearchSpace, seed: int = 0, **args: Any) -> Strategy:
     """A registered strategy for ``space``, seeded, with typed hyper-parameters."""
+    check_seed(seed)
     entry = STRATEGIES.get(name)
     return entry.factory(space, resolve_args(entry.factory, args, "strategy"), seed)
 
@@ -95,14 +111,42 @@ def create_prior(config: RunConfig, space: SearchSpace) -> Prior | None:
     return Prior(score, config.prior_draws)
 
 
-def create_executor(config: RunConfig, evaluator: Evaluator) -> Any:
-    """The executor ``config`` names; a stateful (one-shot) evaluator only runs in-process."""
-    entry = EXECUTORS.get(config.executor)
-    if isinstance(evaluator, StatefulEvaluator) and not entry.capabilities.get("in_process"):
-        raise ConfigError(f"executor: a one-shot search keeps its shared weights in one process; "
-                          f"{entry.name!r} runs evaluations elsewhere (use --executor sequential)")
+def executor_entry(name: str) -> Any:
+    """The registry entry of executor ``name``, or an error naming the known ones."""
+    from . import run  # noqa: F401  (the process and ray executors register themselves on import)
+
+    return EXECUTORS.get(name)
+
+
+def _one_process_only(entry: Any) -> ConfigError:
+    return ConfigError(f"executor: a one-shot search keeps its shared weights in one process; "
+                       f"{entry.name!r} runs evaluations elsewhere (use --executor sequential)")
+
+
+def check_executor(config: RunConfig) -> None:
+    """Refuse an executor ``config`` cannot run on (an unknown name, settings it cannot honour, what the executor
+    itself checks without starting, such as Ray being installed), with the other config errors: before the
+    evaluator loads its data and before a run directory records the config. ``config``'s evaluator is resolved."""
+    entry = executor_entry(config.executor)
+    if is_oneshot(config) and not entry.capabilities.get("in_process"):
+        raise _one_process_only(entry)
     if config.workers > 1 and not entry.capabilities.get("parallel"):
         raise ConfigError(f"workers: the {entry.name} executor has one worker; choose --executor process or ray")
+    if config.cpus_per_trial <= 0:
+        raise ConfigError(f"cpus_per_trial: must be positive, got {config.cpus_per_trial:g}")
+    if config.gpus_per_trial < 0:
+        raise ConfigError(f"gpus_per_trial: must be 0 or more, got {config.gpus_per_trial:g}")
+    check = getattr(entry.factory, "check_config", None)
+    if check is not None:
+        check(config)
+
+
+def create_executor(config: RunConfig, evaluator: Evaluator) -> Any:
+    """The executor ``config`` names; a stateful (one-shot) evaluator only runs in-process."""
+    check_executor(config)
+    entry = executor_entry(config.executor)
+    if isinstance(evaluator, StatefulEvaluator) and not entry.capabilities.get("in_process"):
+        raise _one_process_only(entry)  # an evaluator whose registry entry does not say it is one-shot
     return entry.factory(evaluator, config)
 
 
@@ -224,9 +268,12 @@ def build_components(config: RunConfig) -> Components:
 
     The evaluator comes first: a one-shot search given in ``epochs`` learns its budget (child steps) from the
     evaluator, which knows its training split, and the strategy's warm-up depends on the budget."""
+    check_seed(config.seed)
     config = _resolve_evaluator(config)
-    # the strategy's settings are checked before the evaluator loads its data, so a typo fails in a second
+    # the strategy's settings and the executor are checked before the evaluator loads its data, so that a typo
+    # fails in a second (and, in api.search, before a run directory records the config)
     resolve_args(STRATEGIES.get(config.strategy).factory, resolve(config).strategy_args, "strategy")
+    check_executor(config)
     space = create_space(config.space, **config.space_args)
     if is_growable(space):
         _check_any_blocks(config.evaluator, space.name,

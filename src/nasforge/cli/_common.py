@@ -1,12 +1,14 @@
-"""Pieces shared by the commands: run-config flags, CPU threads, and the one progress display."""
+"""Pieces shared by the commands: run-config flags, output paths, CPU threads, and the one progress display."""
 
 from __future__ import annotations
 
 import argparse
 import datetime
 import logging
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -111,6 +113,39 @@ def config_from_args(args: argparse.Namespace, extra: dict[str, Any] | None = No
         if guess:
             data["evaluator"] = guess
     return make_run_config(data, args.overrides, source=getattr(args, "config", None) or "")
+
+
+def check_output_file(path: str | Path, flag: str = "--out") -> Path:
+    """``path`` if a command can write a file there (its directory exists, it is not a directory), else a
+    :class:`ConfigError` naming ``flag``: checked before the command does its work, so that bad output paths end
+    as one line, not as a traceback after minutes of work."""
+    path = Path(path)
+    parent = path.parent
+    if path.is_dir():
+        raise ConfigError(f"{flag} {path}: is a directory; give a file name")
+    if not parent.exists():
+        raise ConfigError(f"{flag} {path}: directory {parent} does not exist")
+    if not parent.is_dir():
+        raise ConfigError(f"{flag} {path}: {parent} is not a directory")
+    if not os.access(path if path.exists() else parent, os.W_OK):
+        raise ConfigError(f"{flag} {path}: cannot write there (permission denied)")
+    return path
+
+
+def check_output_dir(path: str | Path, flag: str = "--out") -> Path:
+    """``path`` if a command can create it (with its missing parents) or write into it, else a
+    :class:`ConfigError` naming ``flag`` (see :func:`check_output_file`)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{flag} {path}: exists and is not a directory; choose another {flag}")
+    existing = path
+    while not existing.exists() and existing != existing.parent:  # the nearest ancestor there already
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise ConfigError(f"{flag} {path}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK):
+        raise ConfigError(f"{flag} {path}: cannot write in {existing} (permission denied)")
+    return path
 
 
 def add_threads_flag(p: argparse.ArgumentParser) -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from ..errors import ConfigError
+from ._common import check_output_file
 
 
 def _space_args(items: list[str]) -> dict[str, Any]:
@@ -26,6 +28,10 @@ def run(args: argparse.Namespace) -> int:
     from ..report.draw import draw
     from ..report.search import run_best
 
+    out = Path(args.out)
+    stem = out.with_suffix("") if out.suffix.lower() in (".svg", ".png") else out
+    for suffix in (".svg", ".png"):  # the two files report.draw writes
+        check_output_file(stem.with_name(stem.name + suffix))
     if args.from_run:
         if args.space or args.overrides:
             raise ConfigError("--from takes the run's own space; drop --space/--set")

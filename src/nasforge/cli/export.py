@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from rich.console import Console
 
+from ._common import check_output_file
 from ._examples import with_examples
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..export import export_run
+    from ..export import EXPORT_FILES, export_run
 
+    if args.out:
+        check_output_file(args.out)
+    elif Path(args.run_dir).is_dir():  # the default file in the run: a read-only copy needs --out
+        check_output_file(Path(args.run_dir) / EXPORT_FILES[args.format])
     path = export_run(args.run_dir, args.format, args.out)
     Console(stderr=True).print(f"wrote {path}", highlight=False)
     return 0

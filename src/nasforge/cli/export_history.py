@@ -39,11 +39,15 @@ def write_csv(rows: list[dict[str, Any]], out: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ._common import check_output_file
+
+    path = Path(args.out) if args.out and args.out != "-" else Path(args.run_dir) / "history.csv"
+    if args.out != "-" and (args.out or Path(args.run_dir).is_dir()):  # before the run is read
+        check_output_file(path)
     rows = history_rows(args.run_dir)
     if args.out == "-":
         write_csv(rows, sys.stdout)
         return 0
-    path = Path(args.out) if args.out else Path(args.run_dir) / "history.csv"
     with path.open("w", newline="") as f:
         write_csv(rows, f)
     Console(stderr=True).print(f"wrote {len(rows)} evaluations to {path}", highlight=False)

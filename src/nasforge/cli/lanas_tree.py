@@ -8,6 +8,7 @@ from typing import Any
 from rich.console import Console
 
 from ..errors import RunDirError
+from ._common import check_output_file
 
 
 def tree_description(run_dir: str) -> dict[str, Any]:
@@ -36,6 +37,8 @@ def tree_description(run_dir: str) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     from ..report.lanas import plot_tree, rich_tree
 
+    if args.png:
+        check_output_file(args.png, "--png")
     description = tree_description(args.run_dir)
     Console().print(rich_tree(description))
     if args.png:

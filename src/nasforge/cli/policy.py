@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from ._common import check_output_dir
 
 
 def run(args: argparse.Namespace) -> int:
     from ..report.policy import policy_report
 
+    if args.out:
+        check_output_dir(args.out)
+    elif Path(args.run_dir).is_dir():  # the default folder in the run: a read-only copy needs --out
+        check_output_dir(Path(args.run_dir) / "policy")
     for path in policy_report(args.run_dir, args.out):
         print(path)
     return 0

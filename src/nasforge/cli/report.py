@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from ._common import check_output_file
+
 
 def run(args: argparse.Namespace) -> int:
     from ..report.build import write_reports
 
+    if args.out:
+        check_output_file(args.out)
     for path in write_reports(args.run_dirs, args.out):
         print(path)
     return 0

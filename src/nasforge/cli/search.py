@@ -17,6 +17,7 @@ from ._common import (
     ProgressDisplay,
     add_run_flags,
     apply_config_threads,
+    check_output_dir,
     config_from_args,
     console_for,
     thread_tuner,
@@ -89,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         if not args.out:
             raise ConfigError("--out: a run directory is required (or --resume DIR)")
+        check_output_dir(args.out)
         config = config_from_args(args)
         out = Path(args.out)
         check_out(out, writer=env_rank() == 0)

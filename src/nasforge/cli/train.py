@@ -12,21 +12,24 @@ from typing import Any, Callable
 
 from rich.console import Console
 
-from ._common import ProgressDisplay, add_threads_flag, console_for, thread_tuner
+from ._common import ProgressDisplay, add_threads_flag, check_output_dir, console_for, thread_tuner
 from ._examples import with_examples
 from ._launch import add_nproc_flag
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..factory import check_seed
     from ..final import prepare_final
     from ..train.distributed import init_from_env, shutdown
     from ..train.loop import resolve_device
 
+    check_output_dir(args.out)  # before the training, whose result would have nowhere to go
     overrides = list(args.overrides)
     if args.epochs is not None:
         overrides.append(f"train.epochs={args.epochs}")
     job = prepare_final(args.space, args.arch, from_run=args.from_run, overrides=overrides, dataset=args.dataset,
                         data=args.data, seed=args.seed, device=args.device, cache_dir=args.cache_dir)
+    check_seed(job.config.seed)  # --seed or --set seed=
     replicas = init_from_env(resolve_device(job.config.device))
     tb = None
     if getattr(args, "tensorboard", False) and (replicas is None or replicas.main):

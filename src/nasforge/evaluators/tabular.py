@@ -5,7 +5,8 @@ length F available, ``val_acc_F`` and ``test_acc_F`` columns (percentages). The 
 ``val_acc_F`` at the chosen fidelity F (default: the longest); the reported metric is ``test_acc`` at
 the longest training, whatever the fidelity, as in the NAS-Bench-201 protocol. An evaluation costs its
 fidelity in epochs, or, where the table has a ``train_time_F`` column for every fidelity, that training
-time in seconds. Nothing assumes a particular data set.
+time in seconds. Nothing assumes a particular data set. The evaluator refuses a table that lacks
+architectures of its finite space unless its ``partial`` setting says such a table is meant.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ class TabularConfig:
     reward: str = "val_acc"  # prefix of the column the strategy sees, suffixed with _<fidelity>
     report: str = "test_acc"  # prefix of the reported column, at the longest fidelity
     time: str = "train_time"  # prefix of training-time columns (seconds at each fidelity): the cost where present
+    partial: bool = False  # accept a table that lacks architectures of the space; evaluating those fails
+    # (by default such a table is refused when loaded: a search on it would fail evaluation after evaluation)
     # the network whose parameters, FLOPs and latency are reported (a table's own params/flops columns win):
     # NAS-Bench-201's own, C=16 and N=5, on CIFAR-10's 10 classes of 3 x 32 x 32 images
     cost_model_args: dict[str, Any] = field(default_factory=dict)  # model arguments of that network ({}: C=16, N=5)
@@ -128,6 +131,17 @@ class Table:
                 raise DataError(f"{self.path}:{reader.line_num}: not a CSV table ({exc})") from None
         return header, rows
 
+    def check_complete(self) -> None:
+        """Refuse a table of a finite space that lacks some of its architectures (a cut or filtered file), naming
+        how many it holds and one it lacks."""
+        size = self.space.size
+        if size is None or len(self.index) >= size:
+            return
+        missing = next(a for a in self.space.enumerate() if a.choices not in self.index)
+        raise DataError(f"{self.path}: holds {len(self.index):,} of the {size:,} architectures of space "
+                        f"{self.space.name!r} (missing, for example, {missing}); a search needs them all (with "
+                        "--set evaluator.partial=true it runs anyway, and evaluations of the missing ones fail)")
+
     def value(self, arch: Architecture, column: str) -> float | None:
         row = self.index.get(arch.choices)
         return None if row is None else float(self.data[row, self.col_index[column]])
@@ -155,6 +169,8 @@ class TabularEvaluator(Evaluator):
                     "(NAS-Bench-201 format, for example ../shared/data/nb201-cifar10.csv)"
                 )
             table = Table(path, space, self.config)
+        if not self.config.partial:
+            table.check_complete()
         self.table = table
         self.fidelity = self._check_fidelity(self.context.fidelity)
         if self.table.time_columns is not None:

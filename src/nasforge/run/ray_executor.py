@@ -11,7 +11,9 @@ Every machine of the cluster needs nasforge installed (same version) and the dat
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import socket
 import time
 from collections import deque
 from typing import Any
@@ -52,14 +54,62 @@ def _import_ray() -> Any:
     return ray
 
 
+def check_ray_config(config: Any) -> None:
+    """What can be checked of a Ray run without a cluster: that Ray is installed."""
+    if importlib.util.find_spec("ray") is None:
+        raise ConfigError("executor: the ray executor needs Ray: pip install 'nasforge[ray]'")
+
+
+#: seconds to wait for a TCP connection to ``ray_address`` before Ray's own, much longer, attempt
+PROBE_TIMEOUT_S = 5.0
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    """``(host, port)`` of a ``HOST:PORT`` or ``ray://HOST:PORT`` address; None for ``auto`` and other forms,
+    which Ray resolves itself."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    host = host.strip("[]")  # [::1]:6379
+    return (host, int(port)) if sep and host and port.isdigit() else None
+
+
+def _probe(address: str) -> None:
+    """Fail at once when nothing listens at ``address``: Ray itself retries a dead address for 20 s to minutes
+    (printing a warning a second) before giving up."""
+    target = _host_port(address)
+    if target is None:
+        return
+    try:
+        socket.create_connection(target, timeout=PROBE_TIMEOUT_S).close()
+    except OSError as exc:
+        why = f"no answer within {PROBE_TIMEOUT_S:g} s" if isinstance(exc, TimeoutError) else exc.strerror or str(exc)
+        raise ConfigError(f"ray_address: no Ray cluster at {address} ({why}); start it (ray start --head) or leave "
+                          "--ray-address out to start a local one") from None
+
+
+def _reason(exc: BaseException) -> str:
+    """The most specific line of what Ray raised: the last line of its innermost cause (Ray's own message only
+    repeats the address, and its causes carry tracebacks as text)."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
 def ensure_ray(config: Any) -> bool:
-    """Connect to the configured cluster or start a local one; True if this call started Ray."""
+    """Connect to the configured cluster or start a local one; True if this call started Ray. A cluster that cannot
+    be joined is a :class:`ConfigError` naming ``ray_address``."""
     ray = _import_ray()
     if ray.is_initialized():
         return False
     kwargs: dict[str, Any] = {"log_to_driver": False, "include_dashboard": False}
     if config.ray_address:
-        ray.init(address=config.ray_address, **kwargs)
+        _probe(config.ray_address)
+        log.info("joining the Ray cluster at %s", config.ray_address)
+        try:
+            ray.init(address=config.ray_address, **kwargs)
+        except (ConnectionError, RuntimeError, ValueError) as exc:  # what Ray raises for an address it cannot join
+            raise ConfigError(f"ray_address: cannot join a Ray cluster at {config.ray_address} "
+                              f"({_reason(exc)})") from exc
     else:
         # A local instance serves this process only: keep its traffic on the loopback interface.
         ray.init(num_cpus=max(int(config.workers * config.cpus_per_trial), 1), _node_ip_address="127.0.0.1",
@@ -70,6 +120,8 @@ def ensure_ray(config: Any) -> bool:
 @EXECUTORS.register("ray", in_process=False, parallel=True, distributed=True)
 class RayExecutor(Executor):
     """Evaluations in ``workers`` Ray actors across a cluster, with timeouts and node-loss recovery."""
+
+    check_config = staticmethod(check_ray_config)  # nasforge.factory.check_executor: before anything is written
 
     def __init__(self, evaluator: Any, config: Any) -> None:
         self.ray = _import_ray()
