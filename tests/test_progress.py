@@ -113,3 +113,13 @@ def test_quiet_command_is_silent(tmp_path: Path) -> None:
     done = _cli("-q", *_train_search(tmp_path / "run"))
     assert done.returncode == 0 and done.stderr == "" and done.stdout == ""
     assert (tmp_path / "run" / "result.json").exists()
+
+
+def test_a_resumed_search_counts_on_from_what_it_had_done(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    first = _cli("search", "--space", "toy", "--evaluator", "toy", "--strategy", "rs", "--budget", "5", "--out", str(run))
+    assert first.returncode == 0, first.stderr
+    resumed = _cli("search", "--resume", str(run), "--budget", "8")
+    assert resumed.returncode == 0, resumed.stderr
+    lines = [line for line in resumed.stderr.splitlines() if "rs on toy:" in line]
+    assert lines and "rs on toy: 5/8" in lines[0], resumed.stderr  # not 0/8 until the first new evaluation

@@ -115,6 +115,16 @@ def run(args: argparse.Namespace) -> int:
             shutil.rmtree(scratch, ignore_errors=True)
 
 
+def _finished(out: Path) -> int:
+    """Evaluations already finished in the run directory ``out`` (0 for a new one)."""
+    from ..run.rundir import DB_FILE, open_store
+
+    if not (out / DB_FILE).exists():
+        return 0
+    with open_store(out, readonly=True) as store:
+        return store.count_finished()
+
+
 def _search(args: argparse.Namespace, api: Any, config: Any, out: Path, console: Any, target: Path) -> int:
     """Search into ``out``: ``target``, the run directory, or a replica's private copy of it."""
     from ..run.rundir import check_same_config
@@ -125,6 +135,7 @@ def _search(args: argparse.Namespace, api: Any, config: Any, out: Path, console:
         check_same_config(target, config)
     with ProgressDisplay(console, f"{config.strategy} on {config.space}", config.budget,
                          quiet=getattr(args, "quiet", False), tick=thread_tuner(args)) as bar:
+        bar.update(completed=_finished(out))  # a run continued: its bar starts where it stopped
 
         def show(trial, record) -> None:
             bar.update(completed=record.n_evaluations, status=_status(trial, record, parts.strategy))
