@@ -10,10 +10,11 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 import nasforge as nf
@@ -189,6 +190,129 @@ def test_driver_killed_with_evaluations_in_flight_resumes(tmp_path: Path) -> Non
     assert resumed.returncode == 0, resumed.stderr
     assert running >= 1, "with two workers busy, some evaluations were in flight at the kill"
     _check_consistent(out, 40)  # ...and they were evaluated again on resume, each recorded once
+
+
+#: seconds a stopped command has to end (it takes about one on an idle machine; unstopped, a test's would hang)
+STOP_WITHIN_S = 20
+#: seconds the hung evaluations of the tests below last, were they not stopped
+HANG_S = 120
+needs_proc = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process groups from /proc")
+
+
+def _group_running(pgid: int) -> list[str]:
+    """The processes of a process group still running (a zombie waiting for its reaper has ended)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # ended meanwhile
+            continue
+        state, _, pgrp = text.rsplit(")", 1)[1].split()[:3]
+        if int(pgrp) == pgid and state != "Z":
+            found.append(text.split(")", 1)[0] + ")")
+    return found
+
+
+def _stop_like_a_terminal(tmp_path: Path, args: list[str], started: Callable[[], bool], *, to_group: bool = True,
+                          sig: int = signal.SIGINT) -> subprocess.CompletedProcess:
+    """Run ``nasforge args`` in its own process group; once ``started()``, send ``sig`` to the whole group (as a
+    terminal's Ctrl-C or ``timeout`` does; then once more to the command alone, as ``timeout`` does) or to the
+    command alone. Returns its exit code and stderr; fails if it does not end within :data:`STOP_WITHIN_S`, or if
+    any of its processes outlives it."""
+    err = tmp_path / "stderr.txt"
+    with open(err, "w") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "nasforge", *args], stdout=subprocess.DEVNULL, stderr=stderr,
+                                start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        deadline = time.monotonic() + 120
+        while not started() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, f"it ended before it was stopped: {err.read_text()}"
+        assert started(), "it did not start in 120 s"
+        if to_group:
+            os.killpg(proc.pid, sig)
+        os.kill(proc.pid, sig)
+        try:
+            proc.wait(STOP_WITHIN_S)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"still running {STOP_WITHIN_S} s after the signal: {err.read_text()}")
+        deadline = time.monotonic() + 10  # multiprocessing's resource tracker ends when it sees its parent gone
+        while _group_running(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _group_running(proc.pid), "processes outlived the command"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, "", err.read_text())
+
+
+@needs_proc
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm-to-the-parent"])
+def test_a_stopped_bench_ends_its_workers_at_once_and_quietly(tmp_path: Path, how: str) -> None:
+    """Ctrl-C reaches the bench and its workers; SIGTERM to the bench alone, only the bench: either way it ends
+    promptly with the interrupted line and no traceback, and no worker outlives it, though both are in the middle
+    of an evaluation that would go on for minutes. Before, the workers died with tracebacks, and the bench now
+    and then waited forever at exit for workers that waited for jobs."""
+    out = tmp_path / "bench"
+    # every 11th evaluation of a worker hangs: its first job (at most 10) is saved, the next ones hang; had the
+    # jobs not started yet run on, those too would hang
+    args = ["bench", "--space", "toy", "--evaluator", "faulty", "--strategies", "rs,re", "--seeds", "6",
+            "--budget", "10", "--jobs", "2", "--set", "evaluator.hang_every=11",
+            "--set", f"evaluator.hang_seconds={HANG_S}", "--out", str(out)]
+
+    def saved() -> int:
+        return len(list(out.glob("runs/*/seed_*.json")))
+
+    done = _stop_like_a_terminal(tmp_path, args, lambda: saved() >= 2, to_group=how == "ctrl-c",
+                                 sig=signal.SIGINT if how == "ctrl-c" else signal.SIGTERM)
+    assert done.returncode == 130, done.stderr
+    assert "Traceback" not in done.stderr and "interrupted" in done.stderr, done.stderr
+    assert saved() == 2, "the jobs cut short are not saved: they run again on resume"
+
+
+@needs_proc
+def test_a_search_stopped_with_ctrl_c_ends_its_workers_quietly_and_resumes(tmp_path: Path) -> None:
+    """Ctrl-C reaches the search and its worker processes: only the search reacts. Before, each worker printed a
+    traceback ending in KeyboardInterrupt."""
+    out = tmp_path / "run"
+    args = ["search", "--space", "toy", "--evaluator", "faulty", "--strategy", "re", "--budget", "12", "--seed", "3",
+            "--executor", "process", "--workers", "2", "--set", "evaluator.delay=0.2", "--out", str(out)]
+    done = _stop_like_a_terminal(tmp_path, args, lambda: _db_done(out / "run.db") >= 3)
+    assert done.returncode == 130, done.stderr
+    assert "Traceback" not in done.stderr and "interrupted" in done.stderr, done.stderr
+    assert _db_done(out / "run.db") < 12
+    resumed = subprocess.run([sys.executable, "-m", "nasforge", "-q", "search", "--resume", str(out)],
+                             capture_output=True, text=True, timeout=180)
+    assert resumed.returncode == 0, resumed.stderr
+    _check_consistent(out, 12)
+
+
+def test_closing_kills_a_worker_in_the_middle_of_an_evaluation() -> None:
+    """A worker ignores Ctrl-C; the executor, closed, kills one that is evaluating at once (its result would be
+    thrown away) instead of waiting for it."""
+    from nasforge.run import process
+
+    cfg = nf.RunConfig(space="toy", evaluator="faulty", strategy="rs", executor="process", workers=1,
+                       evaluator_args={"hang_every": 1, "hang_seconds": HANG_S})
+    ex = process.ProcessExecutor(None, cfg)
+    arch = nf.create_space("toy").sample(np.random.default_rng(0))
+    ex.submit(Job(0, arch, None, 0))
+    (w,) = ex.workers
+    try:
+        assert w.conn.poll(120) and w.conn.recv() == "ready"
+        w.ready = True
+        ex._dispatch()  # the job goes to the worker, whose evaluation hangs
+        os.kill(w.proc.pid, signal.SIGINT)
+        time.sleep(0.5)
+        assert w.proc.is_alive(), "a worker ignores Ctrl-C: its parent stops it"
+        start = time.monotonic()
+        ex.close()
+        assert time.monotonic() - start < process.STOP_GRACE_S
+        assert not w.proc.is_alive() and ex.workers == []
+    finally:
+        if w.proc.is_alive():
+            w.proc.kill()
 
 
 try:  # only the Ray tests below skip without the extra; the process executor's above always run

@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 #: budgets at which summary.json reports the incumbent test accuracy
 REPORT_BUDGETS = (25, 50, 100, 200, 300, 500)
+#: how often (seconds) a bench running its jobs in processes looks whether it was asked to stop
+STOP_POLL_S = 0.2
 
 
 def report_budgets(budget: int) -> tuple[int, ...]:
@@ -210,11 +212,7 @@ def run_bench(spec: BenchSpec, out: str | Path, workers: int = 1,
         for job in jobs:
             save(run_job(job))
     else:
-        ctx = multiprocessing.get_context("spawn")
-        with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(spec.base,)) as pool:
-            futures = [pool.submit(run_job, job) for job in jobs]
-            for fut in cf.as_completed(futures):
-                save(fut.result())
+        _run_in_processes(spec.base, jobs, workers, save)
 
     results = {s: [json.loads(_job_path(out, s, seed).read_text()) for seed in spec.seeds] for s in spec.strategies}
     evaluator = _WORKER["evaluator"]
@@ -242,6 +240,53 @@ def bench_title(spec: BenchSpec) -> str:
     """What a figure shows: the space, the benchmark (its file name) or evaluator, the budget and the seeds."""
     where = Path(spec.base.benchmark).name if spec.base.benchmark else spec.base.evaluator
     return f"{spec.base.space} on {where}: budget {spec.base.budget}, {len(spec.seeds)} seeds"
+
+
+def _init_process_worker(base: RunConfig) -> None:
+    from .run.process import become_worker
+
+    become_worker()  # Ctrl-C is the parent's to handle (see _run_in_processes)
+    _init_worker(base)
+
+
+def _run_in_processes(base: RunConfig, jobs: list[RunConfig], workers: int,
+                      save: Callable[[dict[str, Any]], None]) -> None:
+    """Bench jobs in ``workers`` spawned processes, each saved as it finishes.
+
+    The workers ignore Ctrl-C, and the parent holds Ctrl-C and SIGTERM while the jobs run: asked to stop, it
+    cancels the jobs not started and ends the workers at once (a job is one search held in memory and saved when
+    whole, so one stopped half-way runs again on resume), and only then the interrupt goes on. Raised wherever it
+    landed, in the pool's bookkeeping or its shutdown, it left the pool half shut down and the process waiting at
+    exit for workers that waited for jobs; and the workers, hit by the same Ctrl-C, died with tracebacks."""
+    from .run.interrupts import deferred_interrupts, workers_ignore_ctrl_c
+
+    pool = cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                  initializer=_init_process_worker, initargs=(base,))
+    pending: set[cf.Future] = set()
+    with deferred_interrupts() as stop:
+        try:
+            with workers_ignore_ctrl_c():  # the pool starts its workers as jobs are submitted
+                pending = {pool.submit(run_job, job) for job in jobs}
+            while pending and not stop:
+                done, pending = cf.wait(pending, timeout=STOP_POLL_S, return_when=cf.FIRST_COMPLETED)
+                for fut in done:
+                    save(fut.result())
+        finally:
+            if pending:  # stopped, or a job failed: what is left is of no use
+                _stop_pool(pool)
+            else:
+                pool.shutdown()
+
+
+def _stop_pool(pool: cf.ProcessPoolExecutor) -> None:
+    """Cancel the pool's jobs not started and end its workers now, not when their jobs finish."""
+    from .run.process import end_processes
+
+    procs = list((getattr(pool, "_processes", None) or {}).values())  # no public handle before Python 3.14
+    for p in procs:
+        p.terminate()
+    end_processes(procs)
+    pool.shutdown(cancel_futures=True)  # its thread sees the workers gone, fails their futures, and ends
 
 
 class _BenchActor:

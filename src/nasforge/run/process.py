@@ -4,21 +4,29 @@ Each worker process builds its own evaluator from the run config once (a table i
 loaded, once per worker, not per evaluation) and then evaluates the jobs it is sent. A worker that
 exceeds the trial timeout is killed and replaced; one that dies is replaced; either way the job comes
 back as a failed :class:`Done` with ``error_kind`` "timeout" or "lost", which the loop may retry.
+
+Workers ignore Ctrl-C (:func:`become_worker`): the parent alone reacts to it, records what it has and stops
+them (:meth:`ProcessExecutor.close`); on Linux they also end with the parent, should it be killed outright.
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import os
+import signal
+import sys
 import time
 from collections import deque
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from multiprocessing.process import BaseProcess
+from typing import Any, Iterable
 
 from ..errors import ConfigError
 from ..result import Result
 from ..threads import worker_threads
 from .executors import EXECUTORS, Done, Executor, Job, evaluate_safely
+from .interrupts import deferred_interrupts, ignore_ctrl_c, workers_ignore_ctrl_c
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +34,50 @@ log = logging.getLogger(__name__)
 STARTUP_GRACE_S = 600.0
 #: workers in a row that died or timed out while starting, after which the executor gives up
 MAX_START_FAILURES = 3
+#: how long stopped workers have to end before they are killed
+STOP_GRACE_S = 5.0
+
+
+def become_worker() -> None:
+    """First thing in a worker process: ignore Ctrl-C (the parent stops its workers), and on Linux end with the
+    parent even if it is killed outright (SIGKILL), instead of evaluating on, unseen, to the end of its job."""
+    ignore_ctrl_c()
+    parent = mp.parent_process()
+    if parent is None or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:  # the parent is the thread that started the worker: the main one, or the one that runs the search
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent.pid:  # it died before the request took effect
+        os._exit(1)
+
+
+def end_processes(procs: Iterable[BaseProcess], grace_s: float = STOP_GRACE_S) -> None:
+    """Wait up to ``grace_s`` in all for processes told (or made) to end, then kill those still running.
+
+    It waits for their sentinels, not with ``join``: a process pool's own thread may reap them meanwhile, and a
+    ``join`` that loses that race returns at once, the process looking alive."""
+    running: dict[Any, BaseProcess] = {}
+    for p in procs:
+        try:
+            running[p.sentinel] = p
+        except ValueError:  # never started, or closed
+            continue
+    deadline = time.monotonic() + grace_s
+    while running and time.monotonic() < deadline:
+        for sentinel in wait(list(running), max(deadline - time.monotonic(), 0.0)):
+            running.pop(sentinel).join(grace_s)  # it has ended: this reaps it, unless another thread did
+    for p in running.values():  # its sentinel not ready: it has not exited, so its pid is still its own
+        log.warning("%s did not end within %g s; killing it", p.name, grace_s)
+        p.kill()
+        p.join(grace_s)
 
 
 def _worker_main(conn: Connection, config: Any) -> None:
+    become_worker()
     import torch
 
     from ..factory import create_evaluator, create_space
@@ -36,12 +85,15 @@ def _worker_main(conn: Connection, config: Any) -> None:
     torch.set_num_threads(worker_threads(config))
     space = create_space(config.space, **config.space_args)
     evaluator = create_evaluator(config, space)
-    conn.send("ready")
-    while True:
-        job = conn.recv()
-        if job is None:
-            break
-        conn.send(evaluate_safely(evaluator, job))
+    try:
+        conn.send("ready")
+        while True:
+            job = conn.recv()
+            if job is None:
+                break
+            conn.send(evaluate_safely(evaluator, job))
+    except (EOFError, OSError):  # the parent is gone without a word: no one to report to
+        return
     evaluator.close()
 
 
@@ -51,7 +103,8 @@ class _Worker:
         self.conn: Connection
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=_worker_main, args=(child, config), name=name, daemon=True)
-        self.proc.start()
+        with workers_ignore_ctrl_c():
+            self.proc.start()
         child.close()
         self.ready = False
         self.job: Job | None = None
@@ -164,13 +217,20 @@ class ProcessExecutor(Executor):
         return out
 
     def close(self) -> None:
-        for w in self.workers:
-            try:
-                if w.proc.is_alive() and w.job is None:
-                    w.conn.send(None)
-            except (BrokenPipeError, OSError):
-                pass
-        for w in self.workers:
-            w.proc.join(2)
-            w.kill()
-        self.workers = []
+        """Stop the workers: an idle one is told to end; one still starting or evaluating is killed at once. Its
+        evaluation would be thrown away: the search, stopped (Ctrl-C) or failed, evaluates that trial again when
+        it resumes (one that ended normally has none in flight)."""
+        with deferred_interrupts():  # a second Ctrl-C (a terminal's, then timeout's own) must not leave workers
+            for w in self.workers:
+                try:
+                    if w.ready and w.job is None and w.proc.is_alive():
+                        w.conn.send(None)
+                        continue
+                except OSError:
+                    pass
+                if w.proc.is_alive():
+                    w.proc.kill()
+            end_processes([w.proc for w in self.workers])
+            for w in self.workers:
+                w.conn.close()
+            self.workers = []
