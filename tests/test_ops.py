@@ -154,3 +154,33 @@ def test_every_trainable_space_builds_trains_and_measures(space_name: str) -> No
     assert count_params(model) > 0 and count_flops(model, (1, 1, 8, 8)) > 0
     if hasattr(model, "drop_path_prob"):
         assert model.drop_path_prob == 0.0
+
+
+@pytest.mark.parametrize("side", [7, 8])
+def test_one_by_one_stride_two_convolutions_read_the_stride_two_grid(side: int) -> None:
+    """Run as stride-1 convolutions on the subsampled grid (a PyTorch CPU kernel corrupts the heap otherwise), they
+    compute what stride-2 convolutions compute, odd sizes included."""
+    import torch.nn.functional as F
+
+    from nasforge.ops.cell_ops import ReLUConvBN
+    from nasforge.ops.macro_ops import EnasFactorizedReduction
+
+    torch.manual_seed(0)
+    x = torch.randn(4, 6, side, side)
+    r = torch.relu(x)
+
+    def strided(inp: torch.Tensor, conv: torch.nn.Conv2d) -> torch.Tensor:
+        return F.conv2d(inp, conv.weight, stride=2)
+
+    def shifted(inp: torch.Tensor) -> torch.Tensor:
+        return F.pad(inp, (0, 1, 0, 1))[:, :, 1:, 1:]
+
+    conv = ReLUConvBN(6, 8, 1, 2, 0, True).eval()
+    assert torch.allclose(conv(x), conv.op[2](strided(r, conv.op[1])), atol=1e-6)
+    assert torch.allclose(conv.after_relu(r), conv(x), atol=1e-6)
+    darts = FactorizedReduce(6, 8, True).eval()
+    expected = darts.bn(torch.cat([strided(r, darts.conv_1), strided(shifted(r), darts.conv_2)], 1))
+    assert torch.allclose(darts(x), expected, atol=1e-6)
+    enas = EnasFactorizedReduction(6, 8).eval()
+    expected = enas.bn(torch.cat([strided(x, enas.paths[0]), strided(shifted(x), enas.paths[1])], 1))
+    assert torch.allclose(enas(x), expected, atol=1e-6)

@@ -42,18 +42,21 @@ class ReLUConvBN(nn.Module):
         dilation: int = 1,
     ) -> None:
         super().__init__()
+        # a 1x1 stride-2 convolution reads the stride-2 grid first and runs with stride 1 (see stride2_grids)
+        self.grid = 2 if kernel in (1, (1, 1)) and stride in (2, (2, 2)) and padding in (0, (0, 0)) else 1
         self.op = nn.Sequential(
             nn.ReLU(inplace=False),
-            nn.Conv2d(C_in, C_out, kernel, stride=stride, padding=padding, dilation=dilation, bias=False),
+            nn.Conv2d(C_in, C_out, kernel, stride=1 if self.grid > 1 else stride, padding=padding,
+                      dilation=dilation, bias=False),
             nn.BatchNorm2d(C_out, affine=affine),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.op(x)
+        return self.op(x[:, :, ::2, ::2] if self.grid > 1 else x)
 
     def after_relu(self, x: torch.Tensor) -> torch.Tensor:
         """``forward`` of an input that already went through the ReLU (cells share it between edges)."""
-        return self.op[2](self.op[1](x))
+        return self.op[2](self.op[1](x[:, :, ::2, ::2] if self.grid > 1 else x))
 
 
 class DilConv(nn.Module):
@@ -139,6 +142,16 @@ class Zero(nn.Module):
         return x.mul(0.0)
 
 
+def stride2_grids(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pixels a 1x1 stride-2 convolution reads from ``x`` and from ``x`` shifted by one pixel (zero-padded at
+    the bottom right, so that odd sizes work), for 1x1 convolutions of stride 1.
+
+    The same numbers as stride-2 convolutions, which the factorized reductions had: in PyTorch 2.13's CPU kernels
+    the backward pass of a 1x1 stride-2 convolution in the channels-last format corrupts the heap on some CPUs
+    (seen on an AVX2 AMD EPYC, one thread, 8x8 inputs: "corrupted double-linked list", then abort)."""
+    return x[:, :, ::2, ::2], F.pad(x, (0, 1, 0, 1))[:, :, 1::2, 1::2]
+
+
 class FactorizedReduce(nn.Module):
     """Halve the resolution with two 1x1 stride-2 convolutions on inputs shifted by one pixel (DARTS).
 
@@ -149,14 +162,13 @@ class FactorizedReduce(nn.Module):
         super().__init__()
         half = C_out // 2
         self.relu = nn.ReLU(inplace=False)
-        self.conv_1 = nn.Conv2d(C_in, half, 1, stride=2, bias=False)
-        self.conv_2 = nn.Conv2d(C_in, C_out - half, 1, stride=2, bias=False)
+        self.conv_1 = nn.Conv2d(C_in, half, 1, bias=False)  # on the stride-2 grid (see stride2_grids)
+        self.conv_2 = nn.Conv2d(C_in, C_out - half, 1, bias=False)
         self.bn = nn.BatchNorm2d(C_out, affine=affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.relu(x)
-        shifted = F.pad(x, (0, 1, 0, 1))[:, :, 1:, 1:]
-        return self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1))
+        grid, shifted = stride2_grids(self.relu(x))
+        return self.bn(torch.cat([self.conv_1(grid), self.conv_2(shifted)], dim=1))
 
 
 class Pool(nn.Module):

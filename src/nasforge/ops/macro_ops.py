@@ -18,10 +18,10 @@ Every factory accepts ``C_in != C_out`` and ``stride`` 1 or 2; with stride 2 the
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from . import OPS
+from .cell_ops import stride2_grids
 
 #: NAS-Bench-101 trains with TensorFlow batch norm, decay 0.997 (PyTorch momentum 1 - 0.997)
 NB101_BN_MOMENTUM = 0.003
@@ -113,16 +113,16 @@ class EnasFactorizedReduction(nn.Module):
         if stride == 1:
             self.paths = nn.ModuleList([nn.Conv2d(C_in, C_out, 1, bias=False)])
         else:
-            self.paths = nn.ModuleList(
-                [nn.Conv2d(C_in, half, 1, stride=2, bias=False), nn.Conv2d(C_in, C_out - half, 1, stride=2, bias=False)]
+            self.paths = nn.ModuleList(  # on the stride-2 grids (see stride2_grids)
+                [nn.Conv2d(C_in, half, 1, bias=False), nn.Conv2d(C_in, C_out - half, 1, bias=False)]
             )
         self.bn = nn.BatchNorm2d(C_out, affine=affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.stride == 1:
             return self.bn(self.paths[0](x))
-        shifted = F.pad(x, (0, 1, 0, 1))[:, :, 1:, 1:]
-        return self.bn(torch.cat([self.paths[0](x), self.paths[1](shifted)], dim=1))
+        grid, shifted = stride2_grids(x)
+        return self.bn(torch.cat([self.paths[0](grid), self.paths[1](shifted)], dim=1))
 
 
 class NB101MaxPool(nn.Module):
