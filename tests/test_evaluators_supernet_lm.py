@@ -163,8 +163,10 @@ def test_bad_dataset_or_data_is_a_config_error(corpus: Path, change: dict, messa
 @pytest.mark.parametrize("executor", ["process", "ray"])
 def test_executors_out_of_process_are_refused(corpus: Path, executor: str) -> None:
     config = nf.RunConfig(**{**vars(_config(corpus)), "executor": executor, "workers": 2})
-    parts = nf.build_components(config)
-    with pytest.raises(ConfigError, match="one process"):
+    with pytest.raises(ConfigError, match="one process"):  # with the rest of the config, before any data loads
+        nf.build_components(config)
+    parts = nf.build_components(_config(corpus))
+    with pytest.raises(ConfigError, match="one process"):  # and by the executor's factory itself
         nf.create_executor(config, parts.evaluator)
 
 

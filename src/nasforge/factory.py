@@ -112,9 +112,8 @@ def create_prior(config: RunConfig, space: SearchSpace) -> Prior | None:
 
 
 def executor_entry(name: str) -> Any:
-    """The registry entry of executor ``name``, or an error naming the known ones."""
-    from . import run  # noqa: F401  (the process and ray executors register themselves on import)
-
+    """The registry entry of executor ``name``, or an error naming the known ones (the executors register when
+    ``nasforge`` is imported, as the other components do)."""
     return EXECUTORS.get(name)
 
 

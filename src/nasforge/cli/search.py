@@ -135,7 +135,8 @@ def _search(args: argparse.Namespace, api: Any, config: Any, out: Path, console:
         check_same_config(target, config)
     with ProgressDisplay(console, f"{config.strategy} on {config.space}", config.budget,
                          quiet=getattr(args, "quiet", False), tick=thread_tuner(args)) as bar:
-        bar.update(completed=_finished(out))  # a run continued: its bar starts where it stopped
+        if done := _finished(out):  # a run continued: its bar starts where it stopped
+            bar.update(completed=done)
 
         def show(trial, record) -> None:
             bar.update(completed=record.n_evaluations, status=_status(trial, record, parts.strategy))

@@ -190,11 +190,27 @@ class NAO(Strategy):
                 if new == self.config.per_start:
                     break
         self.made += len(found)
+        if not found:  # every walk decodes to architectures already seen: the starts' unseen neighbours instead
+            found = self._neighbours(starts)
         if not found:
             return []
         with torch.no_grad():
             scores = model.predict(model.encode(tokens(self.space, found))).numpy()
         return [found[j] for j in np.argsort(-scores, kind="stable")]
+
+    def _neighbours(self, starts: Sequence[Architecture]) -> list[Architecture]:
+        """The unseen one-decision neighbours of the best architectures, for the predictor to rank: near a
+        converged embedding the walks stop finding new architectures, and uniform samples would ignore what the
+        search learnt (a start one decision from the optimum stayed there)."""
+        out: list[Architecture] = []
+        keys: set[Hashable] = set()
+        for start in starts[: self.config.per_start]:
+            for arch in self.space.neighbours(start):
+                key = self.space.key(arch)
+                if key not in keys and self.sampler.is_new(arch):
+                    keys.add(key)
+                    out.append(arch)
+        return out
 
     def _decoded(self, logp: torch.Tensor) -> Architecture | None:
         """The most likely architecture under ``logp`` (decisions x options), repaired if invalid, else None."""
