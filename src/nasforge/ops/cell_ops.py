@@ -52,11 +52,14 @@ class ReLUConvBN(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.op(x[:, :, ::2, ::2] if self.grid > 1 else x)
+        return self.op(self._on_grid(x))
 
     def after_relu(self, x: torch.Tensor) -> torch.Tensor:
         """``forward`` of an input that already went through the ReLU (cells share it between edges)."""
-        return self.op[2](self.op[1](x[:, :, ::2, ::2] if self.grid > 1 else x))
+        return self.op[2](self.op[1](self._on_grid(x)))
+
+    def _on_grid(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :, ::2, ::2] if self.grid > 1 else x  # the first of stride2_grids, without the shifted one
 
 
 class DilConv(nn.Module):

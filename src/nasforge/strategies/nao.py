@@ -204,7 +204,7 @@ class NAO(Strategy):
         search learnt (a start one decision from the optimum stayed there)."""
         out: list[Architecture] = []
         keys: set[Hashable] = set()
-        for start in starts[: self.config.per_start]:
+        for start in starts[: self.config.per_start]:  # as many starts as a walk keeps decodings: the best few
             for arch in self.space.neighbours(start):
                 key = self.space.key(arch)
                 if key not in keys and self.sampler.is_new(arch):
