@@ -63,3 +63,15 @@ def test_the_import_parser_sees_lazy_imports(tmp_path: Path) -> None:
     # a check that cannot fail is no check: the parser must see an import inside a function
     probe = SRC / "run" / "process.py"
     assert "nasforge.factory" in _imports(probe) or "nasforge.factory.create_evaluator" in _imports(probe)
+
+
+def test_importing_nasforge_leaves_scipy_and_sklearn_unloaded() -> None:
+    """Every command and worker process imports nasforge; SciPy and scikit-learn add about a second to that
+    start, and most processes (training, one-shot search, tabular workers) never use them: they are imported
+    inside the functions that do."""
+    import subprocess
+    import sys
+
+    code = "import sys, nasforge; print(sorted({m.split('.')[0] for m in sys.modules} & {'scipy', 'sklearn'}))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import special
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 _LOG_SQRT_PI_2 = 0.5 * math.log(math.pi / 2.0)
@@ -26,6 +25,8 @@ def _log1mexp(x: np.ndarray) -> np.ndarray:
 
 def _log_h(z: np.ndarray) -> np.ndarray:
     """log(phi(z) + z Phi(z)), stable for very negative z (Ament et al. 2023, "LogEI")."""
+    from scipy import special  # where used: see nasforge.predictors.gp
+
     z = np.asarray(z, dtype=float)
     out = np.empty_like(z)
     upper = z > -1.0

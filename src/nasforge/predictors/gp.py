@@ -16,10 +16,12 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import linalg, optimize, special, stats
 from threadpoolctl import ThreadpoolController
 
 from ..spaces.base import SearchSpace
+
+# SciPy is imported inside the functions that use it: at module level it adds about a second to the start of
+# every command and worker process, most of which never fit a GP (tests/test_layers.py)
 
 KERNELS = ("matern52", "rbf")
 TARGETS = ("rank", "standardize")
@@ -215,6 +217,7 @@ class GaussianProcess:
 
     def _neg_log_posterior(self, theta: np.ndarray, X: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
         """Negative log marginal likelihood plus log prior of ``theta``, and its gradient."""
+        from scipy import linalg
         w = np.exp(-2.0 * theta[: self.n_groups])
         terms = self._scaled_terms(self._variances(theta), self._cosines(X, X))
         X = X[:, : len(self.groups)]  # the stationary kernel's columns
@@ -253,6 +256,7 @@ class GaussianProcess:
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> None:
         """Fit the hyper-parameters to (X, y) (warm-started) and factorise the kernel matrix."""
+        from scipy import optimize
         X = np.asarray(X, dtype=float)
         if self.prior_mean is None:
             self._init_prior(self._group_distances(X[: self.PRIOR_POINTS]))
@@ -266,6 +270,7 @@ class GaussianProcess:
 
     def factorise(self, X: np.ndarray) -> None:
         """Cholesky factor of K(X, X) + noise I from scratch, with jitter if it is not positive definite."""
+        from scipy import linalg
         self.X = np.asarray(X, dtype=float)
         K = self.kernel(self.X, self.X)
         for jitter in 10.0 ** np.arange(-8, 1):
@@ -279,6 +284,7 @@ class GaussianProcess:
     # ---------------------------------------------------------------- incremental updates
     def extend(self, x: np.ndarray) -> tuple[np.ndarray, float] | None:
         """Add one input by a rank-one extension of L; returns the new row (l, d), or None if unstable."""
+        from scipy import linalg
         x = np.asarray(x, dtype=float)[None, :]
         k = self.kernel(self.X, x)[:, 0]
         l = linalg.solve_triangular(self.L, k, lower=True, check_finite=False) if self.n else k
@@ -300,6 +306,7 @@ class GaussianProcess:
 
     def solve_lower(self, b: np.ndarray) -> np.ndarray:
         """L^-1 b."""
+        from scipy import linalg
         return linalg.solve_triangular(self.L, b, lower=True, check_finite=False)
 
     def cross(self, C: np.ndarray) -> np.ndarray:
@@ -326,6 +333,7 @@ class GaussianProcess:
 
 def normalise(y: np.ndarray, how: str) -> np.ndarray:
     """Targets on a unit scale: Gaussian scores of the ranks, or standardised values."""
+    from scipy import special, stats
     y = np.asarray(y, dtype=float)
     if len(y) < 2:
         return np.zeros_like(y)

@@ -35,8 +35,6 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
-from scipy.stats import rankdata
-from sklearn.linear_model import Ridge
 
 from ..arch import Architecture
 from ..codec import Encoded
@@ -199,6 +197,8 @@ class LaNAS(Strategy):
     # ----------------------------------------------------------------- learning
     def normalised(self) -> np.ndarray:
         """Quantile ranks of the rewards in [0, 1] (ties share their average rank)."""
+        from scipy.stats import rankdata  # where used: see nasforge.predictors.gp
+
         n = len(self.rewards)
         if n < 2:
             return np.full(n, 0.5)
@@ -206,6 +206,8 @@ class LaNAS(Strategy):
 
     def learn(self) -> None:
         """Re-learn the tree from all evaluated architectures (done every ``select`` samples)."""
+        from sklearn.linear_model import Ridge  # where used: see nasforge.predictors.gp
+
         q = self.normalised()
         self.nodes = [Node(parent=-1, depth=0)]
         leaf_of = np.zeros(len(q), dtype=int)

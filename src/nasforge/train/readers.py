@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from ..errors import ConfigError, DataError
 from ..registry import Registry
@@ -111,6 +110,7 @@ def load_digits(path: Path | None = None, cache_dir: Path | None = None) -> Imag
     The set has no official test split: a fixed stratified fifth (360 images) is the test set.
     """
     from sklearn.datasets import load_digits as sk_digits
+    from sklearn.model_selection import train_test_split
 
     bunch = sk_digits()
     x = bunch.images.astype(np.uint8)[:, None]

@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 
 from ..errors import ConfigError
 from .readers import ImageData
@@ -122,6 +121,8 @@ def channel_stats(x: np.ndarray, max_value: float) -> tuple[np.ndarray, np.ndarr
 
 def make_splits(data: ImageData, config: DataConfig | None = None) -> Splits:
     """Carve a stratified validation split (seeded by ``config.split_seed``) from the training images."""
+    from sklearn.model_selection import train_test_split  # where used: see nasforge.predictors.gp
+
     config = config or DataConfig()
     n = len(data.train_y)
     idx = np.arange(n)
