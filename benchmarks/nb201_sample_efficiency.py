@@ -11,7 +11,10 @@ or the budget ends; every proposal counts, repeats included (as ``nasforge bench
 (table, strategy): mean evaluations to the optimum (not found counts as the budget), median, share of
 seeds that found it, worst seed, and the strategy's CPU ms per query. ``--phases`` also prints the mean
 evaluations until a search first proposes one of the table's 100, 30, 10, 3 best cells (by the same
-column), which separates reaching the top region from telling its near-ties apart.
+column), which separates reaching the top region from telling its near-ties apart. ``--fixed-hyper N`` (``bo``
+only) fits the GP's hyper-parameters once per table, on N cells of the table drawn uniformly (numpy seed 123), and
+holds them fixed in every search: a check of whether fitting them from the search's own few observations is what
+limits it.
 
     PYTHONPATH=src python benchmarks/nb201_sample_efficiency.py --tables dev --strategies bo,lanas --seeds 30
 """
@@ -25,6 +28,7 @@ from typing import Any, Callable
 import numpy as np
 
 from nasforge.factory import create_strategy
+from nasforge.predictors.gp import normalise
 from nasforge.result import Result
 from nasforge.spaces.nb201 import NB201Space
 from nasforge.testing.tables import (
@@ -66,14 +70,32 @@ def suites(real: str) -> dict[str, dict[str, Callable[[], list[tuple]]]]:
 PHASES = (100, 30, 10, 3)  # --phases: evaluations until a search first proposes one of the table's k best cells
 
 
+def fitted_hyper(space: NB201Space, rows: dict[tuple, tuple], n: int, args: dict[str, Any]) -> tuple:
+    """``bo``'s GP hyper-parameters (and their prior) fitted on ``n`` uniformly drawn cells of the table."""
+    rng = np.random.default_rng(123)
+    cells = list(rows)
+    picked = [cells[i] for i in rng.choice(len(cells), n, replace=False)]
+    strategy = create_strategy("bo", space, 0, **args)
+    gp = strategy.gp
+    gp.max_iter = 200
+    gp.fit(strategy.encode([space.make(list(c)) for c in picked]),
+           normalise(np.array([rows[c][0] for c in picked]), strategy.config.target))
+    return gp.theta.copy(), gp.prior_mean.copy()
+
+
 def search(space: NB201Space, rows: dict[tuple, tuple], best: tuple, name: str, seed: int, budget: int,
            args: dict[str, Any], rank: dict[tuple, int] | None = None,
-           first: dict[int, int] | None = None) -> tuple[int | None, float]:
+           first: dict[int, int] | None = None, hyper: tuple | None = None) -> tuple[int | None, float]:
     """Evaluations until the optimum is proposed (None: not within budget) and CPU seconds of the strategy.
 
     With ``rank`` (cell -> its rank in the table, 0 the best), ``first`` receives, for each k of ``PHASES``,
-    the evaluation at which a top-k cell was first proposed."""
+    the evaluation at which a top-k cell was first proposed. ``hyper`` (theta, prior mean): the GP's
+    hyper-parameters, held fixed."""
     strategy = create_strategy(name, space, seed, **args)
+    if hyper is not None:
+        gp = strategy.gp  # type: ignore[attr-defined]
+        gp.theta, gp.prior_mean = hyper[0].copy(), hyper[1].copy()
+        gp.max_iter = 0  # a refit only factorises
     cpu = 0.0
     for i in range(budget):
         t = time.process_time()
@@ -103,6 +125,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--per-seed", action="store_true", help="also print each seed's evaluations to the optimum")
     p.add_argument("--phases", action="store_true",
                    help="also print the mean evaluations until a top-100/30/10/3 cell is first proposed")
+    p.add_argument("--fixed-hyper", type=int, default=0, metavar="N",
+                   help="bo: hold the GP's hyper-parameters fixed at a fit on N uniformly drawn cells of the table")
     p.add_argument("--set", nargs="*", default=[], help="strategy.key=value overrides, e.g. bo.pool_size=1000")
     a = p.parse_args(argv)
     from nasforge.config import parse_scalar
@@ -124,10 +148,12 @@ def main(argv: list[str] | None = None) -> None:
         order = sorted(rows, key=lambda c: -rows[c][0])
         rank = {c: i for i, c in enumerate(order)}
         for name in a.strategies.split(","):
+            hyper = fitted_hyper(space, rows, a.fixed_hyper, overrides.get(name, {})) if a.fixed_hyper else None
             steps, cpu, phases = [], 0.0, []
             for seed in range(a.seeds):
                 first: dict[int, int] = {}
-                found, c = search(space, rows, best, name, seed, a.budget, overrides.get(name, {}), rank, first)
+                found, c = search(space, rows, best, name, seed, a.budget, overrides.get(name, {}), rank, first,
+                                  hyper)
                 steps.append(found)
                 phases.append([first.get(k, a.budget) for k in PHASES])
                 cpu += c
@@ -135,7 +161,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{table:18s} {name:8s} mean {s.mean():6.1f} median {np.median(s):5.0f} "
                   f"found {np.mean([x is not None for x in steps]):4.0%} worst {s.max():4d} "
                   f"cpu {1000 * cpu / s.sum():6.2f} ms/query  seeds {a.seeds} budget {a.budget} "
-                  f"{' '.join(f'{k}={v}' for k, v in overrides.get(name, {}).items())}", flush=True)
+                  f"{' '.join(f'{k}={v}' for k, v in overrides.get(name, {}).items())}"
+                  f"{f' fixed-hyper={a.fixed_hyper}' if a.fixed_hyper else ''}", flush=True)
             if a.phases:
                 means = np.mean(phases, axis=0)
                 print("  first top-k cell (k = " + "/".join(map(str, PHASES)) + "/1):",
