@@ -79,3 +79,65 @@ def test_bad_model_arguments_name_the_key(space) -> None:
         space.build(arch, num_classes=10, C=0)
     with pytest.raises(InvalidArchitecture):
         space.build(create_space("toy").sample(np.random.default_rng(0)), num_classes=10)
+
+
+@pytest.mark.parametrize("text, effective", [
+    (ALL_CONV, ALL_CONV),  # every edge counts
+    # node 1 feeds nothing that reaches the output: its input edge is cut off
+    ("|nor_conv_3x3~0|+|nor_conv_3x3~0|none~1|+|skip_connect~0|none~1|nor_conv_3x3~2|",
+     "|none~0|+|nor_conv_3x3~0|none~1|+|skip_connect~0|none~1|nor_conv_3x3~2|"),
+    # no input reaches node 2: what leaves it is cut off, whatever enters it from node 1 too
+    ("|none~0|+|none~0|avg_pool_3x3~1|+|nor_conv_1x1~0|none~1|nor_conv_3x3~2|",
+     "|none~0|+|none~0|none~1|+|nor_conv_1x1~0|none~1|none~2|"),
+    # no input reaches the output: every such cell is the same (zeros)
+    ("|nor_conv_3x3~0|+|skip_connect~0|none~1|+|none~0|none~1|none~2|", ALL_NONE),
+    ("|none~0|+|none~0|nor_conv_3x3~1|+|none~0|nor_conv_3x3~1|nor_conv_3x3~2|", ALL_NONE),
+])
+def test_effective_cuts_off_operations_no_input_reaches_or_that_reach_no_output(space, text: str,
+                                                                                 effective: str) -> None:
+    arch = space.parse(text)
+    assert space.to_string(space.effective(arch).choices) == effective
+    assert space.effective(space.effective(arch)) == space.effective(arch)
+    assert (space.effective(arch) is arch) == (text == effective)
+
+
+def test_effective_forms_of_the_whole_space() -> None:
+    """9,445 forms of 15,625 cells: the 341 cells whose output no input reaches are one of them."""
+    import itertools
+
+    space = create_space("nb201")
+    forms: dict[tuple, int] = {}
+    for choices in itertools.product(range(5), repeat=6):
+        form = space.effective(space.make(choices)).choices
+        forms[form] = forms.get(form, 0) + 1
+    assert len(forms) == 9445 and forms[(0,) * 6] == 341
+
+
+def test_operations_outside_the_effective_cell_do_not_change_what_the_network_computes(space) -> None:
+    """Built networks (eval mode): changing the convolution weights of every edge the effective form cuts off
+    leaves the output as it is (an edge whose source no input reaches sees zeros; batch norm's shift after it
+    is a constant, so only the weights are changed); changing those of a kept edge does not."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 8, 8)
+    rng = np.random.default_rng(0)
+    checked = 0
+    while checked < 5:
+        arch = space.sample(rng)
+        form = space.effective(arch).choices
+        cut = [k for k, (a, b) in enumerate(zip(arch.choices, form)) if a != b and a in (2, 3)]  # convolutions
+        kept = [k for k, b in enumerate(form) if b in (2, 3)]
+        if not cut or not kept:
+            continue
+        model = space.build(arch, num_classes=10, C=4, N=1).eval()
+        with torch.no_grad():
+            before = model(x)
+            for cell in (m for m in model.modules() if hasattr(m, "edges")):
+                for k in cut:
+                    for conv in (m for m in cell.edges[k].modules() if isinstance(m, torch.nn.Conv2d)):
+                        conv.weight.normal_()
+            assert torch.equal(model(x), before), space.to_string(arch.choices)
+            for cell in (m for m in model.modules() if hasattr(m, "edges")):
+                for conv in (m for m in cell.edges[kept[0]].modules() if isinstance(m, torch.nn.Conv2d)):
+                    conv.weight.normal_()
+            assert not torch.allclose(model(x), before)
+        checked += 1

@@ -234,7 +234,8 @@ def test_operation_counts_learn_that_one_skip_helps_and_two_hurt() -> None:
         f = (skips == 1) - 1.0 * (skips >= 2) + np.array([effects[np.arange(6), a.choices].sum() for a in archs])
         rho = {}
         for prior in (0.0, 0.1):
-            strategy = BayesianOptimisation(space, BOConfig(count_prior=prior))
+            # the scores count skips on every edge, cut off or not: the terms alone, on the cells as written
+            strategy = BayesianOptimisation(space, BOConfig(count_prior=prior, effective=False))
             gp, X, y = strategy.new_gp(), strategy.encode(archs), normalise(f[:40], "rank")
             gp.fit(X[:40], y)
             mean, _ = gp.predict(y, X[40:])
@@ -253,3 +254,24 @@ def test_count_prior_zero_is_the_one_hot_model_and_a_negative_one_is_refused() -
     assert strategy.encode([space.sample(np.random.default_rng(0))]).shape == (1, space.encoding_size)
     with pytest.raises(ValueError, match="count_prior"):
         BOConfig(count_prior=-1)
+
+
+def test_cells_of_one_effective_form_are_one_input_of_the_model() -> None:
+    """NB201 cells that differ only in operations cut off from the output get the same encoding, so an unseen
+    one is predicted as its observed twin, with no more uncertainty than the noise; without ``effective`` they
+    are different inputs."""
+    space = nf.create_space("nb201")
+    seen = space.parse("|nor_conv_3x3~0|+|nor_conv_3x3~0|none~1|+|skip_connect~0|none~1|nor_conv_3x3~2|")
+    twin = space.parse("|avg_pool_3x3~0|+|nor_conv_3x3~0|none~1|+|skip_connect~0|none~1|nor_conv_3x3~2|")
+    rng = np.random.default_rng(0)
+    others = [a for a in (space.sample(rng) for _ in range(30)) if space.effective(a) != space.effective(seen)]
+    for effective in (True, False):
+        strategy = BayesianOptimisation(space, BOConfig(effective=effective, initial=10), seed=0)
+        X = strategy.encode([seen, twin])
+        assert np.array_equal(X[0], X[1]) == effective
+        strategy.tell([seen, *others], [Result(95.0), *(Result(float(r)) for r in rng.uniform(10, 90, len(others)))])
+        mean, std = strategy.gp.predict(strategy._targets(), strategy.encode([seen, twin]))
+        if effective:
+            assert mean[1] == pytest.approx(mean[0]) and std[1] == pytest.approx(std[0])
+        else:
+            assert std[1] > std[0] + 0.05

@@ -135,6 +135,14 @@ class SearchSpace(ABC):
         """Identity of the network (spaces with isomorphic encodings override this)."""
         return arch.choices
 
+    def effective(self, arch: Architecture) -> Architecture:
+        """``arch`` as it computes: operations whose result cannot reach the output, or that no input reaches,
+        set to the space's no-op. Architectures with the same effective form are the same function (their
+        accuracies in a benchmark differ only by training noise), so a model of accuracy may pool them; the
+        identity (:meth:`key`) stays the architecture itself. Spaces where every operation always counts
+        return ``arch``."""
+        return arch
+
     # ----------------------------------------------------------------- sampling and moves
     def sample(self, rng: np.random.Generator) -> Architecture:
         """A uniformly random valid architecture (by rejection over independent decisions)."""

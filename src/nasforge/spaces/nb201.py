@@ -17,6 +17,7 @@ from .base import OPERATION, Decision, SearchSpace
 
 NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 NB201_EDGES = tuple((i, j) for i in range(1, 4) for j in range(i))  # (to, from), string order
+NONE = NB201_OPS.index("none")
 
 
 @dataclass
@@ -51,6 +52,25 @@ class NB201Space(SearchSpace):
     @property
     def size(self) -> int:
         return len(NB201_OPS) ** len(NB201_EDGES)
+
+    def effective(self, arch: Architecture) -> Architecture:
+        """Edges whose source no input reaches, or whose target reaches no output, become ``none``; a cell whose
+        output no input reaches is all ``none`` (each such cell of NAS-Bench-201 outputs zeros)."""
+        live = [c != NONE for c in arch.choices]
+        reached = {0}
+        for k, (i, j) in enumerate(NB201_EDGES):  # edges into lower nodes come first
+            if live[k] and j in reached:
+                reached.add(i)
+        reaching = {3}
+        for k, (i, j) in reversed(list(enumerate(NB201_EDGES))):  # edges out of higher nodes come first
+            if live[k] and i in reaching:
+                reaching.add(j)
+        if 3 not in reached:
+            choices = (NONE,) * len(NB201_EDGES)
+        else:
+            choices = tuple(c if j in reached and i in reaching else NONE
+                            for c, (i, j) in zip(arch.choices, NB201_EDGES))
+        return arch if choices == arch.choices else self.make(choices)
 
     def to_string(self, choices: Sequence[int]) -> str:
         groups, k = [], 0

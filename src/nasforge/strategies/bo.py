@@ -104,8 +104,11 @@ class BOConfig:
     operation occurs (:class:`~nasforge.predictors.features.OperationCounts`), with that prior
     median variance. They let the model learn from few cells that accuracy depends on the counts
     non-linearly: on NAS-Bench-201, for example, one skip connection helps and two hurt. Without
-    them, a few two-skip cells make a skip look bad on every edge. All four were chosen on
-    NAS-Bench-201-format tables (docs/benchmarks.md, "Samples to the optimum").
+    them, a few two-skip cells make a skip look bad on every edge. ``effective`` gives architectures
+    that compute the same function (:meth:`~nasforge.spaces.base.SearchSpace.effective`, e.g.
+    NAS-Bench-201 cells that differ only in operations cut off from the output) the same input, so the
+    model pools their observations instead of learning that such operations do not matter. All five
+    were chosen on NAS-Bench-201-format tables (docs/benchmarks.md, "Samples to the optimum").
     """
 
     initial: int = 10  # random architectures before the first GP fit
@@ -125,6 +128,7 @@ class BOConfig:
     count_prior: float = 0.1  # prior median of the variances of the terms on operation counts (0: no such terms)
     local_every: int = 3  # every k-th proposal: the incumbent's best unseen neighbour by posterior mean (0: never)
     stall: int = 30  # observations without a better one after which local steps climb around the next-best cells
+    effective: bool = True  # model each architecture by its effective form (SearchSpace.effective): same function, same input
 
     def __post_init__(self) -> None:
         if self.kernel not in KERNELS:
@@ -200,7 +204,10 @@ class BayesianOptimisation(Strategy):
         return GaussianProcess(groups, self.config.kernel, self.config.fit_iterations, self.config.additive, terms)
 
     def encode(self, archs: Sequence[Architecture]) -> np.ndarray:
-        """The model's inputs: one-hot encodings, followed by each feature block's features."""
+        """The model's inputs: one-hot encodings, followed by each feature block's features, of each
+        architecture's effective form (``effective``)."""
+        if self.config.effective:
+            archs = [self.space.effective(a) for a in archs]
         X = np.array([self.space.encode(a) for a in archs], dtype=float).reshape(len(archs), len(self.gp.groups))
         if not self.blocks:
             return X
