@@ -164,7 +164,7 @@ def check_strategy(name: str) -> None:
 
 
 def check_space(space: SearchSpace, n: int = 30, seed: int = 0) -> None:
-    """Sample / mutate / neighbours / encode / validate invariants and the string round trip."""
+    """Sample / mutate / neighbours / encode / validate / effective-form invariants and the string round trip."""
     rng = np.random.default_rng(seed)
     size = space.encoding_size
     for i in range(n):
@@ -181,6 +181,9 @@ def check_space(space: SearchSpace, n: int = 30, seed: int = 0) -> None:
         for nb in space.neighbours(a)[:10]:
             space.validate(nb)
             assert nb != a
+        e = space.effective(a)
+        space.validate(e)
+        assert space.effective(e) == e, f"{space.name}: effective() of {a} is not its own effective form"
         if i < 3:  # the graph of a few architectures: it is what reports draw
             check_space_graph(space, a)
 
