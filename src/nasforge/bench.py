@@ -27,7 +27,7 @@ import numpy as np
 
 from .config import RunConfig, build, config_class, to_dict
 from .errors import ConfigError, RunDirError
-from .registry import STRATEGIES
+from .registry import EXECUTORS, STRATEGIES
 from .threads import worker_threads
 
 log = logging.getLogger(__name__)
@@ -183,9 +183,7 @@ def run_bench(spec: BenchSpec, out: str | Path, workers: int = 1,
             raise RunDirError(f"{out}: holds a bench of another configuration ({diff}); choose another --out")
     # the whole config is checked before bench.json records it: a bench.json of a bad config would refuse the
     # corrected command
-    from .factory import executor_entry
-
-    executor_entry(spec.base.executor)
+    EXECUTORS.get(spec.base.executor)  # an unknown name is refused with the known ones
     _init_worker(spec.base)  # the evaluator's settings (and its data) once here, before any worker starts
     if not spec_file.exists():
         try:

@@ -111,12 +111,6 @@ def create_prior(config: RunConfig, space: SearchSpace) -> Prior | None:
     return Prior(score, config.prior_draws)
 
 
-def executor_entry(name: str) -> Any:
-    """The registry entry of executor ``name``, or an error naming the known ones (the executors register when
-    ``nasforge`` is imported, as the other components do)."""
-    return EXECUTORS.get(name)
-
-
 def _one_process_only(entry: Any) -> ConfigError:
     return ConfigError(f"executor: a one-shot search keeps its shared weights in one process; "
                        f"{entry.name!r} runs evaluations elsewhere (use --executor sequential)")
@@ -126,7 +120,7 @@ def check_executor(config: RunConfig) -> None:
     """Refuse an executor ``config`` cannot run on (an unknown name, settings it cannot honour, what the executor
     itself checks without starting, such as Ray being installed), with the other config errors: before the
     evaluator loads its data and before a run directory records the config. ``config``'s evaluator is resolved."""
-    entry = executor_entry(config.executor)
+    entry = EXECUTORS.get(config.executor)
     if is_oneshot(config) and not entry.capabilities.get("in_process"):
         raise _one_process_only(entry)
     if config.workers > 1 and not entry.capabilities.get("parallel"):
@@ -143,7 +137,7 @@ def check_executor(config: RunConfig) -> None:
 def create_executor(config: RunConfig, evaluator: Evaluator) -> Any:
     """The executor ``config`` names; a stateful (one-shot) evaluator only runs in-process."""
     check_executor(config)
-    entry = executor_entry(config.executor)
+    entry = EXECUTORS.get(config.executor)
     if isinstance(evaluator, StatefulEvaluator) and not entry.capabilities.get("in_process"):
         raise _one_process_only(entry)  # an evaluator whose registry entry does not say it is one-shot
     return entry.factory(evaluator, config)
