@@ -26,14 +26,12 @@ from .evaluators.base import StatefulEvaluator
 from .factory import (
     Components,
     build_components,
-    check_seed,
     create_evaluator,
     create_executor,
     create_space,
     create_strategy,
 )
-from .oneshot import derive as _derive
-from .oneshot import finish_derivation, retrain_ranked, train_command
+from .oneshot import derive, finish_derivation, retrain_ranked, train_command
 from .run.loop import Callback, SearchRecord, run_search
 from .run.rundir import (
     check_same_config,
@@ -150,15 +148,6 @@ def resume(run_dir: str | Path, callbacks: Sequence[Callback] = (),
             write_result(run_dir, result)
         return record, result
     return search(config, run_dir, callbacks)
-
-
-def derive(run_dir: str | Path, n_samples: int = 100, seed: int | None = None,
-           overrides: Sequence[str] = (), *, write: bool = True) -> dict[str, Any]:
-    """:func:`nasforge.oneshot.derive`: a one-shot search's architecture derived again from its last checkpoint
-    (``seed``: the run's own if None, else an integer >= 0)."""
-    if seed is not None:
-        check_seed(seed)
-    return _derive(run_dir, n_samples, seed, overrides, write=write)
 
 
 def read_run_config(run_dir: str | Path) -> RunConfig:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 from .config import RunConfig, make_run_config, resolve_args
 from .errors import ConfigError, RunDirError
 from .evaluators.base import StatefulEvaluator
-from .factory import build_components, create_space, is_oneshot, resolve
+from .factory import build_components, check_seed, create_space, is_oneshot, resolve
 from .final import FinalConfig, load_final_data, search_model_args, train_final
 from .registry import EVALUATORS, SPACES
 from .run.rundir import RunLock, derived_pick, keep_derivations, open_store, read_config, read_result, write_result
@@ -48,8 +48,10 @@ def derive(run_dir: str | Path, n_samples: int = 100, seed: int | None = None,
     split the candidates and the perturbation's fine-tuning steps, and rank 0 alone writes. A run directory that
     another process is writing (a search still running) is refused with :class:`RunDirError` before any work.
     ``write=False`` only returns the derivation: it takes no lock and writes nothing, so it reads a search still
-    running (its latest checkpoint) or a read-only copy of a run.
+    running (its latest checkpoint) or a read-only copy of a run. ``seed``: the run's own if None.
     """
+    if seed is not None:
+        check_seed(seed)
     config = read_config(run_dir)
     for item in overrides:
         if not item.strip().startswith("evaluator."):
