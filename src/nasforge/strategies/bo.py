@@ -426,7 +426,7 @@ class BayesianOptimisation(Strategy):
         if self.config.stall and self.n_since_best >= self.config.stall:
             skip = 1 + (self.n_since_best - self.config.stall) // max(self.config.local_every, 1) % self.config.top
         for i in np.argsort(-means, kind="stable"):
-            fresh = [a for a in self.space.neighbours(self.obs_archs[i]) if self.sampler.is_new(a)]
+            fresh = self.sampler.unseen_neighbours([self.obs_archs[i]])
             if fresh:
                 if not skip:
                     return fresh

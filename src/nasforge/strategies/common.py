@@ -28,6 +28,18 @@ class UnseenSampler:
     def is_new(self, arch: Architecture) -> bool:
         return self.space.key(arch) not in self.seen
 
+    def unseen_neighbours(self, archs: Iterable[Architecture]) -> list[Architecture]:
+        """The one-decision neighbours of ``archs`` not seen yet, each network once, in order."""
+        out: list[Architecture] = []
+        keys: set[Hashable] = set()
+        for arch in archs:
+            for nb in self.space.neighbours(arch):
+                key = self.space.key(nb)
+                if key not in self.seen and key not in keys:
+                    keys.add(key)
+                    out.append(nb)
+        return out
+
     def exhausted(self) -> bool:
         size = self.space.size
         return size is not None and len(self.seen) >= size

@@ -202,15 +202,7 @@ class NAO(Strategy):
         """The unseen one-decision neighbours of the best architectures, for the predictor to rank: near a
         converged embedding the walks stop finding new architectures, and uniform samples would ignore what the
         search learnt (a start one decision from the optimum stayed there)."""
-        out: list[Architecture] = []
-        keys: set[Hashable] = set()
-        for start in starts[: self.config.per_start]:  # as many starts as a walk keeps decodings: the best few
-            for arch in self.space.neighbours(start):
-                key = self.space.key(arch)
-                if key not in keys and self.sampler.is_new(arch):
-                    keys.add(key)
-                    out.append(arch)
-        return out
+        return self.sampler.unseen_neighbours(starts[: self.config.per_start])  # as many starts as a walk keeps
 
     def _decoded(self, logp: torch.Tensor) -> Architecture | None:
         """The most likely architecture under ``logp`` (decisions x options), repaired if invalid, else None."""
