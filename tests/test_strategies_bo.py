@@ -275,3 +275,27 @@ def test_cells_of_one_effective_form_are_one_input_of_the_model() -> None:
             assert mean[1] == pytest.approx(mean[0]) and std[1] == pytest.approx(std[0])
         else:
             assert std[1] > std[0] + 0.05
+
+
+def test_local_steps_skip_neighbours_that_compute_an_observed_cell() -> None:
+    """A neighbour that differs from the incumbent only on a cut-off edge is the same network: with
+    ``effective`` it has the incumbent's posterior mean, often the largest, yet says nothing new, so local
+    steps take the best neighbour of another form."""
+    space = nf.create_space("nb201")
+    seen = space.parse("|nor_conv_3x3~0|+|nor_conv_3x3~0|none~1|+|skip_connect~0|none~1|nor_conv_3x3~2|")
+    rng = np.random.default_rng(0)
+    others = [a for a in (space.sample(rng) for _ in range(30)) if space.effective(a) != space.effective(seen)]
+    strategy = BayesianOptimisation(space, BOConfig(initial=10, local_every=1), seed=0)
+    scores = [Result(float(r)) for r in rng.uniform(10, 90, len(others))]
+    strategy.tell([*others, seen], [*scores, Result(95.0)])  # the incumbent last: no stall yet
+    twins = [a for a in space.neighbours(seen) if space.effective(a) == space.effective(seen)]
+    assert len(twins) == 4  # the other operations on edge 1<-0, which feeds nothing
+    for _ in range(6):
+        (arch,) = strategy.ask(1)
+        assert arch in space.neighbours(seen) and arch not in twins
+        strategy.tell([arch], [Result(50.0)])  # worse: the incumbent stays
+    # the filter is the only thing between them and the local steps
+    plain = BayesianOptimisation(space, BOConfig(initial=10, local_every=1), seed=0)
+    plain.tell([*others, seen], [*scores, Result(95.0)])
+    mean, _ = plain.gp.predict(plain._targets(), plain.encode(twins + [strategy.obs_archs[-6]]))
+    assert mean[:4].max() > mean[4]

@@ -181,6 +181,7 @@ class BayesianOptimisation(Strategy):
         self.n_proposed = 0  # proposals since the first fit (every local_every-th is a local one)
         self.best_mean = -np.inf  # best mean reward observed so far
         self.n_since_best = 0  # observations since best_mean last improved (see BOConfig.stall)
+        self._forms_of: list[Hashable] = []  # effective-form keys of obs_archs[:len], see _observed_forms
 
     # ---------------------------------------------------------------- observations
     def _targets(self) -> np.ndarray:
@@ -420,18 +421,32 @@ class BayesianOptimisation(Strategy):
         around the incumbent is guaranteed to end at a local optimum). After ``stall`` observations
         without a better one, local steps take the 2nd, 3rd, ... ``top + 1``-th best such
         architecture in turn instead: the incumbent may be a local optimum in a region that the model
-        keeps favouring wrongly, and the runners-up are the other places worth climbing from."""
+        keeps favouring wrongly, and the runners-up are the other places worth climbing from. With
+        ``effective``, neighbours that compute the same function as an observed architecture (they differ from
+        it only where nothing reaches the output) are left to expected improvement: the model predicts them as
+        that architecture, often above every other neighbour, yet a local step there measures only noise."""
         means = np.asarray(self.obs_sum) / np.asarray(self.obs_count)
         skip = 0
         if self.config.stall and self.n_since_best >= self.config.stall:
             skip = 1 + (self.n_since_best - self.config.stall) // max(self.config.local_every, 1) % self.config.top
+        forms = self._observed_forms()
         for i in np.argsort(-means, kind="stable"):
             fresh = self.sampler.unseen_neighbours([self.obs_archs[i]])
+            if forms:
+                fresh = [a for a in fresh if self.space.key(self.space.effective(a)) not in forms]
             if fresh:
                 if not skip:
                     return fresh
                 skip -= 1
         return []
+
+    def _observed_forms(self) -> set[Hashable]:
+        """The effective forms of the observed architectures (empty unless ``effective``), kept up to date."""
+        if not self.config.effective:
+            return set()
+        for arch in self.obs_archs[len(self._forms_of) :]:
+            self._forms_of.append(self.space.key(self.space.effective(arch)))
+        return set(self._forms_of)
 
     def load_state_dict(self, state: dict[str, Any] | Encoded) -> None:
         super().load_state_dict(state)
