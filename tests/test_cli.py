@@ -219,3 +219,18 @@ def test_export_history_csv_has_every_evaluation_with_its_metrics(fake_table: Pa
     capsys.readouterr()
     assert main(["export-history", str(out), "--out", "-"]) == 0
     assert capsys.readouterr().out.splitlines()[0].startswith("n,arch,reward")
+
+
+@pytest.mark.parametrize("after", [0.3, 1.0, 2.5])
+def test_ctrl_c_at_any_moment_of_the_start_ends_with_one_line(tmp_path: Path, after: float) -> None:
+    """While torch imports (the first seconds), while the subcommands load, or once the search runs: exit
+    code 130 and one line, never a traceback."""
+    args = ["search", "--space", "toy", "--evaluator", "toy", "--budget", "100000", "--set", "evaluator.delay=0.02",
+            "--out", str(tmp_path / "run")]
+    proc = subprocess.Popen([sys.executable, "-m", "nasforge", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(after)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "nasforge: interrupted" in err, err

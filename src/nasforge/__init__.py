@@ -17,26 +17,36 @@ evaluator (:mod:`nasforge.evaluators`) scores them; :func:`run_search` drives an
 from __future__ import annotations
 
 import os as _os
+import sys as _sys
 
 __version__ = "0.1.0"
 
-from . import (  # noqa: F401  (register built-ins)
-    evaluators,
-    oneshot,
-    spaces,
-    strategies,
-)
-from .api import derive, load_record, parse_arch, resume, retrain_ranked, search
-from .arch import Architecture
-from .config import RunConfig, make_run_config
-from .errors import NasforgeError
-from .export import build  # noqa: F401  (nasforge.build: a model from a genotype file)
-from .factory import Components, build_components, create_evaluator, create_executor, create_space, create_strategy
-from .plugins import ENV_VAR as _PLUGINS_VAR
-from .plugins import load_plugins as _load_plugins
-from .registry import EVALUATORS, SPACES, STRATEGIES
-from .result import Result
-from .run import RunStore, SearchRecord, run_search
+try:
+    from . import (  # noqa: F401  (register built-ins)
+        evaluators,
+        oneshot,
+        spaces,
+        strategies,
+    )
+    from .api import derive, load_record, parse_arch, resume, retrain_ranked, search
+    from .arch import Architecture
+    from .config import RunConfig, make_run_config
+    from .errors import NasforgeError
+    from .export import build  # noqa: F401  (nasforge.build: a model from a genotype file)
+    from .factory import Components, build_components, create_evaluator, create_executor, create_space, create_strategy
+    from .plugins import ENV_VAR as _PLUGINS_VAR
+    from .plugins import load_plugins as _load_plugins
+    from .registry import EVALUATORS, SPACES, STRATEGIES
+    from .result import Result
+    from .run import RunStore, SearchRecord, run_search
+except KeyboardInterrupt:
+    # Ctrl-C while the `nasforge` command starts (torch takes a second or two to import) ends it as Ctrl-C does
+    # later, with one line and code 130 instead of a traceback from inside torch; a program importing nasforge
+    # gets the interrupt as usual (argv[0] is "-m" only while `python -m nasforge` looks for its module)
+    if _os.path.basename(_sys.argv[0]).partition(".")[0] not in ("nasforge", "-m"):
+        raise
+    _sys.stderr.write("nasforge: interrupted\n")
+    raise SystemExit(130) from None
 
 __all__ = [
     "Architecture", "Components", "EVALUATORS", "NasforgeError", "Result", "RunConfig", "RunStore",
