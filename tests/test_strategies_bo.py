@@ -182,7 +182,7 @@ def test_nb201_finds_a_top_architecture_within_100_evaluations() -> None:
 
 
 def test_a_stalled_search_climbs_around_the_next_best_cells_in_turn() -> None:
-    strategy, evaluator = _toy_strategy(seed=7, local_every=1, stall=15)
+    strategy, evaluator = _toy_strategy(seed=7, local_every=1, stall=15, niche=0)
     _tell_all(strategy, evaluator, strategy.ask(12))
     space, worst = strategy.space, min(strategy.obs_sum)
 
@@ -299,3 +299,28 @@ def test_local_steps_skip_neighbours_that_compute_an_observed_cell() -> None:
     plain.tell([*others, seen], [*scores, Result(95.0)])
     mean, _ = plain.gp.predict(plain._targets(), plain.encode(twins + [strategy.obs_archs[-6]]))
     assert mean[:4].max() > mean[4]
+
+
+@pytest.mark.parametrize("niche", [0.5, 0.0])
+def test_a_stalled_search_climbs_first_from_the_best_cell_of_another_region(niche: float) -> None:
+    """The runners-up next to the incumbent lie in the region the stalled model favours; with ``niche`` the
+    first stalled local step climbs from the best cell at least half of the decisions away instead."""
+    space = nf.create_space("nb201")
+    incumbent, far = space.make([3, 3, 3, 3, 3, 3]), space.make([1, 1, 1, 3, 3, 3])
+    near = [space.make([2, 3, 3, 3, 3, 3]), space.make([3, 2, 3, 3, 3, 3]), space.make([3, 3, 2, 3, 3, 3])]
+    rng = np.random.default_rng(0)
+    named = {space.effective(a) for a in [incumbent, far, *near]}
+    others = [a for a in (space.sample(rng) for _ in range(20)) if space.effective(a) not in named]
+    strategy = BayesianOptimisation(space, BOConfig(initial=10, local_every=1, stall=4, niche=niche), seed=0)
+    strategy.tell([*others, incumbent], [*(Result(float(r)) for r in rng.uniform(10, 60, len(others))), Result(95.0)])
+    strategy.tell([*near, far], [Result(90.0), Result(89.0), Result(88.0), Result(80.0)])
+    assert strategy.n_since_best == strategy.config.stall  # the first stalled local step comes next
+    (arch,) = strategy.ask(1)
+    parent = far if niche else near[0]
+    assert arch in space.neighbours(parent)
+    assert (arch in space.neighbours(near[0])) == (not niche)
+
+
+def test_niche_is_a_share_of_the_decisions() -> None:
+    with pytest.raises(ValueError, match="niche"):
+        BOConfig(niche=1.5)

@@ -99,7 +99,9 @@ class BOConfig:
     that has one, which reaches an optimum next to a near-tie the model ranks wrongly. After
     ``stall`` = 30 observations without a better one, those local steps climb around the 2nd to
     ``top + 1``-th best architectures in turn, so that a search whose model keeps favouring a wrong
-    region still climbs elsewhere (the incumbent's neighbourhood is exhausted by then).
+    region still climbs elsewhere (the incumbent's neighbourhood is exhausted by then); with ``niche`` =
+    0.5 those are, first, the best of other regions: each differs from the incumbent and from every one
+    before it in at least half of its decisions.
     ``count_prior`` > 0 adds two more covariance terms, first and second order, on how often each
     operation occurs (:class:`~nasforge.predictors.features.OperationCounts`), with that prior
     median variance. They let the model learn from few cells that accuracy depends on the counts
@@ -107,7 +109,7 @@ class BOConfig:
     them, a few two-skip cells make a skip look bad on every edge. ``effective`` gives architectures
     that compute the same function (:meth:`~nasforge.spaces.base.SearchSpace.effective`, e.g.
     NAS-Bench-201 cells that differ only in operations cut off from the output) the same input, so the
-    model pools their observations instead of learning that such operations do not matter. All five
+    model pools their observations instead of learning that such operations do not matter. All six
     were chosen on NAS-Bench-201-format tables (docs/benchmarks.md, "Samples to the optimum").
     """
 
@@ -128,6 +130,7 @@ class BOConfig:
     count_prior: float = 0.1  # prior median of the variances of the terms on operation counts (0: no such terms)
     local_every: int = 3  # every k-th proposal: the incumbent's best unseen neighbour by posterior mean (0: never)
     stall: int = 30  # observations without a better one after which local steps climb around the next-best cells
+    niche: float = 0.5  # ...taking first those that differ from each better one in this share of decisions (0: in order)
     effective: bool = True  # model each architecture by its effective form (SearchSpace.effective): same function, same input
 
     def __post_init__(self) -> None:
@@ -145,6 +148,8 @@ class BOConfig:
             raise ValueError("mutations, random, fit_iterations, exhaustive and xi must not be negative")
         if not self.count_prior >= 0:
             raise ValueError(f"count_prior must be >= 0, got {self.count_prior}")
+        if not 0 <= self.niche <= 1:
+            raise ValueError(f"niche must be a share of the decisions, in [0, 1], got {self.niche}")
 
 
 @STRATEGIES.register("bo", aliases=("bayesian",), guided=True, batch=True, prior=True,
@@ -421,7 +426,8 @@ class BayesianOptimisation(Strategy):
         around the incumbent is guaranteed to end at a local optimum). After ``stall`` observations
         without a better one, local steps take the 2nd, 3rd, ... ``top + 1``-th best such
         architecture in turn instead: the incumbent may be a local optimum in a region that the model
-        keeps favouring wrongly, and the runners-up are the other places worth climbing from. With
+        keeps favouring wrongly, and the runners-up are the other places worth climbing from (with
+        ``niche``, the best of other regions first: :meth:`_regions_first`). With
         ``effective``, neighbours that compute the same function as an observed architecture (they differ from
         it only where nothing reaches the output) are left to expected improvement: the model predicts them as
         that architecture, often above every other neighbour, yet a local step there measures only noise."""
@@ -430,7 +436,10 @@ class BayesianOptimisation(Strategy):
         if self.config.stall and self.n_since_best >= self.config.stall:
             skip = 1 + (self.n_since_best - self.config.stall) // max(self.config.local_every, 1) % self.config.top
         forms = self._observed_forms()
-        for i in np.argsort(-means, kind="stable"):
+        order = np.argsort(-means, kind="stable")
+        if skip and self.config.niche:
+            order = self._regions_first(order)
+        for i in order:
             fresh = self.sampler.unseen_neighbours([self.obs_archs[i]])
             if forms:
                 fresh = [a for a in fresh if self.space.key(self.space.effective(a)) not in forms]
@@ -439,6 +448,24 @@ class BayesianOptimisation(Strategy):
                     return fresh
                 skip -= 1
         return []
+
+    def _regions_first(self, order: np.ndarray) -> np.ndarray:
+        """``order`` (observed architectures, best first) with the best of each region first: each of those
+        differs from every one before it in at least ``niche`` of the decisions (of their effective forms).
+
+        When a search stalls, its runners-up are mostly next to the incumbent, in the region the model keeps
+        favouring; climbing from the best cells of other regions is what leaves it."""
+        need = self.config.niche * len(self.space.decisions)
+        leaders: list[int] = []
+        forms: list[tuple[int, ...]] = []
+        for i in order:
+            arch = self.obs_archs[i]
+            x = (self.space.effective(arch) if self.config.effective else arch).choices
+            if all(sum(a != b for a, b in zip(x, y)) >= need for y in forms):
+                leaders.append(int(i))
+                forms.append(x)
+        chosen = set(leaders)
+        return np.asarray(leaders + [int(i) for i in order if i not in chosen])
 
     def _observed_forms(self) -> set[Hashable]:
         """The effective forms of the observed architectures (empty unless ``effective``), kept up to date."""
