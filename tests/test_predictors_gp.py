@@ -159,3 +159,30 @@ def test_an_extra_term_adds_its_block_covariance_and_nothing_else() -> None:
     block = _cosine(Xb[:, d:], Xb[:, d:])
     assert block.min() == 0.0 and block.max() == 1.0  # the block separates some inputs and joins others
     np.testing.assert_allclose(gp.kernel(Xb, Xb), plain.kernel(X, X) + v * block, atol=1e-12)
+
+
+def test_single_threaded_blas_also_limits_scipys_own_openblas_loaded_later() -> None:
+    """SciPy is imported where used, after the first search step has set up the limit; its wheels bring their own
+    OpenBLAS, which must be held to one thread too. In a fresh process, as a command starts."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import sys
+        import nasforge
+        from nasforge.predictors.gp import single_threaded_blas
+        assert "scipy.linalg" not in sys.modules
+        with single_threaded_blas():  # the first ask of a search
+            pass
+        import scipy.linalg  # the first fit
+        from threadpoolctl import threadpool_info
+        with single_threaded_blas():
+            blas = [(i["filepath"], i["num_threads"]) for i in threadpool_info() if i["user_api"] == "blas"]
+        assert len(blas) >= 1, blas
+        assert all(n == 1 for _, n in blas), blas
+    """)
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr

@@ -31,6 +31,11 @@ _SQRT5 = math.sqrt(5.0)
 
 @functools.lru_cache(maxsize=1)
 def _blas_controller() -> ThreadpoolController:
+    # SciPy is imported where used, and its wheels bring their own OpenBLAS: load it before the scan, which sees only
+    # the libraries loaded so far, or SciPy's Cholesky factors would stay multi-threaded (2.6x the CPU time of a
+    # search on 2 cores, more with parallel workers)
+    import scipy.linalg  # noqa: F401
+
     return ThreadpoolController()  # scanning the loaded libraries takes milliseconds: do it once
 
 
