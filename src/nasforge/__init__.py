@@ -21,6 +21,13 @@ import sys as _sys
 
 __version__ = "0.1.0"
 
+__all__ = [
+    "Architecture", "Components", "EVALUATORS", "NasforgeError", "Result", "RunConfig", "RunStore",
+    "SPACES", "STRATEGIES", "SearchRecord", "build_components", "create_evaluator", "create_space",
+    "create_executor", "create_strategy", "derive", "load_record", "make_run_config", "parse_arch", "resume", "retrain_ranked", "run_search",
+    "search",
+]
+
 try:
     from . import (  # noqa: F401  (register built-ins)
         evaluators,
@@ -39,6 +46,8 @@ try:
     from .registry import EVALUATORS, SPACES, STRATEGIES
     from .result import Result
     from .run import RunStore, SearchRecord, run_search
+
+    _load_plugins(_os.environ.get(_PLUGINS_VAR))  # after the built-ins: plug-ins may build on them
 except KeyboardInterrupt:
     # Ctrl-C while the `nasforge` command starts (torch takes a second or two to import) ends it as Ctrl-C does
     # later, with one line and code 130 instead of a traceback from inside torch; a program importing nasforge
@@ -47,12 +56,3 @@ except KeyboardInterrupt:
         raise
     _sys.stderr.write("nasforge: interrupted\n")
     raise SystemExit(130) from None
-
-__all__ = [
-    "Architecture", "Components", "EVALUATORS", "NasforgeError", "Result", "RunConfig", "RunStore",
-    "SPACES", "STRATEGIES", "SearchRecord", "build_components", "create_evaluator", "create_space",
-    "create_executor", "create_strategy", "derive", "load_record", "make_run_config", "parse_arch", "resume", "retrain_ranked", "run_search",
-    "search",
-]
-
-_load_plugins(_os.environ.get(_PLUGINS_VAR))  # after the built-ins: plug-ins may build on them
