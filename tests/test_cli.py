@@ -221,11 +221,11 @@ def test_export_history_csv_has_every_evaluation_with_its_metrics(fake_table: Pa
     assert capsys.readouterr().out.splitlines()[0].startswith("n,arch,reward")
 
 
-@pytest.mark.parametrize("after", [0.5, 1.0, 2.5])
+@pytest.mark.parametrize("after", [0.6, 1.2, 3.0])
 def test_ctrl_c_at_any_moment_of_the_start_ends_with_one_line(tmp_path: Path, after: float) -> None:
-    """While torch imports (the first seconds), while the subcommands load, or once the search runs: one line,
-    never a traceback, and exit code 130. A shell sees a death by SIGINT as 130 too; Python sometimes ends that way
-    when the signal lands in an import (about 1 in 30 tries here), after the same line."""
+    """While torch imports (the first seconds; the interrupt is held until the imports end, since raised inside
+    torch's C++ start-up it can abort the process), while the subcommands load, or once the search runs: one line,
+    never a traceback, and exit code 130."""
     args = ["search", "--space", "toy", "--evaluator", "toy", "--budget", "100000", "--set", "evaluator.delay=0.02",
             "--out", str(tmp_path / "run")]
     proc = subprocess.Popen([sys.executable, "-m", "nasforge", *args], stdout=subprocess.DEVNULL,
@@ -233,5 +233,5 @@ def test_ctrl_c_at_any_moment_of_the_start_ends_with_one_line(tmp_path: Path, af
     time.sleep(after)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode in (130, -signal.SIGINT), (proc.returncode, err)
+    assert proc.returncode == 130, (proc.returncode, err)
     assert "Traceback" not in err and "nasforge: interrupted" in err, err

@@ -17,7 +17,9 @@ evaluator (:mod:`nasforge.evaluators`) scores them; :func:`run_search` drives an
 from __future__ import annotations
 
 import os as _os
+import signal as _signal
 import sys as _sys
+from typing import Any as _Any
 
 __version__ = "0.1.0"
 
@@ -28,6 +30,30 @@ __all__ = [
     "search",
 ]
 
+
+def _is_command() -> bool:
+    """Whether this process is the `nasforge` command (argv[0] is "-m" only while `python -m nasforge` looks for
+    its module), not a program that imports nasforge."""
+    return _os.path.basename(_sys.argv[0]).partition(".")[0] in ("nasforge", "-m")
+
+
+# Ctrl-C while the command starts (torch takes a second or two to import) is held until the imports end, then ends
+# the command as Ctrl-C does later: one line and code 130. Raised inside torch's C++ start-up it would abort the
+# process or print a traceback from inside torch. A program importing nasforge gets the interrupt as usual.
+_held: list[int] = []
+
+
+def _hold_ctrl_c() -> _Any:
+    """Hold SIGINT in ``_held`` (the command only); returns the handler to restore, or None."""
+    if not _is_command():
+        return None
+    try:
+        return _signal.signal(_signal.SIGINT, lambda signum, frame: _held.append(signum))
+    except ValueError:  # not the main thread
+        return None
+
+
+_previous = _hold_ctrl_c()
 try:
     from . import (  # noqa: F401  (register built-ins)
         evaluators,
@@ -48,11 +74,9 @@ try:
     from .run import RunStore, SearchRecord, run_search
 
     _load_plugins(_os.environ.get(_PLUGINS_VAR))  # after the built-ins: plug-ins may build on them
-except KeyboardInterrupt:
-    # Ctrl-C while the `nasforge` command starts (torch takes a second or two to import) ends it as Ctrl-C does
-    # later, with one line and code 130 instead of a traceback from inside torch; a program importing nasforge
-    # gets the interrupt as usual (argv[0] is "-m" only while `python -m nasforge` looks for its module)
-    if _os.path.basename(_sys.argv[0]).partition(".")[0] not in ("nasforge", "-m"):
-        raise
+finally:
+    if _previous is not None:
+        _signal.signal(_signal.SIGINT, _previous)
+if _held:
     _sys.stderr.write("nasforge: interrupted\n")
-    raise SystemExit(130) from None
+    raise SystemExit(130)
