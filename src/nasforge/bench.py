@@ -256,7 +256,7 @@ def _run_in_processes(base: RunConfig, jobs: list[RunConfig], workers: int,
     whole, so one stopped half-way runs again on resume), and only then the interrupt goes on. Raised wherever it
     landed, in the pool's bookkeeping or its shutdown, it left the pool half shut down and the process waiting at
     exit for workers that waited for jobs; and the workers, hit by the same Ctrl-C, died with tracebacks."""
-    from .run.interrupts import deferred_interrupts, workers_ignore_ctrl_c
+    from .interrupts import deferred_interrupts, workers_ignore_ctrl_c
 
     pool = cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                   initializer=_init_process_worker, initargs=(base,))

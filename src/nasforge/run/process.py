@@ -23,10 +23,10 @@ from multiprocessing.process import BaseProcess
 from typing import Any, Iterable
 
 from ..errors import ConfigError
+from ..interrupts import deferred_interrupts, ignore_ctrl_c, workers_ignore_ctrl_c
 from ..result import Result
 from ..threads import worker_threads
 from .executors import EXECUTORS, Done, Executor, Job, evaluate_safely
-from .interrupts import deferred_interrupts, ignore_ctrl_c, workers_ignore_ctrl_c
 
 log = logging.getLogger(__name__)
 

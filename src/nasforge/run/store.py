@@ -30,8 +30,8 @@ from typing import Any, Callable, Iterable, Sequence
 from .. import codec
 from ..arch import Architecture
 from ..errors import RunDirError
+from ..interrupts import deferred_interrupts
 from ..result import Result
-from .interrupts import deferred_interrupts
 
 #: version of the tables below; a database of another version is refused (1 was never written; databases
 #: before versions were recorded read 0 and pickled their strategy states), but for 2 (see MIGRATIONS)

@@ -160,7 +160,7 @@ class BayesianOptimisation(Strategy):
     Config = BOConfig
     #: the whole-space candidates are derived from the space and the GP, the feature blocks from the space:
     #: rebuilt, never saved
-    _not_state = (*Strategy._not_state, "_all", "blocks")
+    _not_state = (*Strategy._not_state, "_all", "blocks", "_forms", "_form_keys")
 
     def __init__(self, space: SearchSpace, config: BOConfig | None = None, seed: int = 0) -> None:
         super().__init__(space, config, seed)
@@ -186,7 +186,8 @@ class BayesianOptimisation(Strategy):
         self.n_proposed = 0  # proposals since the first fit (every local_every-th is a local one)
         self.best_mean = -np.inf  # best mean reward observed so far
         self.n_since_best = 0  # observations since best_mean last improved (see BOConfig.stall)
-        self._forms_of: list[Hashable] = []  # effective-form keys of obs_archs[:len], see _observed_forms
+        self._forms: list[Architecture] = []  # of obs_archs[:len], derived (see _observed_forms), not saved
+        self._form_keys: set[Hashable] = set()
 
     # ---------------------------------------------------------------- observations
     def _targets(self) -> np.ndarray:
@@ -435,49 +436,48 @@ class BayesianOptimisation(Strategy):
         skip = 0
         if self.config.stall and self.n_since_best >= self.config.stall:
             skip = 1 + (self.n_since_best - self.config.stall) // max(self.config.local_every, 1) % self.config.top
-        forms = self._observed_forms()
+        forms, keys = self._observed_forms()
         order = np.argsort(-means, kind="stable")
         if skip and self.config.niche:
-            order = self._regions_first(order)
+            order = self._regions_first(order, forms)
         for i in order:
             fresh = self.sampler.unseen_neighbours([self.obs_archs[i]])
-            if forms:
-                fresh = [a for a in fresh if self.space.key(self.space.effective(a)) not in forms]
+            if self.config.effective:
+                fresh = [a for a in fresh if self.space.key(self.space.effective(a)) not in keys]
             if fresh:
                 if not skip:
                     return fresh
                 skip -= 1
         return []
 
-    def _regions_first(self, order: np.ndarray) -> np.ndarray:
+    def _regions_first(self, order: np.ndarray, forms: list[Architecture]) -> np.ndarray:
         """``order`` (observed architectures, best first) with the best of each region first: each of those
-        differs from every one before it in at least ``niche`` of the decisions (of their effective forms).
+        differs from every one before it in at least ``niche`` of the decisions of their ``forms``.
 
         When a search stalls, its runners-up are mostly next to the incumbent, in the region the model keeps
         favouring; climbing from the best cells of other regions is what leaves it."""
         need = self.config.niche * len(self.space.decisions)
         leaders: list[int] = []
-        forms: list[tuple[int, ...]] = []
         for i in order:
-            arch = self.obs_archs[i]
-            x = (self.space.effective(arch) if self.config.effective else arch).choices
-            if all(sum(a != b for a, b in zip(x, y)) >= need for y in forms):
+            x = forms[i].choices
+            if all(sum(a != b for a, b in zip(x, forms[j].choices)) >= need for j in leaders):
                 leaders.append(int(i))
-                forms.append(x)
         chosen = set(leaders)
         return np.asarray(leaders + [int(i) for i in order if i not in chosen])
 
-    def _observed_forms(self) -> set[Hashable]:
-        """The effective forms of the observed architectures (empty unless ``effective``), kept up to date."""
-        if not self.config.effective:
-            return set()
-        for arch in self.obs_archs[len(self._forms_of) :]:
-            self._forms_of.append(self.space.key(self.space.effective(arch)))
-        return set(self._forms_of)
+    def _observed_forms(self) -> tuple[list[Architecture], set[Hashable]]:
+        """The observed architectures as the model sees them (their effective forms with ``effective``), in
+        order, and the keys of those forms; extended as observations arrive, rebuilt after a restore."""
+        for arch in self.obs_archs[len(self._forms) :]:
+            form = self.space.effective(arch) if self.config.effective else arch
+            self._forms.append(form)
+            self._form_keys.add(self.space.key(form))
+        return self._forms, self._form_keys
 
     def load_state_dict(self, state: dict[str, Any] | Encoded) -> None:
         super().load_state_dict(state)
         self._all = None  # rebuilt from the restored GP and seen set at the next ask
+        self._forms, self._form_keys = [], set()  # rebuilt from the restored observations
 
     def _acquisition(self, z: np.ndarray, best: float) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean and log EI of every candidate."""

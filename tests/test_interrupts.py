@@ -1,4 +1,4 @@
-"""Ctrl-C and SIGTERM wait for the end of a commit and its bookkeeping (nasforge.run.interrupts)."""
+"""Ctrl-C and SIGTERM wait for the end of a commit and its bookkeeping (nasforge.interrupts)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 import nasforge as nf
+from nasforge.interrupts import deferred_interrupts, workers_ignore_ctrl_c
 from nasforge.result import Result
 from nasforge.run import RunStore
 from nasforge.run import store as store_module
-from nasforge.run.interrupts import deferred_interrupts, workers_ignore_ctrl_c
 
 
 def test_ctrl_c_inside_the_block_is_raised_when_it_ends() -> None:
@@ -118,7 +118,7 @@ def test_a_ctrl_c_while_workers_start_is_raised_after_not_lost() -> None:
 #: a fresh interpreter (no resource tracker running yet, whose start unblocks SIGINT) spawns a worker
 _SPAWN_A_WORKER = textwrap.dedent("""
     import multiprocessing as mp, os, signal, sys
-    from nasforge.run.interrupts import ignore_ctrl_c, workers_ignore_ctrl_c
+    from nasforge.interrupts import ignore_ctrl_c, workers_ignore_ctrl_c
 
     def worker(conn):
         blocked = signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])
